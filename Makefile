@@ -1,0 +1,61 @@
+# metastore: `make run` starts a single-node server on 127.0.0.1:2379; `make test` runs
+# every test (real etcd and etcdctl are installed from Debian's packages when missing,
+# because the differential compat tests run each scenario against both).
+
+CARGO ?= cargo
+DATA_DIR ?= default.metastore
+# etcd-client (a test dependency) compiles etcd's protos with prost-build, which runs a
+# protoc-compatible compiler: protox, pure Rust, installed from crates.io. No system protoc.
+PROTOX := $(CURDIR)/.tools/bin/protox
+export PROTOC := $(PROTOX)
+
+.PHONY: all build run test unit compat deps tools bench soak fmt clippy check-layering clean
+
+all: build
+
+build:
+	$(CARGO) build --release
+
+run: build
+	./target/release/metastore --name default --data-dir $(DATA_DIR) \
+		--listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379
+
+tools: $(PROTOX)
+
+$(PROTOX):
+	$(CARGO) install protox --version 0.9.1 --features bin --locked --root $(CURDIR)/.tools
+
+# Real etcd 3.4 and etcdctl for the differential tests.
+deps: tools
+	@if ! command -v etcd >/dev/null 2>&1 || ! command -v etcdctl >/dev/null 2>&1; then \
+		echo "installing etcd-server and etcd-client from Debian's packages"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server etcd-client; \
+	fi
+
+test: deps check-layering
+	$(CARGO) build --release --bins
+	METASTORE_BIN=$(CURDIR)/target/release/metastore ETCD_BIN=$$(command -v etcd) ETCDCTL_BIN=$$(command -v etcdctl) \
+		$(CARGO) test --release --all-targets -- --test-threads=2
+
+# Lower layers never import upper ones (ARCHITECTURE.md).
+check-layering:
+	@bash scripts/check-layering.sh
+
+bench: deps
+	$(CARGO) build --release --bins
+	bash scripts/bench.sh
+
+soak: deps
+	$(CARGO) build --release --bins
+	METASTORE_BIN=$(CURDIR)/target/release/metastore METASTORE_SOAK=1 \
+		$(CARGO) test --release --test crash -- --nocapture
+
+fmt:
+	$(CARGO) fmt --all
+
+clippy: tools
+	$(CARGO) clippy --all-targets -- -D warnings
+
+clean:
+	$(CARGO) clean
+	rm -rf $(DATA_DIR)

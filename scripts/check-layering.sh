@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Fails when a lower layer imports an upper one (see ARCHITECTURE.md and src/lib.rs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+fail=0
+check() { # layer, forbidden upper layers...
+  local layer=$1; shift
+  for upper in "$@"; do
+    if grep -rnE "(use |crate::)crate::$upper\b|crate::$upper::" "src/$layer" 2>/dev/null | grep -v '^\s*//' ; then
+      echo "layering: src/$layer must not import crate::$upper"; fail=1
+    fi
+  done
+}
+check storage api server raft apply mvcc embed
+check mvcc api server raft apply embed
+check apply api server raft embed
+check raft api server embed
+check server api embed
+check api raft apply mvcc storage
+exit $fail

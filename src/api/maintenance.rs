@@ -1,0 +1,67 @@
+//! The Maintenance service: status, alarms, defragment, hashes (etcd: v3rpc/maintenance.go).
+//! RPCs not overridden here answer `Unimplemented`; docs/compat.md lists them.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::header::fill;
+use crate::proto::etcdserverpb::{
+    maintenance_server::Maintenance, AlarmRequest, AlarmResponse, DefragmentRequest,
+    DefragmentResponse, StatusRequest, StatusResponse,
+};
+use crate::server::Member;
+
+pub struct MaintenanceService {
+    pub member: Arc<Member>,
+}
+
+#[tonic::async_trait]
+impl Maintenance for MaintenanceService {
+    async fn status(
+        &self,
+        _req: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
+        let s = self.member.raft_status();
+        let db = i64::try_from(s.db_size).unwrap_or(i64::MAX);
+        let mut resp = StatusResponse {
+            header: None,
+            version: self.member.settings.report_version.clone(),
+            db_size: db,
+            leader: s.leader,
+            raft_index: s.index,
+            raft_term: s.term,
+            raft_applied_index: s.applied,
+            errors: Vec::new(),
+            db_size_in_use: db,
+            is_learner: false,
+            ..Default::default()
+        };
+        fill(&self.member, &mut resp.header);
+        Ok(Response::new(resp))
+    }
+
+    async fn alarm(&self, _req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
+        // No alarm is ever raised by this version (no quota alarm yet): the list is empty.
+        let mut resp = AlarmResponse {
+            header: None,
+            alarms: Vec::new(),
+        };
+        fill(&self.member, &mut resp.header);
+        Ok(Response::new(resp))
+    }
+
+    async fn defragment(
+        &self,
+        _req: Request<DefragmentRequest>,
+    ) -> Result<Response<DefragmentResponse>, Status> {
+        // sled reclaims space by itself; a defragment makes everything durable and returns.
+        self.member
+            .backend()
+            .flush()
+            .map_err(|e| Status::unknown(e.to_string()))?;
+        let mut resp = DefragmentResponse { header: None };
+        fill(&self.member, &mut resp.header);
+        Ok(Response::new(resp))
+    }
+}

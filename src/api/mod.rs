@@ -1,0 +1,104 @@
+//! The transport edge: tonic services, `/health` `/version` `/metrics`, the error table.
+//!
+//! Imports: `server`, `proto`. Must never: touch
+//! raft, the stores or storage directly.
+
+pub mod cluster;
+pub mod header;
+pub mod http;
+pub mod kv;
+pub mod maintenance;
+pub mod status;
+pub mod validate;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::proto::etcdserverpb::{
+    cluster_server::ClusterServer, kv_server::KvServer, maintenance_server::MaintenanceServer,
+};
+use crate::server::Member;
+
+/// etcd lets a gRPC message exceed --max-request-bytes by this much before gRPC refuses it,
+/// so that the server can answer "request is too large" itself.
+const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+
+/// All client-port routes: gRPC services and plain HTTP, told apart by path.
+pub fn routes(member: Arc<Member>) -> tonic::service::Routes {
+    let max = member.settings.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
+    let kv = KvServer::new(kv::KvService {
+        member: member.clone(),
+    })
+    .max_decoding_message_size(max)
+    .max_encoding_message_size(usize::MAX);
+    let maintenance = MaintenanceServer::new(maintenance::MaintenanceService {
+        member: member.clone(),
+    })
+    .max_decoding_message_size(max)
+    .max_encoding_message_size(usize::MAX);
+    let cluster = ClusterServer::new(cluster::ClusterService {
+        member: member.clone(),
+    })
+    .max_decoding_message_size(max)
+    .max_encoding_message_size(usize::MAX);
+    let grpc = tonic::service::Routes::new(kv)
+        .add_service(maintenance)
+        .add_service(cluster);
+    let router = grpc.into_axum_router().merge(http::router(member));
+    tonic::service::Routes::from(router)
+}
+
+/// Bind every listen URL (a host name binds every address it resolves to).
+pub async fn bind(urls: &[String]) -> std::io::Result<Vec<TcpListener>> {
+    let mut out = Vec::new();
+    for url in urls {
+        let hostport = url
+            .trim_start_matches("http://")
+            .trim_start_matches("https://");
+        let hostport = hostport.split('/').next().unwrap_or(hostport);
+        let mut addrs: Vec<SocketAddr> = tokio::net::lookup_host(hostport).await?.collect();
+        addrs.dedup();
+        for addr in addrs {
+            out.push(TcpListener::bind(addr).await?);
+        }
+    }
+    Ok(out)
+}
+
+/// Serve the client API on the listeners until `shutdown` resolves.
+pub async fn serve(
+    member: Arc<Member>,
+    listeners: Vec<TcpListener>,
+    max_concurrent_streams: u32,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    let (tx, _) = tokio::sync::broadcast::channel::<()>(1);
+    let mut tasks = Vec::new();
+    for l in listeners {
+        let routes = routes(member.clone());
+        let mut rx = tx.subscribe();
+        let server = tonic::transport::Server::builder()
+            .accept_http1(true)
+            .tcp_nodelay(true)
+            .max_concurrent_streams(max_concurrent_streams)
+            .add_routes(routes);
+        tasks.push(tokio::spawn(async move {
+            server
+                .serve_with_incoming_shutdown(TcpListenerStream::new(l), async move {
+                    let _ = rx.recv().await;
+                })
+                .await
+        }));
+    }
+    shutdown.await;
+    let _ = tx.send(());
+    for t in tasks {
+        if let Ok(Err(e)) = t.await {
+            return Err(e);
+        }
+    }
+    Ok(())
+}

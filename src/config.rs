@@ -1,0 +1,594 @@
+//! etcd's command line: flags, `ETCD_*` environment variables and `--config-file` YAML,
+//! parsed into a [`Config`]. Pure parsing: nothing here opens a socket or a file but the
+//! config file.
+//!
+//! Precedence is etcd's: with `--config-file`, the file is the whole configuration and
+//! other flags and variables are ignored; otherwise a flag wins over its variable.
+
+use std::time::Duration;
+
+use clap::Parser;
+
+pub const DEFAULT_REPORT_VERSION: &str = "3.5.17";
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "metastore",
+    version,
+    about = "An etcd-v3-compatible metadata server",
+    disable_help_subcommand = true
+)]
+pub struct Config {
+    /// Human-readable name for this member.
+    #[arg(long, env = "ETCD_NAME", default_value = "default")]
+    pub name: String,
+    /// Path to the data directory (default: <name>.etcd).
+    #[arg(long, env = "ETCD_DATA_DIR")]
+    pub data_dir: Option<String>,
+    /// Accepted for compatibility; the raft log lives in the data directory.
+    #[arg(long, env = "ETCD_WAL_DIR")]
+    pub wal_dir: Option<String>,
+    /// URLs to listen on for client traffic.
+    #[arg(
+        long,
+        env = "ETCD_LISTEN_CLIENT_URLS",
+        default_value = "http://localhost:2379"
+    )]
+    pub listen_client_urls: String,
+    /// Client URLs advertised to the rest of the cluster.
+    #[arg(
+        long,
+        env = "ETCD_ADVERTISE_CLIENT_URLS",
+        default_value = "http://localhost:2379"
+    )]
+    pub advertise_client_urls: String,
+    /// URLs to listen on for peer traffic.
+    #[arg(
+        long,
+        env = "ETCD_LISTEN_PEER_URLS",
+        default_value = "http://localhost:2380"
+    )]
+    pub listen_peer_urls: String,
+    /// Peer URLs advertised to the rest of the cluster.
+    #[arg(
+        long,
+        env = "ETCD_INITIAL_ADVERTISE_PEER_URLS",
+        default_value = "http://localhost:2380"
+    )]
+    pub initial_advertise_peer_urls: String,
+    /// Initial cluster configuration for bootstrapping (default: <name>=<initial-advertise-peer-urls>).
+    #[arg(long, env = "ETCD_INITIAL_CLUSTER")]
+    pub initial_cluster: Option<String>,
+    /// Initial cluster state ('new' or 'existing').
+    #[arg(long, env = "ETCD_INITIAL_CLUSTER_STATE", default_value = "new")]
+    pub initial_cluster_state: String,
+    /// Initial cluster token for the cluster during bootstrap.
+    #[arg(
+        long,
+        env = "ETCD_INITIAL_CLUSTER_TOKEN",
+        default_value = "etcd-cluster"
+    )]
+    pub initial_cluster_token: String,
+    /// Force to create a new one member cluster.
+    #[arg(long, env = "ETCD_FORCE_NEW_CLUSTER", default_value = "false", action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub force_new_cluster: bool,
+    /// Number of committed transactions to trigger a snapshot to disk.
+    #[arg(long, env = "ETCD_SNAPSHOT_COUNT", default_value_t = 100_000)]
+    pub snapshot_count: u64,
+    /// Time (in milliseconds) of a heartbeat interval.
+    #[arg(long, env = "ETCD_HEARTBEAT_INTERVAL", default_value_t = 100)]
+    pub heartbeat_interval: u64,
+    /// Time (in milliseconds) for an election to timeout.
+    #[arg(long, env = "ETCD_ELECTION_TIMEOUT", default_value_t = 1000)]
+    pub election_timeout: u64,
+    /// Reject reconfiguration requests that would cause quorum loss.
+    #[arg(long, env = "ETCD_STRICT_RECONFIG_CHECK", default_value = "true", action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub strict_reconfig_check: bool,
+    /// Raise alarms when backend size exceeds the given quota (0 defaults to 2 GiB).
+    #[arg(long, env = "ETCD_QUOTA_BACKEND_BYTES", default_value_t = 0)]
+    pub quota_backend_bytes: i64,
+    /// Maximum client request size in bytes the server will accept.
+    #[arg(long, env = "ETCD_MAX_REQUEST_BYTES", default_value_t = 1_572_864)]
+    pub max_request_bytes: u32,
+    /// Maximum number of operations permitted in a transaction.
+    #[arg(long, env = "ETCD_MAX_TXN_OPS", default_value_t = 128)]
+    pub max_txn_ops: u32,
+    /// Maximum concurrent streams that each client can open at a time.
+    #[arg(long, env = "ETCD_MAX_CONCURRENT_STREAMS", default_value_t = u32::MAX)]
+    pub max_concurrent_streams: u32,
+    /// Interpret 'auto-compaction-retention' one of: periodic|revision.
+    #[arg(long, env = "ETCD_AUTO_COMPACTION_MODE", default_value = "periodic")]
+    pub auto_compaction_mode: String,
+    /// Auto compaction retention (hours or duration for periodic, revisions for revision; 0 = off).
+    #[arg(long, env = "ETCD_AUTO_COMPACTION_RETENTION", default_value = "0")]
+    pub auto_compaction_retention: String,
+    /// Specify auth token type and its options ('simple' or 'jwt,...').
+    #[arg(long, env = "ETCD_AUTH_TOKEN", default_value = "simple")]
+    pub auth_token: String,
+    /// Specify bcrypt algorithm cost factor for auth password hashing.
+    #[arg(long, env = "ETCD_BCRYPT_COST", default_value_t = 10)]
+    pub bcrypt_cost: u32,
+    #[arg(long, env = "ETCD_CERT_FILE")]
+    pub cert_file: Option<String>,
+    #[arg(long, env = "ETCD_KEY_FILE")]
+    pub key_file: Option<String>,
+    #[arg(long, env = "ETCD_TRUSTED_CA_FILE")]
+    pub trusted_ca_file: Option<String>,
+    #[arg(long, env = "ETCD_CLIENT_CERT_AUTH", default_value = "false", action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub client_cert_auth: bool,
+    #[arg(long, env = "ETCD_AUTO_TLS", default_value = "false", action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub auto_tls: bool,
+    #[arg(long, env = "ETCD_CLIENT_CRL_FILE")]
+    pub client_crl_file: Option<String>,
+    #[arg(long, env = "ETCD_CIPHER_SUITES")]
+    pub cipher_suites: Option<String>,
+    #[arg(long, env = "ETCD_PEER_CERT_FILE")]
+    pub peer_cert_file: Option<String>,
+    #[arg(long, env = "ETCD_PEER_KEY_FILE")]
+    pub peer_key_file: Option<String>,
+    #[arg(long, env = "ETCD_PEER_TRUSTED_CA_FILE")]
+    pub peer_trusted_ca_file: Option<String>,
+    #[arg(long, env = "ETCD_PEER_CLIENT_CERT_AUTH", default_value = "false", action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub peer_client_cert_auth: bool,
+    #[arg(long, env = "ETCD_PEER_AUTO_TLS", default_value = "false", action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub peer_auto_tls: bool,
+    #[arg(long, env = "ETCD_PEER_CERT_ALLOWED_CN")]
+    pub peer_cert_allowed_cn: Option<String>,
+    /// Additional URLs to listen on for /metrics and /health.
+    #[arg(long, env = "ETCD_LISTEN_METRICS_URLS")]
+    pub listen_metrics_urls: Option<String>,
+    /// 'zap' or 'capnslog'.
+    #[arg(long, env = "ETCD_LOGGER", default_value = "zap")]
+    pub logger: String,
+    /// debug, info, warn, error, panic, or fatal.
+    #[arg(long, env = "ETCD_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+    /// Accepted for compatibility; logs go to stderr.
+    #[arg(long, env = "ETCD_LOG_OUTPUTS")]
+    pub log_outputs: Option<String>,
+    /// Enable the JSON gateway on the client port.
+    #[arg(long, env = "ETCD_ENABLE_GRPC_GATEWAY", default_value = "true", action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub enable_grpc_gateway: bool,
+    /// Accepted for compatibility; the v2 API is not served.
+    #[arg(long, env = "ETCD_ENABLE_V2", default_value = "false", action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub enable_v2: bool,
+    /// Duration of periodic watch progress notifications.
+    #[arg(
+        long,
+        env = "ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL",
+        default_value = "10m"
+    )]
+    pub experimental_watch_progress_notify_interval: String,
+    /// Enable debug-level logging.
+    #[arg(long, env = "ETCD_DEBUG", default_value = "false", action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub debug: bool,
+    /// Path to the server configuration file (etcd's YAML).
+    #[arg(long, env = "ETCD_CONFIG_FILE")]
+    pub config_file: Option<String>,
+    /// The etcd server version this member reports (/version, Maintenance.Status).
+    #[arg(long, env = "METASTORE_REPORT_VERSION", default_value = DEFAULT_REPORT_VERSION)]
+    pub report_version: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// One member of `--initial-cluster`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitialMember {
+    pub name: String,
+    pub peer_urls: Vec<String>,
+}
+
+impl Config {
+    /// Parse etcd's command line from the process arguments and environment.
+    pub fn from_args<I: IntoIterator<Item = String>>(args: I) -> Result<Config, Error> {
+        let args = normalize_single_dash(args.into_iter().collect());
+        let cfg = Config::try_parse_from(&args).map_err(|e| Error::Invalid(e.to_string()))?;
+        let cfg = match &cfg.config_file {
+            Some(path) => Config::from_yaml_file(path)?,
+            None => cfg,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// etcd's YAML file: the keys are the flag names (transport security nested).
+    pub fn from_yaml_file(path: &str) -> Result<Config, Error> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Invalid(format!("cannot read config file {path}: {e}")))?;
+        Config::from_yaml(&text)
+    }
+
+    pub fn from_yaml(text: &str) -> Result<Config, Error> {
+        let doc: serde_yaml::Value =
+            serde_yaml::from_str(text).map_err(|e| Error::Invalid(format!("config file: {e}")))?;
+        let mut args = vec!["metastore".to_string()];
+        let serde_yaml::Value::Mapping(map) = doc else {
+            return Err(Error::Invalid("config file: expected a mapping".into()));
+        };
+        for (k, v) in map {
+            let key = k.as_str().unwrap_or_default().to_string();
+            match (key.as_str(), v) {
+                (
+                    "client-transport-security" | "peer-transport-security",
+                    serde_yaml::Value::Mapping(m),
+                ) => {
+                    let prefix = if key.starts_with("peer") { "peer-" } else { "" };
+                    for (k2, v2) in m {
+                        let k2 = k2.as_str().unwrap_or_default();
+                        if let Some(v) = yaml_scalar(&v2) {
+                            if !v.is_empty() {
+                                args.push(format!("--{prefix}{k2}={v}"));
+                            }
+                        }
+                    }
+                }
+                (_, v) => {
+                    if let Some(v) = yaml_scalar(&v) {
+                        if Config::is_known_flag(&key) && !v.is_empty() {
+                            args.push(format!("--{key}={v}"));
+                        } else if !Config::is_known_flag(&key) {
+                            tracing::warn!("ignoring unknown config file key {key:?}");
+                        }
+                    }
+                }
+            }
+        }
+        // Flags and ETCD_* variables are not consulted when a config file is given.
+        let mut cmd = <Config as clap::CommandFactory>::command();
+        cmd = cmd.mut_args(|a| a.env(None::<&str>).hide_env(true));
+        let matches = cmd
+            .try_get_matches_from(args)
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        <Config as clap::FromArgMatches>::from_arg_matches(&matches)
+            .map_err(|e| Error::Invalid(e.to_string()))
+    }
+
+    fn is_known_flag(name: &str) -> bool {
+        <Config as clap::CommandFactory>::command()
+            .get_arguments()
+            .any(|a| a.get_long() == Some(name))
+    }
+
+    /// Every `ETCD_*` variable that names no flag: etcd warns and ignores them.
+    pub fn unknown_env_vars() -> Vec<String> {
+        let known: Vec<String> = <Config as clap::CommandFactory>::command()
+            .get_arguments()
+            .filter_map(|a| a.get_env().map(|e| e.to_string_lossy().to_string()))
+            .collect();
+        std::env::vars()
+            .map(|(k, _)| k)
+            .filter(|k| k.starts_with("ETCD_") && !known.contains(k))
+            .collect()
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        if self.initial_cluster_state != "new" && self.initial_cluster_state != "existing" {
+            return Err(Error::Invalid(format!(
+                "invalid value {:?} for flag -initial-cluster-state: invalid value {:?} for flag -initial-cluster-state",
+                self.initial_cluster_state, self.initial_cluster_state
+            )));
+        }
+        if self.auto_compaction_mode != "periodic" && self.auto_compaction_mode != "revision" {
+            return Err(Error::Invalid(format!(
+                "unknown auto-compaction-mode {:?}",
+                self.auto_compaction_mode
+            )));
+        }
+        self.auto_compaction().map(|_| ())?;
+        if self.election_timeout < 5 * self.heartbeat_interval {
+            return Err(Error::Invalid(format!(
+                "--election-timeout[{}ms] should be at least as 5 times as --heartbeat-interval[{}ms]",
+                self.election_timeout, self.heartbeat_interval
+            )));
+        }
+        let auth_kind = self.auth_token.split(',').next().unwrap_or_default();
+        if auth_kind != "simple" && auth_kind != "jwt" {
+            return Err(Error::Invalid(format!("unknown token type: {auth_kind}")));
+        }
+        for (flag, set) in [
+            ("--cert-file", self.cert_file.is_some()),
+            ("--key-file", self.key_file.is_some()),
+            ("--trusted-ca-file", self.trusted_ca_file.is_some()),
+            ("--client-cert-auth", self.client_cert_auth),
+            ("--auto-tls", self.auto_tls),
+            ("--client-crl-file", self.client_crl_file.is_some()),
+            ("--peer-cert-file", self.peer_cert_file.is_some()),
+            ("--peer-key-file", self.peer_key_file.is_some()),
+            (
+                "--peer-trusted-ca-file",
+                self.peer_trusted_ca_file.is_some(),
+            ),
+            ("--peer-client-cert-auth", self.peer_client_cert_auth),
+            ("--peer-auto-tls", self.peer_auto_tls),
+        ] {
+            if set {
+                return Err(Error::Unsupported(format!(
+                    "{flag}: TLS is not supported by this version of metastore yet"
+                )));
+            }
+        }
+        if auth_kind == "jwt" {
+            return Err(Error::Unsupported(
+                "--auth-token jwt is not supported by this version of metastore yet".into(),
+            ));
+        }
+        for url in self.client_urls()?.iter().chain(self.peer_urls()?.iter()) {
+            if url.starts_with("https://") || url.starts_with("unixs://") {
+                return Err(Error::Unsupported(format!(
+                    "{url}: TLS is not supported by this version of metastore yet"
+                )));
+            }
+        }
+        let members = self.initial_members()?;
+        if members.len() > 1 || self.initial_cluster_state == "existing" {
+            return Err(Error::Unsupported(
+                "clusters of more than one member are not supported by this version of metastore yet".into(),
+            ));
+        }
+        if !members.iter().any(|m| m.name == self.name) {
+            return Err(Error::Invalid(format!(
+                "couldn't find local name {:?} in the initial cluster configuration",
+                self.name
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn data_dir(&self) -> String {
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| format!("{}.etcd", self.name))
+    }
+
+    pub fn client_urls(&self) -> Result<Vec<String>, Error> {
+        parse_urls("listen-client-urls", &self.listen_client_urls)
+    }
+
+    pub fn advertise_client_urls(&self) -> Result<Vec<String>, Error> {
+        parse_urls("advertise-client-urls", &self.advertise_client_urls)
+    }
+
+    pub fn peer_urls(&self) -> Result<Vec<String>, Error> {
+        parse_urls(
+            "initial-advertise-peer-urls",
+            &self.initial_advertise_peer_urls,
+        )
+    }
+
+    pub fn initial_members(&self) -> Result<Vec<InitialMember>, Error> {
+        let spec = match &self.initial_cluster {
+            Some(s) if !s.is_empty() => s.clone(),
+            _ => self
+                .peer_urls()?
+                .iter()
+                .map(|u| format!("{}={u}", self.name))
+                .collect::<Vec<_>>()
+                .join(","),
+        };
+        let mut members: Vec<InitialMember> = Vec::new();
+        for part in spec.split(',').filter(|p| !p.is_empty()) {
+            let (name, url) = part
+                .split_once('=')
+                .ok_or_else(|| Error::Invalid(format!("invalid initial-cluster entry {part:?}")))?;
+            let url = parse_urls("initial-cluster", url)?.remove(0);
+            match members.iter_mut().find(|m| m.name == name) {
+                Some(m) => m.peer_urls.push(url),
+                None => members.push(InitialMember {
+                    name: name.to_string(),
+                    peer_urls: vec![url],
+                }),
+            }
+        }
+        Ok(members)
+    }
+
+    pub fn quota_backend_bytes(&self) -> u64 {
+        if self.quota_backend_bytes <= 0 {
+            2 * 1024 * 1024 * 1024
+        } else {
+            self.quota_backend_bytes as u64
+        }
+    }
+
+    /// The auto-compaction policy, if any.
+    pub fn auto_compaction(&self) -> Result<Option<AutoCompaction>, Error> {
+        let r = self.auto_compaction_retention.trim();
+        if r.is_empty() || r == "0" {
+            return Ok(None);
+        }
+        let bad = || Error::Invalid(format!("invalid auto-compaction-retention {r:?}"));
+        if self.auto_compaction_mode == "revision" {
+            let n: i64 = r.parse().map_err(|_| bad())?;
+            return Ok((n > 0).then_some(AutoCompaction::Revision(n)));
+        }
+        // periodic: a bare number is hours, otherwise a Go duration.
+        let d = match r.parse::<u64>() {
+            Ok(h) => Duration::from_secs(h * 3600),
+            Err(_) => parse_duration(r).ok_or_else(bad)?,
+        };
+        Ok((!d.is_zero()).then_some(AutoCompaction::Periodic(d)))
+    }
+
+    pub fn progress_notify_interval(&self) -> Duration {
+        parse_duration(&self.experimental_watch_progress_notify_interval)
+            .unwrap_or(Duration::from_secs(600))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutoCompaction {
+    Periodic(Duration),
+    Revision(i64),
+}
+
+fn yaml_scalar(v: &serde_yaml::Value) -> Option<String> {
+    match v {
+        serde_yaml::Value::String(s) => Some(s.clone()),
+        serde_yaml::Value::Bool(b) => Some(b.to_string()),
+        serde_yaml::Value::Number(n) => Some(n.to_string()),
+        serde_yaml::Value::Null => Some(String::new()),
+        _ => None,
+    }
+}
+
+/// Go's flag package takes `-flag` as well as `--flag`.
+fn normalize_single_dash(args: Vec<String>) -> Vec<String> {
+    args.into_iter()
+        .enumerate()
+        .map(|(i, a)| {
+            if i > 0 && a.starts_with('-') && !a.starts_with("--") && a.len() > 2 {
+                format!("-{a}")
+            } else {
+                a
+            }
+        })
+        .collect()
+}
+
+fn parse_urls(flag: &str, s: &str) -> Result<Vec<String>, Error> {
+    let mut out = Vec::new();
+    for u in s.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+        let ok = ["http://", "https://", "unix://", "unixs://"]
+            .iter()
+            .any(|p| u.starts_with(p));
+        if !ok {
+            return Err(Error::Invalid(format!(
+                "--{flag}: URL scheme must be http, https, unix or unixs: {u}"
+            )));
+        }
+        out.push(u.trim_end_matches('/').to_string());
+    }
+    if out.is_empty() {
+        return Err(Error::Invalid(format!("--{flag}: no URL given")));
+    }
+    Ok(out)
+}
+
+/// A Go duration such as `10m`, `1h30m`, `500ms`, `2s`.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    if s == "0" {
+        return Some(Duration::ZERO);
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        let n: f64 = rest[..num_end].parse().ok()?;
+        rest = &rest[num_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let secs = match &rest[..unit_end] {
+            "ns" => n / 1e9,
+            "us" | "µs" => n / 1e6,
+            "ms" => n / 1e3,
+            "s" => n,
+            "m" => n * 60.0,
+            "h" => n * 3600.0,
+            _ => return None,
+        };
+        total += Duration::from_secs_f64(secs);
+        rest = &rest[unit_end..];
+    }
+    Some(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, Error> {
+        Config::from_args(
+            std::iter::once("metastore")
+                .chain(args.iter().copied())
+                .map(String::from),
+        )
+    }
+
+    #[test]
+    fn defaults_are_etcds() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.name, "default");
+        assert_eq!(c.data_dir(), "default.etcd");
+        assert_eq!(c.client_urls().unwrap(), vec!["http://localhost:2379"]);
+        assert_eq!(c.max_request_bytes, 1_572_864);
+        assert_eq!(c.max_txn_ops, 128);
+        assert_eq!(c.snapshot_count, 100_000);
+        assert_eq!(c.quota_backend_bytes(), 2 << 30);
+        assert_eq!(
+            c.initial_members().unwrap(),
+            vec![InitialMember {
+                name: "default".into(),
+                peer_urls: vec!["http://localhost:2380".into()]
+            }]
+        );
+    }
+
+    #[test]
+    fn both_flag_forms_and_single_dash() {
+        let c = parse(&[
+            "--name",
+            "n1",
+            "--data-dir=/tmp/x",
+            "-max-txn-ops",
+            "7",
+            "--initial-cluster=n1=http://localhost:2380",
+        ])
+        .unwrap();
+        assert_eq!(c.name, "n1");
+        assert_eq!(c.data_dir(), "/tmp/x");
+        assert_eq!(c.max_txn_ops, 7);
+    }
+
+    #[test]
+    fn yaml_config_file() {
+        let c = Config::from_yaml(
+            "name: y1\ndata-dir: /tmp/y1\nlisten-client-urls: http://127.0.0.1:3379\nmax-txn-ops: 9\ninitial-cluster: y1=http://localhost:2380\nauto-compaction-mode: revision\nauto-compaction-retention: \"100\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.name, "y1");
+        assert_eq!(c.max_txn_ops, 9);
+        assert_eq!(c.client_urls().unwrap(), vec!["http://127.0.0.1:3379"]);
+        assert_eq!(
+            c.auto_compaction().unwrap(),
+            Some(AutoCompaction::Revision(100))
+        );
+    }
+
+    #[test]
+    fn refusals_are_clear() {
+        assert!(matches!(
+            parse(&["--cert-file", "x.pem"]),
+            Err(Error::Unsupported(_))
+        ));
+        assert!(matches!(
+            parse(&["--initial-cluster-state", "bogus"]),
+            Err(Error::Invalid(_))
+        ));
+        assert!(matches!(
+            parse(&[
+                "--name",
+                "zz",
+                "--initial-cluster",
+                "default=http://localhost:2380"
+            ]),
+            Err(Error::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10m"), Some(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("x"), None);
+    }
+}

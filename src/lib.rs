@@ -1,0 +1,22 @@
+//! metastore: an etcd-v3-compatible metadata server on openraft and sled.
+//!
+//! Layers, data flowing down; a module imports only modules below it:
+//!
+//! ```text
+//! api -> server -> raft -> apply -> mvcc -> storage
+//! ```
+//!
+//! `proto` and `config` are leaves. A lower layer signals upward only through a channel or
+//! trait it defines itself (the state machine's `EventSink`). `tests/layering.rs` checks it.
+
+pub mod api;
+pub mod apply;
+pub mod bench;
+pub mod config;
+pub mod embed;
+pub mod logline;
+pub mod mvcc;
+pub mod proto;
+pub mod raft;
+pub mod server;
+pub mod storage;

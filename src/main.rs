@@ -1,0 +1,58 @@
+//! The `metastore` binary: etcd's command line, or `metastore bench ...`.
+
+use metastore::config::Config;
+use metastore::embed::Server;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("bench") {
+        std::process::exit(metastore::bench::main(&args[2..]));
+    }
+    let cfg = match Config::from_args(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("metastore: {e}");
+            std::process::exit(2);
+        }
+    };
+    let level = if cfg.debug {
+        "debug".to_string()
+    } else {
+        cfg.log_level.clone()
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("metastore={level},warn")));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    for var in Config::unknown_env_vars() {
+        tracing::warn!("unrecognized environment variable {var}");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let code = rt.block_on(async move {
+        let server = match Server::start(cfg).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("metastore: {e}");
+                return 1;
+            }
+        };
+        wait_for_signal().await;
+        server.close().await;
+        0
+    });
+    std::process::exit(code);
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

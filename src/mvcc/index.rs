@@ -1,0 +1,192 @@
+//! The in-memory key index: key -> [`KeyIndex`], ordered by key (etcd: storage/mvcc/index.go).
+//! It is rebuilt from the backend at start; values stay in the backend.
+
+use std::collections::{BTreeMap, HashSet};
+use std::ops::Bound;
+
+use bytes::Bytes;
+
+use super::key_index::{KeyAt, KeyIndex};
+use super::revision::Revision;
+
+/// The keys a request names, after etcd's `range_end` rules: an empty end names the key
+/// alone, `"\0"` names every key at or after it, anything else the half-open interval.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyRange {
+    Single(Bytes),
+    Range { start: Bytes, end: Option<Bytes> },
+}
+
+impl KeyRange {
+    pub fn new(key: Bytes, range_end: Bytes) -> Self {
+        if range_end.is_empty() {
+            KeyRange::Single(key)
+        } else if range_end.as_ref() == [0] {
+            KeyRange::Range {
+                start: key,
+                end: None,
+            }
+        } else {
+            KeyRange::Range {
+                start: key,
+                end: Some(range_end),
+            }
+        }
+    }
+
+    pub fn contains(&self, key: &[u8]) -> bool {
+        match self {
+            KeyRange::Single(k) => k.as_ref() == key,
+            KeyRange::Range { start, end } => {
+                key >= start.as_ref() && end.as_ref().is_none_or(|e| key < e.as_ref())
+            }
+        }
+    }
+
+    /// Whether two ranges share a key (etcd's interval tree intersection).
+    pub fn intersects(&self, other: &KeyRange) -> bool {
+        match (self, other) {
+            (KeyRange::Single(a), o) | (o, KeyRange::Single(a)) => o.contains(a),
+            (KeyRange::Range { start: s1, end: e1 }, KeyRange::Range { start: s2, end: e2 }) => {
+                let below = |s: &Bytes, e: &Option<Bytes>| e.as_ref().is_none_or(|e| s < e);
+                below(s1, e2) && below(s2, e1) && below(s1, e1) && below(s2, e2)
+            }
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct TreeIndex {
+    keys: BTreeMap<Bytes, KeyIndex>,
+}
+
+impl TreeIndex {
+    pub fn put(&mut self, key: &Bytes, rev: Revision) {
+        self.keys.entry(key.clone()).or_default().put(rev);
+    }
+
+    pub fn restore(&mut self, key: &Bytes, created: Revision, modified: Revision, ver: i64) {
+        self.keys
+            .entry(key.clone())
+            .or_default()
+            .restore(created, modified, ver);
+    }
+
+    pub fn tombstone(&mut self, key: &Bytes, rev: Revision) {
+        self.keys.entry(key.clone()).or_default().tombstone(rev);
+    }
+
+    pub fn get(&self, key: &[u8], at_main: i64) -> Option<KeyAt> {
+        self.keys.get(key).and_then(|ki| ki.get(at_main))
+    }
+
+    pub fn key_index(&self, key: &[u8]) -> Option<&KeyIndex> {
+        self.keys.get(key)
+    }
+
+    /// Every key of the range that exists at `at_main`, in key order, with what it was then.
+    pub fn range(&self, range: &KeyRange, at_main: i64) -> Vec<(Bytes, KeyAt)> {
+        let mut out = Vec::new();
+        self.visit(range, |k, ki| {
+            if let Some(at) = ki.get(at_main) {
+                out.push((k.clone(), at));
+            }
+        });
+        out
+    }
+
+    /// Calls `f` for every indexed key of the range, live or not.
+    pub fn visit(&self, range: &KeyRange, mut f: impl FnMut(&Bytes, &KeyIndex)) {
+        match range {
+            KeyRange::Single(k) => {
+                if let Some((k, ki)) = self.keys.get_key_value(k.as_ref()) {
+                    f(k, ki);
+                }
+            }
+            KeyRange::Range { start, end } => {
+                if end.as_ref().is_some_and(|e| e <= start) {
+                    return;
+                }
+                let upper = end
+                    .as_ref()
+                    .map_or(Bound::Unbounded, |e| Bound::Excluded(e.clone()));
+                for (k, ki) in self.keys.range((Bound::Included(start.clone()), upper)) {
+                    f(k, ki);
+                }
+            }
+        }
+    }
+
+    /// Compact every key at `at_main`; returns the revisions that stay readable.
+    pub fn compact(&mut self, at_main: i64) -> HashSet<Revision> {
+        let mut available = HashSet::new();
+        self.keys.retain(|_, ki| {
+            ki.compact(at_main, &mut available);
+            !ki.is_empty()
+        });
+        available
+    }
+
+    /// The revisions a compaction at `at_main` would keep (etcd's `Keep`, for HashKV).
+    pub fn keep(&self, at_main: i64) -> HashSet<Revision> {
+        let mut available = HashSet::new();
+        for ki in self.keys.values() {
+            ki.keep(at_main, &mut available);
+        }
+        available
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    #[test]
+    fn range_end_rules() {
+        let mut idx = TreeIndex::default();
+        for (i, k) in ["a", "b", "c", "d"].iter().enumerate() {
+            idx.put(&b(k), Revision::new(i as i64 + 1, 0));
+        }
+        let keys = |r: KeyRange| {
+            idx.range(&r, 10)
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(keys(KeyRange::new(b("b"), Bytes::new())), vec![b("b")]);
+        assert_eq!(keys(KeyRange::new(b("b"), b("d"))), vec![b("b"), b("c")]);
+        assert_eq!(
+            keys(KeyRange::new(b("b"), Bytes::from_static(&[0]))),
+            vec![b("b"), b("c"), b("d")]
+        );
+        assert!(keys(KeyRange::new(b("c"), b("a"))).is_empty());
+        assert_eq!(keys(KeyRange::new(b("a"), b("c"))).len(), 2);
+        assert_eq!(
+            idx.range(&KeyRange::new(b("a"), Bytes::from_static(&[0])), 2)
+                .len(),
+            2
+        );
+    }
+
+    #[test]
+    fn intersects() {
+        let r = |s: &str, e: &str| KeyRange::new(b(s), b(e));
+        assert!(r("a", "c").intersects(&r("b", "")));
+        assert!(!r("a", "c").intersects(&r("c", "")));
+        assert!(r("a", "c").intersects(&r("b", "z")));
+        assert!(!r("a", "b").intersects(&r("b", "c")));
+        assert!(r("a", "\0").intersects(&r("zz", "")));
+    }
+}

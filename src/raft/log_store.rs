@@ -1,0 +1,210 @@
+//! The raft log and hard state in the backend (trees `raft_log` and `raft_meta`).
+//!
+//! To ensure correctness:
+//! - `append` reports an entry flushed only after the fsync that covers it. Appends write at
+//!   once and hand their callback to one flusher thread, which fsyncs once for everything
+//!   queued since its last fsync: concurrent proposals share one fsync (group commit), and
+//!   the raft core never waits on the disk.
+//! - A vote is durable before `save_vote` returns.
+//! - Purge records the purged log id before deleting entries, so there is never a hole.
+
+use std::fmt::Debug;
+use std::ops::{Bound, RangeBounds};
+use std::sync::{mpsc, Arc};
+
+use bytes::Bytes;
+use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
+use openraft::{ErrorSubject, ErrorVerb, OptionalSend};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::types::{Entry, LogId, StorageError, TypeConfig, Vote};
+use crate::storage::{schema, Backend, Tree, WriteBatch};
+
+#[derive(Clone)]
+pub struct LogStore {
+    backend: Arc<dyn Backend>,
+    flusher: mpsc::Sender<LogFlushed<TypeConfig>>,
+}
+
+fn index_key(index: u64) -> Bytes {
+    Bytes::copy_from_slice(&index.to_be_bytes())
+}
+
+pub(crate) fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StorageError> {
+    bincode::serialize(v)
+        .map_err(|e| StorageError::from_io_error(ErrorSubject::Store, ErrorVerb::Write, invalid(e)))
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, StorageError> {
+    bincode::deserialize(b)
+        .map_err(|e| StorageError::from_io_error(ErrorSubject::Store, ErrorVerb::Read, invalid(e)))
+}
+
+fn invalid(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
+}
+
+pub(crate) fn io_err(
+    subject: ErrorSubject<u64>,
+    verb: ErrorVerb,
+    e: impl std::fmt::Display,
+) -> StorageError {
+    StorageError::from_io_error(subject, verb, std::io::Error::other(e.to_string()))
+}
+
+impl LogStore {
+    pub fn new(backend: Arc<dyn Backend>) -> Self {
+        let (tx, rx) = mpsc::channel::<LogFlushed<TypeConfig>>();
+        let b = backend.clone();
+        std::thread::Builder::new()
+            .name("raft-log-flusher".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut waiting = vec![first];
+                    waiting.extend(rx.try_iter());
+                    let res = b.flush().map_err(|e| std::io::Error::other(e.to_string()));
+                    for cb in waiting {
+                        cb.log_io_completed(match &res {
+                            Ok(()) => Ok(()),
+                            Err(e) => Err(std::io::Error::other(e.to_string())),
+                        });
+                    }
+                }
+            })
+            .expect("spawn the raft log flusher");
+        Self {
+            backend,
+            flusher: tx,
+        }
+    }
+
+    fn meta<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StorageError> {
+        match self.backend.get(Tree::RaftMeta, key) {
+            Ok(Some(v)) => decode(&v).map(Some),
+            Ok(None) => Ok(None),
+            Err(e) => Err(io_err(ErrorSubject::Store, ErrorVerb::Read, e)),
+        }
+    }
+
+    fn put_meta<T: Serialize>(&self, key: &'static [u8], v: &T) -> Result<(), StorageError> {
+        let mut b = WriteBatch::default();
+        b.put(Bytes::from_static(key), encode(v)?);
+        self.backend
+            .write(Tree::RaftMeta, b)
+            .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))
+    }
+
+    fn remove_range(&self, start: u64, end: Option<u64>) -> Result<(), StorageError> {
+        let end_key = end.map(index_key).unwrap_or_default();
+        let found = self
+            .backend
+            .range(Tree::RaftLog, &index_key(start), &end_key, 0)
+            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+        let mut b = WriteBatch::default();
+        for (k, _) in found {
+            b.remove(k);
+        }
+        self.backend
+            .write(Tree::RaftLog, b)
+            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let start = match range.start_bound() {
+            Bound::Included(s) => *s,
+            Bound::Excluded(s) => s + 1,
+            Bound::Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(e) => index_key(e + 1),
+            Bound::Excluded(e) => index_key(*e),
+            Bound::Unbounded => Bytes::new(),
+        };
+        let found = self
+            .backend
+            .range(Tree::RaftLog, &index_key(start), &end, 0)
+            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+        found.iter().map(|(_, v)| decode(v)).collect()
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        let last_purged_log_id: Option<LogId> = self.meta(schema::RAFT_PURGED)?;
+        let last = self
+            .backend
+            .last(Tree::RaftLog)
+            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+        let last_log_id = match last {
+            Some((_, v)) => Some(decode::<Entry>(&v)?.log_id),
+            None => last_purged_log_id,
+        };
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
+        self.put_meta(schema::RAFT_VOTE, vote)?;
+        self.backend
+            .flush()
+            .map_err(|e| io_err(ErrorSubject::Vote, ErrorVerb::Write, e))
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
+        self.meta(schema::RAFT_VOTE)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        self.put_meta(schema::RAFT_COMMITTED, &committed)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        Ok(self
+            .meta::<Option<LogId>>(schema::RAFT_COMMITTED)?
+            .flatten())
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut b = WriteBatch::default();
+        for e in entries {
+            b.put(index_key(e.log_id.index), encode(&e)?);
+        }
+        self.backend
+            .write(Tree::RaftLog, b)
+            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+        self.flusher
+            .send(callback)
+            .map_err(|_| io_err(ErrorSubject::Logs, ErrorVerb::Write, "log flusher stopped"))
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.remove_range(log_id.index, None)
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.put_meta(schema::RAFT_PURGED, &log_id)?;
+        self.remove_range(0, Some(log_id.index + 1))
+    }
+}

@@ -1,0 +1,13 @@
+//! openraft 0.9 (storage-v2) glue: type config, log store, state machine, peer network.
+//!
+//! Imports: `apply`, `mvcc`, `storage`, `proto`. Must never: import `server` or `api`.
+
+pub mod log_store;
+pub mod network;
+pub mod state_machine;
+pub mod types;
+
+pub use log_store::LogStore;
+pub use network::Network;
+pub use state_machine::{EventSink, SharedState, StateMachine};
+pub use types::{NodeId, Raft, TypeConfig};

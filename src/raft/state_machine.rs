@@ -1,0 +1,265 @@
+//! The raft state machine: committed entries -> [`Applier`] -> one backend batch.
+//!
+//! To ensure correctness:
+//! - all entries handed to one `apply` call, with `last_applied` and the membership, are
+//!   written in one atomic batch, so a restart resumes exactly after the last applied entry;
+//! - readers hold the store's read lock and so never see half of a batch;
+//! - events are handed to the watch hub after the batch is written, and handing them over
+//!   never waits.
+
+use std::io::Cursor;
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
+use openraft::{
+    EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, SnapshotMeta as OSnapshotMeta,
+};
+use serde::{Deserialize, Serialize};
+
+use super::log_store::{decode, encode, io_err};
+use super::types::{
+    Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+};
+use crate::apply::{Applied, Applier};
+use crate::mvcc::KvStore;
+use crate::proto::mvccpb::Event;
+use crate::storage::{schema, Backend, Tree, WriteBatch};
+
+/// Receives the events of each applied revision; must not block.
+pub trait EventSink: Send + Sync + 'static {
+    fn publish(&self, revision: i64, events: Arc<Vec<Event>>);
+}
+
+/// State shared between the state machine and the readers above it.
+pub struct SharedState {
+    pub kv: RwLock<KvStore>,
+    applied: RwLock<(Option<LogId>, StoredMembership)>,
+    snapshot: RwLock<Option<StoredSnapshot>>,
+    backend: Arc<dyn Backend>,
+    sink: RwLock<Option<Arc<dyn EventSink>>>,
+}
+
+#[derive(Serialize, Deserialize, Clone)]
+struct StoredSnapshot {
+    meta: SnapshotMeta,
+    data: Vec<u8>,
+}
+
+#[derive(Clone)]
+pub struct StateMachine {
+    pub shared: Arc<SharedState>,
+}
+
+impl SharedState {
+    pub fn set_sink(&self, sink: Arc<dyn EventSink>) {
+        *self.sink.write().expect("sink lock") = Some(sink);
+    }
+
+    pub fn last_applied(&self) -> Option<LogId> {
+        self.applied.read().expect("applied lock").0
+    }
+
+    pub fn membership(&self) -> StoredMembership {
+        self.applied.read().expect("applied lock").1.clone()
+    }
+
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+}
+
+impl StateMachine {
+    pub fn open(backend: Arc<dyn Backend>) -> Result<Self, StorageError> {
+        let kv = KvStore::open(backend.clone())
+            .map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Read, e))?;
+        let read = |key: &[u8]| {
+            backend
+                .get(Tree::State, key)
+                .map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Read, e))
+        };
+        let last_applied: Option<LogId> = match read(schema::META_LAST_APPLIED)? {
+            Some(v) => decode(&v)?,
+            None => None,
+        };
+        let membership: StoredMembership = match read(schema::META_MEMBERSHIP)? {
+            Some(v) => decode(&v)?,
+            None => StoredMembership::default(),
+        };
+        Ok(Self {
+            shared: Arc::new(SharedState {
+                kv: RwLock::new(kv),
+                applied: RwLock::new((last_applied, membership)),
+                snapshot: RwLock::new(None),
+                backend,
+                sink: RwLock::new(None),
+            }),
+        })
+    }
+}
+
+fn sm_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
+    io_err(ErrorSubject::StateMachine, verb, e)
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        let a = self.shared.applied.read().expect("applied lock");
+        Ok((a.0, a.1.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Applied>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let shared = &self.shared;
+        let (mut last_applied, mut membership) =
+            shared.applied.read().expect("applied lock").clone();
+        let mut results = Vec::new();
+        let mut published = Vec::new();
+        {
+            let mut kv = shared.kv.write().expect("kv lock");
+            let mut batch = WriteBatch::default();
+            for entry in entries {
+                last_applied = Some(entry.log_id);
+                match entry.payload {
+                    EntryPayload::Blank => results.push(Applied::None),
+                    EntryPayload::Normal(cmd) => {
+                        let out = Applier {
+                            kv: &mut kv,
+                            batch: &mut batch,
+                        }
+                        .apply(cmd)
+                        .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+                        if !out.events.is_empty() {
+                            published.push((out.revision, Arc::new(out.events)));
+                        }
+                        results.push(out.applied);
+                    }
+                    EntryPayload::Membership(m) => {
+                        membership = StoredMembership::new(Some(entry.log_id), m);
+                        results.push(Applied::None);
+                    }
+                }
+            }
+            batch.put(
+                Bytes::from_static(schema::META_LAST_APPLIED),
+                encode(&last_applied)?,
+            );
+            batch.put(
+                Bytes::from_static(schema::META_MEMBERSHIP),
+                encode(&membership)?,
+            );
+            shared
+                .backend
+                .write(Tree::State, batch)
+                .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+            kv.batch_written();
+            *shared.applied.write().expect("applied lock") = (last_applied, membership);
+        }
+        if !published.is_empty() {
+            if let Some(sink) = shared.sink.read().expect("sink lock").as_ref() {
+                for (rev, events) in published {
+                    sink.publish(rev, events);
+                }
+            }
+        }
+        Ok(results)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let data = snapshot.into_inner();
+        let entries: Vec<(Bytes, Bytes)> = decode(&data)?;
+        let shared = &self.shared;
+        let mut kv = shared.kv.write().expect("kv lock");
+        shared
+            .backend
+            .clear(Tree::State)
+            .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        let mut batch = WriteBatch::default();
+        for (k, v) in entries {
+            batch.put(k, v);
+        }
+        batch.put(
+            Bytes::from_static(schema::META_LAST_APPLIED),
+            encode(&meta.last_log_id)?,
+        );
+        batch.put(
+            Bytes::from_static(schema::META_MEMBERSHIP),
+            encode(&meta.last_membership)?,
+        );
+        shared
+            .backend
+            .write(Tree::State, batch)
+            .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        shared
+            .backend
+            .flush()
+            .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        kv.reload().map_err(|e| sm_err(ErrorVerb::Read, e))?;
+        *shared.applied.write().expect("applied lock") =
+            (meta.last_log_id, meta.last_membership.clone());
+        *shared.snapshot.write().expect("snapshot lock") = Some(StoredSnapshot {
+            meta: meta.clone(),
+            data,
+        });
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
+        let snap = self.shared.snapshot.read().expect("snapshot lock").clone();
+        Ok(snap.map(|s| Snapshot {
+            meta: s.meta,
+            snapshot: Box::new(Cursor::new(s.data)),
+        }))
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+        let shared = &self.shared;
+        // The read lock holds applies back, so the copy is of one applied index.
+        let (entries, last_applied, membership) = {
+            let _kv = shared.kv.read().expect("kv lock");
+            let entries = shared
+                .backend
+                .range(Tree::State, &[], &[], 0)
+                .map_err(|e| sm_err(ErrorVerb::Read, e))?;
+            let (a, m) = shared.applied.read().expect("applied lock").clone();
+            (entries, a, m)
+        };
+        let data = encode(&entries)?;
+        let snapshot_id = match last_applied {
+            Some(l) => format!("{}-{}-{}", l.leader_id, l.index, data.len()),
+            None => format!("none-{}", data.len()),
+        };
+        let meta = OSnapshotMeta {
+            last_log_id: last_applied,
+            last_membership: membership,
+            snapshot_id,
+        };
+        *shared.snapshot.write().expect("snapshot lock") = Some(StoredSnapshot {
+            meta: meta.clone(),
+            data: data.clone(),
+        });
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}

@@ -1,0 +1,89 @@
+//! Member and cluster ids, computed as etcd computes them so a default single member gets
+//! etcd's well-known ids, and kept in the backend so they never change for a member's life
+//! (etcd: etcdserver/api/membership/member.go NewMember, cluster.go genID).
+
+use bytes::Bytes;
+use sha1::{Digest, Sha1};
+
+use super::error::{Error, Result};
+use crate::config::InitialMember;
+use crate::storage::{Backend, Tree, WriteBatch};
+
+const MEMBER_ID: &[u8] = b"member_id";
+const CLUSTER_ID: &[u8] = b"cluster_id";
+
+fn first_u64(digest: &[u8]) -> u64 {
+    u64::from_be_bytes(digest[..8].try_into().expect("sha1 is 20 bytes"))
+}
+
+/// etcd's member id: sha1 of the sorted peer URLs and the cluster token.
+pub fn member_id(peer_urls: &[String], token: &str) -> u64 {
+    let mut urls = peer_urls.to_vec();
+    urls.sort();
+    let mut h = Sha1::new();
+    for u in &urls {
+        h.update(u.as_bytes());
+    }
+    h.update(token.as_bytes());
+    first_u64(&h.finalize())
+}
+
+/// etcd's cluster id: sha1 of the sorted member ids, big-endian.
+pub fn cluster_id(member_ids: &[u64]) -> u64 {
+    let mut ids = member_ids.to_vec();
+    ids.sort_unstable();
+    let mut h = Sha1::new();
+    for id in ids {
+        h.update(id.to_be_bytes());
+    }
+    first_u64(&h.finalize())
+}
+
+/// The ids stored in the backend, or new ones from the initial cluster on first start.
+pub fn load_or_create(
+    backend: &dyn Backend,
+    members: &[InitialMember],
+    name: &str,
+    token: &str,
+) -> Result<(u64, u64)> {
+    let read = |k: &[u8]| -> Result<Option<u64>> {
+        let v = backend
+            .get(Tree::RaftMeta, k)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        Ok(v.and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes)))
+    };
+    if let (Some(m), Some(c)) = (read(MEMBER_ID)?, read(CLUSTER_ID)?) {
+        return Ok((m, c));
+    }
+    let ids: Vec<u64> = members
+        .iter()
+        .map(|m| member_id(&m.peer_urls, token))
+        .collect();
+    let me = members
+        .iter()
+        .position(|m| m.name == name)
+        .ok_or_else(|| Error::Internal(format!("member {name:?} is not in the initial cluster")))?;
+    let (m, c) = (ids[me], cluster_id(&ids));
+    let mut b = WriteBatch::default();
+    b.put(Bytes::from_static(MEMBER_ID), m.to_be_bytes().to_vec());
+    b.put(Bytes::from_static(CLUSTER_ID), c.to_be_bytes().to_vec());
+    backend
+        .write(Tree::RaftMeta, b)
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    backend
+        .flush()
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    Ok((m, c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_member_gets_etcds_ids() {
+        let m = member_id(&["http://localhost:2380".to_string()], "etcd-cluster");
+        assert_eq!(format!("{m:x}"), "8e9e05c52164694d");
+        assert_eq!(format!("{:x}", cluster_id(&[m])), "cdf818194e3a8c32");
+    }
+}

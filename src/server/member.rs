@@ -1,0 +1,324 @@
+//! The member: owns the backend, the raft node and the stores, and serves requests through
+//! them independent of any transport (etcd: etcdserver/server.go, v3_server.go).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::BasicNode;
+use prost::Message;
+
+use super::error::{Error, Result};
+use super::ids;
+use crate::apply::{self, Applied, Command};
+use crate::config::Config;
+use crate::mvcc::{KvStore, WriteTxn};
+use crate::proto::etcdserverpb::{
+    request_op::Request, CompactionRequest, CompactionResponse, DeleteRangeRequest,
+    DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader,
+    TxnRequest, TxnResponse,
+};
+use crate::raft::{LogStore, Network, Raft, SharedState, StateMachine};
+use crate::storage::{Backend, SledBackend, Tree, WriteBatch};
+
+/// How long a proposal may wait for its result (etcd: 5s plus two election timeouts).
+fn request_timeout(election_ms: u64) -> Duration {
+    Duration::from_secs(5) + Duration::from_millis(2 * election_ms)
+}
+
+/// Settings the member needs after start (a subset of [`Config`]).
+#[derive(Debug, Clone)]
+pub struct MemberSettings {
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub client_urls: Vec<String>,
+    pub peer_urls: Vec<String>,
+    pub max_request_bytes: u32,
+    pub max_txn_ops: u32,
+    pub quota_backend_bytes: u64,
+    pub report_version: String,
+    pub election_timeout_ms: u64,
+}
+
+pub struct Member {
+    pub settings: MemberSettings,
+    pub raft: Raft,
+    pub state: Arc<SharedState>,
+    backend: Arc<dyn Backend>,
+    pub member_id: u64,
+    pub cluster_id: u64,
+    started: Instant,
+}
+
+impl Member {
+    /// Open (or create) the member's data dir, start raft, and wait until it has a leader.
+    pub async fn start(cfg: &Config) -> Result<Arc<Member>> {
+        let internal = |e: &dyn std::fmt::Display| Error::Internal(e.to_string());
+        let members = cfg.initial_members().map_err(|e| internal(&e))?;
+        let settings = MemberSettings {
+            name: cfg.name.clone(),
+            data_dir: PathBuf::from(cfg.data_dir()),
+            client_urls: cfg.advertise_client_urls().map_err(|e| internal(&e))?,
+            peer_urls: cfg.peer_urls().map_err(|e| internal(&e))?,
+            max_request_bytes: cfg.max_request_bytes,
+            max_txn_ops: cfg.max_txn_ops,
+            quota_backend_bytes: cfg.quota_backend_bytes(),
+            report_version: cfg.report_version.clone(),
+            election_timeout_ms: cfg.election_timeout,
+        };
+        let db_dir = settings.data_dir.join("member").join("db");
+        std::fs::create_dir_all(&db_dir).map_err(|e| internal(&e))?;
+        let backend: Arc<dyn Backend> =
+            Arc::new(SledBackend::open(&db_dir).map_err(|e| internal(&e))?);
+
+        let (member_id, cluster_id) =
+            ids::load_or_create(&*backend, &members, &cfg.name, &cfg.initial_cluster_token)?;
+        let log_store = LogStore::new(backend.clone());
+        let sm = StateMachine::open(backend.clone()).map_err(|e| internal(&e))?;
+        let state = sm.shared.clone();
+        let raft_config = openraft::Config {
+            cluster_name: cfg.initial_cluster_token.clone(),
+            heartbeat_interval: cfg.heartbeat_interval,
+            election_timeout_min: cfg.election_timeout,
+            election_timeout_max: cfg.election_timeout * 2,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(cfg.snapshot_count.max(1)),
+            max_in_snapshot_log_to_keep: 5000,
+            max_payload_entries: 1024,
+            ..Default::default()
+        };
+        let raft_config = Arc::new(raft_config.validate().map_err(|e| internal(&e))?);
+        let raft = Raft::new(member_id, raft_config, Network, log_store, sm)
+            .await
+            .map_err(|e| internal(&e))?;
+        if !raft.is_initialized().await.map_err(|e| internal(&e))? {
+            let mut nodes = BTreeMap::new();
+            nodes.insert(
+                member_id,
+                BasicNode {
+                    addr: settings.peer_urls[0].clone(),
+                },
+            );
+            raft.initialize(nodes).await.map_err(|e| internal(&e))?;
+        }
+        let member = Arc::new(Member {
+            settings,
+            raft,
+            state,
+            backend,
+            member_id,
+            cluster_id,
+            started: Instant::now(),
+        });
+        member.wait_for_leader(Duration::from_secs(60)).await?;
+        Ok(member)
+    }
+
+    async fn wait_for_leader(&self, timeout: Duration) -> Result<()> {
+        let mut metrics = self.raft.metrics();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if metrics.borrow().current_leader.is_some() {
+                return Ok(());
+            }
+            match tokio::time::timeout_at(deadline, metrics.changed()).await {
+                Ok(Ok(())) => continue,
+                Ok(Err(_)) => return Err(Error::Stopped),
+                Err(_) => return Err(Error::NoLeader),
+            }
+        }
+    }
+
+    pub async fn shutdown(&self) {
+        let _ = self.raft.shutdown().await;
+        let _ = self.backend.flush();
+    }
+
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    /// etcd's response header: ids, the current term and the given revision.
+    pub fn header(&self, revision: i64) -> ResponseHeader {
+        let term = self.raft.metrics().borrow().current_term;
+        ResponseHeader {
+            cluster_id: self.cluster_id,
+            member_id: self.member_id,
+            revision,
+            raft_term: term,
+        }
+    }
+
+    pub fn current_revision(&self) -> i64 {
+        self.state.kv.read().expect("kv lock").current_rev()
+    }
+
+    pub fn leader(&self) -> Option<u64> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    /// Propose a command and wait for the result of its apply.
+    async fn propose(&self, cmd: Command, size: usize) -> Result<Applied> {
+        // etcd compares the encoded internal request (the request plus a small header).
+        if size + 16 > self.settings.max_request_bytes as usize {
+            return Err(Error::RequestTooLarge);
+        }
+        let timeout = request_timeout(self.settings.election_timeout_ms);
+        let res = tokio::time::timeout(timeout, self.raft.client_write(cmd))
+            .await
+            .map_err(|_| Error::Timeout)?;
+        match res {
+            Ok(resp) => match resp.data {
+                Applied::Refused(r) => Err(r.into()),
+                other => Ok(other),
+            },
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(Error::NoLeader),
+            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+                Err(Error::Internal(e.to_string()))
+            }
+            Err(RaftError::Fatal(_)) => Err(Error::Stopped),
+        }
+    }
+
+    /// Wait until this member's store reflects every write committed before the call
+    /// (etcd's linearizableReadNotify).
+    pub async fn read_barrier(&self) -> Result<()> {
+        let timeout = request_timeout(self.settings.election_timeout_ms);
+        match tokio::time::timeout(timeout, self.raft.ensure_linearizable()).await {
+            Err(_) => Err(Error::Timeout),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(RaftError::Fatal(_))) => Err(Error::Stopped),
+            Ok(Err(RaftError::APIError(_))) => Err(Error::NoLeader),
+        }
+    }
+
+    pub async fn range(&self, req: RangeRequest) -> Result<RangeResponse> {
+        if !req.serializable {
+            self.read_barrier().await?;
+        }
+        let kv = self.state.kv.read().expect("kv lock");
+        Ok(apply::kv::range(&*kv, &req)??)
+    }
+
+    pub async fn put(&self, req: PutRequest) -> Result<PutResponse> {
+        let size = req.encoded_len();
+        match self.propose(Command::Put(req), size).await? {
+            Applied::Put(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn delete_range(&self, req: DeleteRangeRequest) -> Result<DeleteRangeResponse> {
+        let size = req.encoded_len();
+        match self.propose(Command::DeleteRange(req), size).await? {
+            Applied::DeleteRange(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn txn(&self, req: TxnRequest) -> Result<TxnResponse> {
+        if is_txn_read_only(&req) {
+            // Like etcd, a txn of ranges only is a read: barrier, then run it locally.
+            self.read_barrier().await?;
+            let mut kv = self.state.kv.write().expect("kv lock");
+            let mut scratch = WriteBatch::default();
+            let mut txn: WriteTxn<'_> = KvStore::write(&mut kv, &mut scratch);
+            let out = apply::txn::txn(&mut txn, req)??;
+            let _ = txn.end();
+            debug_assert!(scratch.is_empty(), "a read-only txn wrote");
+            return Ok(out);
+        }
+        let size = req.encoded_len();
+        match self.propose(Command::Txn(req), size).await? {
+            Applied::Txn(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn compact(&self, req: CompactionRequest) -> Result<CompactionResponse> {
+        let size = req.encoded_len();
+        match self.propose(Command::Compaction(req), size).await? {
+            Applied::Compaction(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Raft index and term of the last applied entry, and the db size.
+    pub fn raft_status(&self) -> RaftStatus {
+        let m = self.raft.metrics().borrow().clone();
+        RaftStatus {
+            leader: m.current_leader.unwrap_or(0),
+            term: m.current_term,
+            index: m.last_log_index.unwrap_or(0),
+            applied: m.last_applied.map(|l| l.index).unwrap_or(0),
+            db_size: self.backend.size(),
+        }
+    }
+
+    /// The members of the cluster as raft knows them: (id, name, peer urls, client urls).
+    pub fn members(&self) -> Vec<MemberInfo> {
+        let membership = self.state.membership();
+        membership
+            .nodes()
+            .map(|(id, node)| MemberInfo {
+                id: *id,
+                name: if *id == self.member_id {
+                    self.settings.name.clone()
+                } else {
+                    String::new()
+                },
+                peer_urls: vec![node.addr.clone()],
+                client_urls: if *id == self.member_id {
+                    self.settings.client_urls.clone()
+                } else {
+                    Vec::new()
+                },
+                is_learner: !membership.membership().voter_ids().any(|v| v == *id),
+            })
+            .collect()
+    }
+
+    /// For tests and tools: read a raw state-tree record.
+    pub fn raw_state(&self, key: &[u8]) -> Option<bytes::Bytes> {
+        self.backend.get(Tree::State, key).ok().flatten()
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct RaftStatus {
+    pub leader: u64,
+    pub term: u64,
+    pub index: u64,
+    pub applied: u64,
+    pub db_size: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct MemberInfo {
+    pub id: u64,
+    pub name: String,
+    pub peer_urls: Vec<String>,
+    pub client_urls: Vec<String>,
+    pub is_learner: bool,
+}
+
+fn unexpected(a: Applied) -> Error {
+    Error::Internal(format!("unexpected apply result {a:?}"))
+}
+
+/// Whether every op, nested ones included, is a range (etcd: isTxnReadonly).
+pub fn is_txn_read_only(r: &TxnRequest) -> bool {
+    r.success
+        .iter()
+        .chain(r.failure.iter())
+        .all(|op| match &op.request {
+            Some(Request::RequestRange(_)) => true,
+            Some(Request::RequestTxn(t)) => is_txn_read_only(t),
+            _ => false,
+        })
+}

@@ -1,0 +1,14 @@
+//! The member, independent of transport: proposals, the linearizable read barrier, ids,
+//! auto-compaction.
+//!
+//! Imports: `raft`, `apply`, `mvcc`, `storage`, `config`, `proto`. Must never: import `api`.
+
+pub mod compactor;
+pub mod error;
+pub mod ids;
+pub mod member;
+
+/// Key ranges by etcd's `range_end` rules, for request checks at the edge.
+pub use crate::mvcc::KeyRange;
+pub use error::{Error, Result};
+pub use member::{Member, MemberInfo, RaftStatus};
