@@ -77,15 +77,6 @@ impl Server {
                 tracing::error!(error = %e, "client server stopped");
             }
         });
-        logline::info(&cfg.logger, "embed", "ready to serve client requests", &[]);
-        for a in &client_addrs {
-            logline::info(
-                &cfg.logger,
-                "embed",
-                &format!("serving insecure client requests on {a}, this is strongly discouraged!"),
-                &[("address", a.to_string())],
-            );
-        }
         let (_, cluster_version) = crate::api::http::versions(&member);
         let minor = cluster_version
             .rsplit_once('.')
@@ -97,6 +88,15 @@ impl Server {
             &format!("enabled capabilities for version {minor}"),
             &[("cluster-version", minor.clone())],
         );
+        logline::info(&cfg.logger, "embed", "ready to serve client requests", &[]);
+        for a in &client_addrs {
+            logline::info(
+                &cfg.logger,
+                "embed",
+                &format!("serving insecure client requests on {a}, this is strongly discouraged!"),
+                &[("address", a.to_string())],
+            );
+        }
         let compactor = cfg
             .auto_compaction()?
             .map(|p| compactor::spawn(member.clone(), p));

@@ -69,7 +69,8 @@ impl KvStore {
             Some(v) => decode_i64(&v)?,
             None => -1,
         };
-        let mut current = self.compact_rev.max(0);
+        // An empty store is at revision 1, so the first write gets 2 (etcd's currentRev).
+        let mut current = self.compact_rev.max(1);
         if let Some(v) = self.backend.get(Tree::State, schema::META_CURRENT_REV)? {
             current = current.max(decode_i64(&v)?);
         }

@@ -1,0 +1,635 @@
+//! Scenarios through etcdctl: writes run once (text output), reads run twice (`-w json` and
+//! the default text output).
+
+use crate::common::{error_lines, normalize_json, CtlOutput, Server};
+use crate::{Pair, Report};
+
+pub enum Step {
+    /// A command run once, text output compared.
+    W(Vec<String>),
+    /// A read run as `-w json` and as text.
+    R(Vec<String>),
+    /// A command with standard input (txn, put reading its value).
+    In(Vec<String>, String),
+}
+
+fn args(p: &str, a: &[&str]) -> Vec<String> {
+    a.iter().map(|s| s.replace("{p}", p)).collect()
+}
+
+pub fn w(p: &str, a: &[&str]) -> Step {
+    Step::W(args(p, a))
+}
+pub fn r(p: &str, a: &[&str]) -> Step {
+    Step::R(args(p, a))
+}
+pub fn input(p: &str, a: &[&str], stdin: &str) -> Step {
+    Step::In(args(p, a), stdin.replace("{p}", p))
+}
+
+/// What is compared: exit code, stdout (JSON normalised), and the `Error:` lines.
+fn observed(out: &CtlOutput, json: bool) -> (i32, String, String) {
+    let stdout = if json || out.stdout.starts_with('{') {
+        match serde_json::from_str::<serde_json::Value>(out.stdout.trim()) {
+            Ok(v) => normalize_json(v).to_string(),
+            Err(_) => out.stdout.clone(),
+        }
+    } else {
+        out.stdout.clone()
+    };
+    (out.code, stdout, error_lines(&out.stderr))
+}
+
+fn compare(
+    report: &mut Report,
+    name: &str,
+    etcd: &Server,
+    ms: &Server,
+    a: &[String],
+    stdin: Option<&str>,
+    json: bool,
+) {
+    let mut full: Vec<&str> = a.iter().map(String::as_str).collect();
+    if json {
+        full.extend(["-w", "json"]);
+    }
+    let e = observed(&etcd.etcdctl(&full, stdin), json);
+    let m = observed(&ms.etcdctl(&full, stdin), json);
+    report.steps += 1;
+    if e != m {
+        report.diffs.push(format!(
+            "[{name}] etcdctl {}\n  etcd:      code={} out={:?} err={:?}\n  metastore: code={} out={:?} err={:?}",
+            full.join(" "),
+            e.0,
+            e.1,
+            e.2,
+            m.0,
+            m.1,
+            m.2
+        ));
+    }
+}
+
+pub fn run(pair: &Pair, report: &mut Report, name: &str, steps: Vec<Step>) {
+    report.scenarios += 1;
+    for step in steps {
+        match step {
+            Step::W(a) => compare(report, name, &pair.etcd, &pair.ms, &a, None, false),
+            Step::R(a) => {
+                compare(report, name, &pair.etcd, &pair.ms, &a, None, true);
+                compare(report, name, &pair.etcd, &pair.ms, &a, None, false);
+            }
+            Step::In(a, stdin) => {
+                compare(report, name, &pair.etcd, &pair.ms, &a, Some(&stdin), false)
+            }
+        }
+    }
+}
+
+/// Build `n` puts for a txn body.
+fn txn_puts(p: &str, n: usize) -> String {
+    (0..n).map(|i| format!("put {p}k{i} v\n")).collect()
+}
+
+#[test]
+fn kv_through_etcdctl() {
+    let Some(pair) = Pair::start(&[]) else { return };
+    let mut rep = Report::default();
+    let s = |rep: &mut Report, name: &str, f: &dyn Fn(&str) -> Vec<Step>| {
+        let p = format!("{name}/");
+        run(&pair, rep, name, f(&p));
+    };
+    s(&mut rep, "put-get", &|p| {
+        vec![w(p, &["put", "{p}a", "1"]), r(p, &["get", "{p}a"])]
+    });
+    s(&mut rep, "get-missing", &|p| {
+        vec![r(p, &["get", "{p}nothing"])]
+    });
+    s(&mut rep, "overwrite-version", &|p| {
+        vec![
+            w(p, &["put", "{p}a", "1"]),
+            w(p, &["put", "{p}a", "2"]),
+            w(p, &["put", "{p}a", "3"]),
+            r(p, &["get", "{p}a"]),
+        ]
+    });
+    s(&mut rep, "put-prev-kv", &|p| {
+        vec![
+            w(p, &["put", "{p}a", "1"]),
+            w(p, &["put", "{p}a", "2", "--prev-kv"]),
+            r(p, &["put", "{p}a", "3", "--prev-kv"]),
+        ]
+    });
+    s(&mut rep, "put-ignore-value", &|p| {
+        vec![
+            w(p, &["put", "{p}a", "1"]),
+            w(p, &["put", "{p}a", "--ignore-value"]),
+            r(p, &["get", "{p}a"]),
+        ]
+    });
+    s(&mut rep, "put-ignore-value-missing", &|p| {
+        vec![
+            w(p, &["put", "{p}none", "--ignore-value"]),
+            r(p, &["get", "{p}none"]),
+        ]
+    });
+    s(&mut rep, "put-missing-lease", &|p| {
+        vec![
+            w(p, &["put", "{p}a", "1", "--lease=1234abcd"]),
+            r(p, &["get", "{p}a"]),
+        ]
+    });
+    s(&mut rep, "put-ignore-lease", &|p| {
+        vec![
+            w(p, &["put", "{p}a", "1"]),
+            w(p, &["put", "{p}a", "2", "--ignore-lease"]),
+            r(p, &["get", "{p}a"]),
+        ]
+    });
+    s(&mut rep, "put-ignore-lease-missing", &|p| {
+        vec![w(p, &["put", "{p}none", "2", "--ignore-lease"])]
+    });
+    s(&mut rep, "prefix", &|p| {
+        vec![
+            w(p, &["put", "{p}a", "1"]),
+            w(p, &["put", "{p}b", "2"]),
+            w(p, &["put", "{p}c", "3"]),
+            r(p, &["get", "{p}", "--prefix"]),
+        ]
+    });
+    s(&mut rep, "from-key", &|p| {
+        vec![
+            w(p, &["put", "{p}x", "1"]),
+            w(p, &["put", "{p}y", "2"]),
+            r(p, &["get", "{p}x", "--from-key", "--limit", "5"]),
+        ]
+    });
+    s(&mut rep, "range-interval", &|p| {
+        vec![
+            w(p, &["put", "{p}a", "1"]),
+            w(p, &["put", "{p}b", "2"]),
+            w(p, &["put", "{p}c", "3"]),
+            r(p, &["get", "{p}a", "{p}c"]),
+        ]
+    });
+    s(&mut rep, "range-end-below-key", &|p| {
+        vec![w(p, &["put", "{p}b", "1"]), r(p, &["get", "{p}c", "{p}a"])]
+    });
+    s(&mut rep, "limit-more", &|p| {
+        vec![
+            w(p, &["put", "{p}a", "1"]),
+            w(p, &["put", "{p}b", "2"]),
+            w(p, &["put", "{p}c", "3"]),
+            r(p, &["get", "{p}", "--prefix", "--limit", "2"]),
+        ]
+    });
+    let sorted = |p: &str| {
+        vec![
+            w(p, &["put", "{p}c", "1"]),
+            w(p, &["put", "{p}a", "3"]),
+            w(p, &["put", "{p}b", "2"]),
+            w(p, &["put", "{p}a", "4"]),
+            w(p, &["put", "{p}a", "5"]),
+            r(
+                p,
+                &[
+                    "get",
+                    "{p}",
+                    "--prefix",
+                    "--sort-by=MODIFY",
+                    "--order=DESCEND",
+                ],
+            ),
+            r(
+                p,
+                &[
+                    "get",
+                    "{p}",
+                    "--prefix",
+                    "--sort-by=MODIFY",
+                    "--order=ASCEND",
+                ],
+            ),
+            r(p, &["get", "{p}", "--prefix", "--sort-by=CREATE"]),
+            r(
+                p,
+                &[
+                    "get",
+                    "{p}",
+                    "--prefix",
+                    "--sort-by=CREATE",
+                    "--order=DESCEND",
+                    "--limit",
+                    "2",
+                ],
+            ),
+            r(
+                p,
+                &[
+                    "get",
+                    "{p}",
+                    "--prefix",
+                    "--sort-by=VALUE",
+                    "--order=DESCEND",
+                ],
+            ),
+            r(
+                p,
+                &["get", "{p}", "--prefix", "--sort-by=KEY", "--order=DESCEND"],
+            ),
+            r(p, &["get", "{p}", "--prefix", "--order=DESCEND"]),
+            r(
+                p,
+                &[
+                    "get",
+                    "{p}",
+                    "--prefix",
+                    "--sort-by=VERSION",
+                    "--order=DESCEND",
+                    "--limit",
+                    "1",
+                ],
+            ),
+        ]
+    };
+    s(&mut rep, "sort", &sorted);
+    s(&mut rep, "keys-only", &|p| {
+        vec![
+            w(p, &["put", "{p}a", "1"]),
+            w(p, &["put", "{p}b", "2"]),
+            r(p, &["get", "{p}", "--prefix", "--keys-only"]),
+        ]
+    });
+    s(&mut rep, "count-only", &|p| {
+        vec![
+            w(p, &["put", "{p}a", "1"]),
+            w(p, &["put", "{p}b", "2"]),
+            r(p, &["get", "{p}", "--prefix", "--count-only"]),
+        ]
+    });
+    s(&mut rep, "print-value-only", &|p| {
+        vec![
+            w(p, &["put", "{p}a", "hello"]),
+            w(p, &["get", "{p}a", "--print-value-only"]),
+        ]
+    });
+    s(&mut rep, "serializable", &|p| {
+        vec![
+            w(p, &["put", "{p}a", "1"]),
+            r(p, &["get", "{p}a", "--consistency=s"]),
+        ]
+    });
+    s(&mut rep, "historical-rev", &|p| {
+        vec![
+            w(p, &["put", "{p}a", "1"]),
+            w(p, &["put", "{p}a", "2"]),
+            r(p, &["get", "{p}a", "--rev=2"]),
+            r(p, &["get", "{p}", "--prefix", "--rev=1"]),
+        ]
+    });
+    s(&mut rep, "future-rev", &|p| {
+        vec![r(p, &["get", "{p}a", "--rev=100000"])]
+    });
+    s(&mut rep, "delete-one", &|p| {
+        vec![
+            w(p, &["put", "{p}a", "1"]),
+            w(p, &["del", "{p}a"]),
+            r(p, &["get", "{p}a"]),
+        ]
+    });
+    s(&mut rep, "delete-missing", &|p| {
+        vec![w(p, &["del", "{p}nothing"])]
+    });
+    s(&mut rep, "delete-prefix-prev-kv", &|p| {
+        vec![
+            w(p, &["put", "{p}a", "1"]),
+            w(p, &["put", "{p}b", "2"]),
+            w(p, &["del", "{p}", "--prefix", "--prev-kv"]),
+            r(p, &["get", "{p}", "--prefix"]),
+        ]
+    });
+    s(&mut rep, "delete-range", &|p| {
+        vec![
+            w(p, &["put", "{p}a", "1"]),
+            w(p, &["put", "{p}b", "2"]),
+            w(p, &["put", "{p}c", "3"]),
+            w(p, &["del", "{p}a", "{p}c"]),
+            r(p, &["get", "{p}", "--prefix"]),
+        ]
+    });
+    s(&mut rep, "delete-json", &|p| {
+        vec![
+            w(p, &["put", "{p}a", "1"]),
+            r(p, &["del", "{p}a", "--prev-kv"]),
+        ]
+    });
+    s(&mut rep, "recreate-after-delete", &|p| {
+        vec![
+            w(p, &["put", "{p}a", "1"]),
+            w(p, &["put", "{p}a", "2"]),
+            w(p, &["del", "{p}a"]),
+            w(p, &["put", "{p}a", "3"]),
+            r(p, &["get", "{p}a"]),
+        ]
+    });
+    s(&mut rep, "empty-key", &|p| {
+        vec![
+            w(p, &["put", "", "v"]),
+            w(p, &["get", ""]),
+            w(p, &["del", ""]),
+        ]
+    });
+    s(&mut rep, "value-from-stdin", &|p| {
+        vec![
+            input(p, &["put", "{p}a"], "from stdin"),
+            r(p, &["get", "{p}a"]),
+        ]
+    });
+    s(&mut rep, "dash-value", &|p| {
+        vec![
+            w(p, &["put", "{p}a", "--", "-dash"]),
+            r(p, &["get", "{p}a"]),
+        ]
+    });
+    s(&mut rep, "large-value", &|p| {
+        vec![
+            input(p, &["put", "{p}big"], &"x".repeat(200_000)),
+            r(p, &["get", "{p}big", "--count-only"]),
+        ]
+    });
+    s(&mut rep, "too-large", &|p| {
+        vec![
+            input(p, &["put", "{p}huge"], &"y".repeat(1_700_000)),
+            r(p, &["get", "{p}huge"]),
+        ]
+    });
+    s(&mut rep, "txn-success", &|p| {
+        vec![
+            w(p, &["put", "{p}a", "1"]),
+            input(
+                p,
+                &["txn"],
+                "value(\"{p}a\") = \"1\"\n\nput {p}a 2\nget {p}a\n\nput {p}a 3\n\n",
+            ),
+            r(p, &["get", "{p}a"]),
+        ]
+    });
+    s(&mut rep, "txn-failure", &|p| {
+        vec![
+            w(p, &["put", "{p}a", "1"]),
+            input(
+                p,
+                &["txn"],
+                "value(\"{p}a\") = \"9\"\n\nput {p}a 2\n\nput {p}b 3\nget {p}a\n\n",
+            ),
+            r(p, &["get", "{p}", "--prefix"]),
+        ]
+    });
+    s(&mut rep, "txn-json", &|p| {
+        vec![
+            w(p, &["put", "{p}a", "1"]),
+            input(
+                p,
+                &["txn", "-w", "json"],
+                "value(\"{p}a\") = \"1\"\n\nput {p}a 2\nget {p}a\ndel {p}zz\n\n\n",
+            ),
+        ]
+    });
+    s(&mut rep, "txn-compare-version", &|p| {
+        vec![
+            w(p, &["put", "{p}a", "1"]),
+            w(p, &["put", "{p}a", "1"]),
+            input(p, &["txn"], "ver(\"{p}a\") = \"2\"\n\nput {p}ok yes\n\n\n"),
+            r(p, &["get", "{p}ok"]),
+        ]
+    });
+    s(&mut rep, "txn-compare-create-missing", &|p| {
+        vec![
+            input(
+                p,
+                &["txn"],
+                "c(\"{p}new\") = \"0\"\n\nput {p}new created\n\n\n",
+            ),
+            input(
+                p,
+                &["txn"],
+                "c(\"{p}new\") = \"0\"\n\nput {p}new again\n\nget {p}new\n\n",
+            ),
+        ]
+    });
+    s(&mut rep, "txn-compare-mod", &|p| {
+        vec![
+            w(p, &["put", "{p}a", "1"]),
+            input(p, &["txn"], "mod(\"{p}a\") > \"1\"\n\nput {p}b x\n\n\n"),
+            input(
+                p,
+                &["txn"],
+                "mod(\"{p}a\") < \"1\"\n\nput {p}c x\n\nget {p}a\n\n",
+            ),
+        ]
+    });
+    s(&mut rep, "txn-compare-lease", &|p| {
+        vec![
+            w(p, &["put", "{p}a", "1"]),
+            input(
+                p,
+                &["txn"],
+                "lease(\"{p}a\") = \"0\"\n\nput {p}b lease-zero\n\n\n",
+            ),
+        ]
+    });
+    s(&mut rep, "txn-compare-value-missing", &|p| {
+        vec![input(
+            p,
+            &["txn"],
+            "value(\"{p}none\") = \"\"\n\nput {p}b x\n\nput {p}c y\n\n",
+        )]
+    });
+    s(&mut rep, "txn-not-equal-greater-less", &|p| {
+        vec![
+            w(p, &["put", "{p}a", "5"]),
+            input(p, &["txn"], "value(\"{p}a\") != \"4\"\nvalue(\"{p}a\") > \"4\"\nvalue(\"{p}a\") < \"6\"\n\nput {p}r all\n\nput {p}r none\n\n"),
+            r(p, &["get", "{p}r"]),
+        ]
+    });
+    s(&mut rep, "txn-no-compare", &|p| {
+        vec![
+            input(p, &["txn"], "\nput {p}a 1\nput {p}b 2\n\n\n"),
+            r(p, &["get", "{p}", "--prefix"]),
+        ]
+    });
+    s(&mut rep, "txn-delete-prefix", &|p| {
+        vec![
+            w(p, &["put", "{p}a", "1"]),
+            w(p, &["put", "{p}b", "1"]),
+            input(p, &["txn"], "\ndel {p} --prefix\n\n\n"),
+            r(p, &["get", "{p}", "--prefix"]),
+        ]
+    });
+    s(&mut rep, "txn-read-only", &|p| {
+        vec![
+            w(p, &["put", "{p}a", "1"]),
+            input(
+                p,
+                &["txn", "-w", "json"],
+                "value(\"{p}a\") = \"1\"\n\nget {p}a\n\nget {p}b\n\n",
+            ),
+        ]
+    });
+    s(&mut rep, "txn-duplicate-put", &|p| {
+        vec![
+            input(p, &["txn"], "\nput {p}a 1\nput {p}a 2\n\n\n"),
+            r(p, &["get", "{p}a"]),
+        ]
+    });
+    s(&mut rep, "txn-put-in-deleted-range", &|p| {
+        vec![
+            input(p, &["txn"], "\ndel {p}a {p}z\nput {p}b 2\n\n\n"),
+            r(p, &["get", "{p}b"]),
+        ]
+    });
+    s(&mut rep, "txn-too-many-ops", &|p| {
+        vec![
+            input(p, &["txn"], &format!("\n{}\n\n", txn_puts(p, 129))),
+            r(p, &["get", "{p}k0"]),
+        ]
+    });
+    s(&mut rep, "txn-max-ops", &|p| {
+        vec![
+            input(p, &["txn"], &format!("\n{}\n\n", txn_puts(p, 128))),
+            r(p, &["get", "{p}k127"]),
+        ]
+    });
+    rep.finish("kv_through_etcdctl");
+}
+
+#[test]
+fn compaction_through_etcdctl() {
+    let Some(pair) = Pair::start(&[]) else { return };
+    let mut rep = Report::default();
+    let p = "c/";
+    run(
+        &pair,
+        &mut rep,
+        "compaction-setup",
+        vec![
+            w(p, &["put", "{p}a", "1"]),
+            w(p, &["put", "{p}a", "2"]),
+            w(p, &["put", "{p}b", "1"]),
+            w(p, &["del", "{p}b"]),
+            w(p, &["put", "{p}a", "3"]),
+        ],
+    );
+    run(
+        &pair,
+        &mut rep,
+        "compact",
+        vec![
+            w(p, &["compaction", "4"]),
+            r(p, &["get", "{p}", "--prefix"]),
+        ],
+    );
+    run(
+        &pair,
+        &mut rep,
+        "read-below-compaction",
+        vec![r(p, &["get", "{p}a", "--rev=3"])],
+    );
+    run(
+        &pair,
+        &mut rep,
+        "read-at-compaction",
+        vec![r(p, &["get", "{p}", "--prefix", "--rev=4"])],
+    );
+    run(
+        &pair,
+        &mut rep,
+        "read-after-compaction",
+        vec![r(p, &["get", "{p}", "--prefix", "--rev=5"])],
+    );
+    run(
+        &pair,
+        &mut rep,
+        "compact-again-same",
+        vec![w(p, &["compaction", "4"])],
+    );
+    run(
+        &pair,
+        &mut rep,
+        "compact-older",
+        vec![w(p, &["compaction", "2"])],
+    );
+    run(
+        &pair,
+        &mut rep,
+        "compact-future",
+        vec![w(p, &["compaction", "1000"])],
+    );
+    run(
+        &pair,
+        &mut rep,
+        "compact-physical",
+        vec![
+            w(p, &["put", "{p}c", "1"]),
+            w(p, &["compaction", "--physical", "6"]),
+            r(p, &["get", "{p}", "--prefix"]),
+        ],
+    );
+    run(
+        &pair,
+        &mut rep,
+        "tombstone-compacted",
+        vec![
+            r(p, &["get", "{p}b", "--rev=6"]),
+            w(p, &["put", "{p}b", "again"]),
+            r(p, &["get", "{p}b"]),
+        ],
+    );
+    run(
+        &pair,
+        &mut rep,
+        "txn-range-compacted",
+        vec![input(p, &["txn"], "\nget {p}a --rev=2\n\n\n")],
+    );
+    rep.finish("compaction_through_etcdctl");
+}
+
+#[test]
+fn limits_through_etcdctl() {
+    let Some(pair) = Pair::start(&["--max-txn-ops", "4", "--max-request-bytes", "2048"]) else {
+        return;
+    };
+    let mut rep = Report::default();
+    let p = "l/";
+    run(
+        &pair,
+        &mut rep,
+        "txn-over-custom-limit",
+        vec![input(p, &["txn"], &format!("\n{}\n\n", txn_puts(p, 5)))],
+    );
+    run(
+        &pair,
+        &mut rep,
+        "txn-at-custom-limit",
+        vec![input(p, &["txn"], &format!("\n{}\n\n", txn_puts(p, 4)))],
+    );
+    run(
+        &pair,
+        &mut rep,
+        "put-over-request-bytes",
+        vec![
+            input(p, &["put", "{p}a"], &"z".repeat(3000)),
+            r(p, &["get", "{p}a"]),
+        ],
+    );
+    run(
+        &pair,
+        &mut rep,
+        "put-under-request-bytes",
+        vec![
+            input(p, &["put", "{p}a"], &"z".repeat(1000)),
+            r(p, &["get", "{p}a", "--count-only"]),
+        ],
+    );
+    rep.finish("limits_through_etcdctl");
+}
