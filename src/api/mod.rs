@@ -3,6 +3,7 @@
 //! Imports: `server`, `proto`. Must never: touch
 //! raft, the stores or storage directly.
 
+pub mod authority;
 pub mod cluster;
 pub mod header;
 pub mod http;
@@ -15,7 +16,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::proto::etcdserverpb::{
     cluster_server::ClusterServer, kv_server::KvServer, maintenance_server::MaintenanceServer,
@@ -87,7 +87,7 @@ pub async fn serve(
             .add_routes(routes);
         tasks.push(tokio::spawn(async move {
             server
-                .serve_with_incoming_shutdown(TcpListenerStream::new(l), async move {
+                .serve_with_incoming_shutdown(authority::incoming(l), async move {
                     let _ = rx.recv().await;
                 })
                 .await

@@ -24,6 +24,9 @@ pub enum Command {
     DeleteRange(DeleteRangeRequest),
     Txn(TxnRequest),
     Compaction(CompactionRequest),
+    /// Commands that waited together, proposed as one log entry (group commit); each is
+    /// applied as its own write transaction with its own revision, in order.
+    Batch(Vec<Command>),
 }
 
 /// A command's outcome that the client sees. Refusals are values: the log entry is applied
@@ -37,6 +40,8 @@ pub enum Applied {
     Txn(TxnResponse),
     Compaction(CompactionResponse),
     Refused(Refusal),
+    /// The results of a [`Command::Batch`], in order.
+    Batch(Vec<Applied>),
 }
 
 /// Why a committed command was refused; each maps to one etcd error.
@@ -73,9 +78,8 @@ pub(crate) fn refuse(e: mvcc::Error) -> Result<Refusal> {
 /// The result of applying one command.
 pub struct Output {
     pub applied: Applied,
-    /// Events of the revision the command created (empty if it changed nothing).
-    pub events: Vec<Event>,
-    pub revision: i64,
+    /// Events of each revision the command created, in order.
+    pub events: Vec<(i64, Vec<Event>)>,
 }
 
 /// Applies commands to the stores, adding their writes to one batch.
@@ -92,6 +96,20 @@ fn header(revision: i64) -> Option<ResponseHeader> {
 }
 
 impl Applier<'_> {
+    fn apply_batch(&mut self, cmds: Vec<Command>) -> Result<Output> {
+        let mut results = Vec::with_capacity(cmds.len());
+        let mut events = Vec::new();
+        for c in cmds {
+            let out = self.apply(c)?;
+            results.push(out.applied);
+            events.extend(out.events);
+        }
+        Ok(Output {
+            applied: Applied::Batch(results),
+            events,
+        })
+    }
+
     pub fn apply(&mut self, cmd: Command) -> Result<Output> {
         let before = self.kv.current_rev();
         let (applied, events) = match cmd {
@@ -104,6 +122,7 @@ impl Applier<'_> {
             Command::Txn(req) => {
                 self.write(|txn| txn::txn(txn, req).map(|r| r.map(Applied::Txn)))?
             }
+            Command::Batch(cmds) => return self.apply_batch(cmds),
             Command::Compaction(req) => {
                 let applied = match self.kv.compact(req.revision, self.batch) {
                     Ok(()) => Applied::Compaction(CompactionResponse {
@@ -116,11 +135,12 @@ impl Applier<'_> {
         };
         let revision = self.kv.current_rev();
         debug_assert!(revision >= before);
-        Ok(Output {
-            applied,
-            events,
-            revision,
-        })
+        let events = if events.is_empty() {
+            Vec::new()
+        } else {
+            vec![(revision, events)]
+        };
+        Ok(Output { applied, events })
     }
 
     /// Runs `f` in one write transaction. A refusal must come before any change.

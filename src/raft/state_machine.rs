@@ -134,8 +134,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         }
                         .apply(cmd)
                         .map_err(|e| sm_err(ErrorVerb::Write, e))?;
-                        if !out.events.is_empty() {
-                            published.push((out.revision, Arc::new(out.events)));
+                        for (rev, events) in out.events {
+                            published.push((rev, Arc::new(events)));
                         }
                         results.push(out.applied);
                     }

@@ -6,12 +6,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use openraft::error::{ClientWriteError, RaftError};
 use openraft::BasicNode;
 use prost::Message;
 
 use super::error::{Error, Result};
 use super::ids;
+use super::propose::{Proposer, ReadBarrier};
 use crate::apply::{self, Applied, Command};
 use crate::config::Config;
 use crate::mvcc::{KvStore, WriteTxn};
@@ -45,6 +45,8 @@ pub struct MemberSettings {
 pub struct Member {
     pub settings: MemberSettings,
     pub raft: Raft,
+    proposer: Proposer,
+    reads: ReadBarrier,
     pub state: Arc<SharedState>,
     backend: Arc<dyn Backend>,
     pub member_id: u64,
@@ -102,9 +104,13 @@ impl Member {
             );
             raft.initialize(nodes).await.map_err(|e| internal(&e))?;
         }
+        let proposer = Proposer::start(raft.clone());
+        let reads = ReadBarrier::start(raft.clone());
         let member = Arc::new(Member {
             settings,
             raft,
+            proposer,
+            reads,
             state,
             backend,
             member_id,
@@ -169,19 +175,12 @@ impl Member {
             return Err(Error::RequestTooLarge);
         }
         let timeout = request_timeout(self.settings.election_timeout_ms);
-        let res = tokio::time::timeout(timeout, self.raft.client_write(cmd))
+        let res = tokio::time::timeout(timeout, self.proposer.propose(cmd, size))
             .await
             .map_err(|_| Error::Timeout)?;
-        match res {
-            Ok(resp) => match resp.data {
-                Applied::Refused(r) => Err(r.into()),
-                other => Ok(other),
-            },
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(Error::NoLeader),
-            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
-                Err(Error::Internal(e.to_string()))
-            }
-            Err(RaftError::Fatal(_)) => Err(Error::Stopped),
+        match res? {
+            Applied::Refused(r) => Err(r.into()),
+            other => Ok(other),
         }
     }
 
@@ -189,12 +188,9 @@ impl Member {
     /// (etcd's linearizableReadNotify).
     pub async fn read_barrier(&self) -> Result<()> {
         let timeout = request_timeout(self.settings.election_timeout_ms);
-        match tokio::time::timeout(timeout, self.raft.ensure_linearizable()).await {
-            Err(_) => Err(Error::Timeout),
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(RaftError::Fatal(_))) => Err(Error::Stopped),
-            Ok(Err(RaftError::APIError(_))) => Err(Error::NoLeader),
-        }
+        tokio::time::timeout(timeout, self.reads.wait())
+            .await
+            .map_err(|_| Error::Timeout)?
     }
 
     pub async fn range(&self, req: RangeRequest) -> Result<RangeResponse> {

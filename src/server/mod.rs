@@ -7,6 +7,7 @@ pub mod compactor;
 pub mod error;
 pub mod ids;
 pub mod member;
+pub mod propose;
 
 /// Key ranges by etcd's `range_end` rules, for request checks at the edge.
 pub use crate::mvcc::KeyRange;
