@@ -2,6 +2,9 @@
 //!
 //! Imports: `apply`, `mvcc`, `storage`, `proto`. Must never: import `server` or `api`.
 
+// openraft's traits fix the error types (`StorageError`, `RPCError`), which are large.
+#![allow(clippy::result_large_err)]
+
 pub mod log_store;
 pub mod network;
 pub mod state_machine;
