@@ -11,6 +11,7 @@ pub mod kv;
 pub mod maintenance;
 pub mod status;
 pub mod validate;
+pub mod watch;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use tokio::net::TcpListener;
 
 use crate::proto::etcdserverpb::{
     cluster_server::ClusterServer, kv_server::KvServer, maintenance_server::MaintenanceServer,
+    watch_server::WatchServer,
 };
 use crate::server::Member;
 
@@ -44,9 +46,15 @@ pub fn routes(member: Arc<Member>) -> tonic::service::Routes {
     })
     .max_decoding_message_size(max)
     .max_encoding_message_size(usize::MAX);
+    let watch = WatchServer::new(watch::WatchService {
+        member: member.clone(),
+    })
+    .max_decoding_message_size(max)
+    .max_encoding_message_size(usize::MAX);
     let grpc = tonic::service::Routes::new(kv)
         .add_service(maintenance)
-        .add_service(cluster);
+        .add_service(cluster)
+        .add_service(watch);
     let router = grpc.into_axum_router().merge(http::router(member));
     tonic::service::Routes::from(router)
 }

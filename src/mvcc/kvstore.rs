@@ -230,7 +230,11 @@ impl KvStore {
         for (k, v) in self.backend.range(Tree::State, &start, &end, 0)? {
             let (r, tomb) = Revision::from_backend_key(&k)
                 .ok_or_else(|| Error::Corrupt(format!("bad key {k:?}")))?;
-            let kv = KeyValue::decode(v).map_err(|e| Error::Corrupt(e.to_string()))?;
+            let mut kv = KeyValue::decode(v).map_err(|e| Error::Corrupt(e.to_string()))?;
+            if tomb {
+                // A stored tombstone holds the key only; its event carries the revision.
+                kv.mod_revision = r.main;
+            }
             out.push((r, to_event(kv, tomb)));
         }
         Ok(out)

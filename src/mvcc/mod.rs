@@ -7,10 +7,12 @@ pub mod index;
 pub mod key_index;
 pub mod kvstore;
 pub mod revision;
+pub mod watchable_store;
 
 pub use index::KeyRange;
 pub use kvstore::{KvStore, RangeOptions, RangeResult, ReadView, WriteTxn};
 pub use revision::Revision;
+pub use watchable_store::{Notice, WatchSpec, WatchableStore, WatcherId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -12,5 +12,5 @@ pub mod types;
 
 pub use log_store::LogStore;
 pub use network::Network;
-pub use state_machine::{EventSink, SharedState, StateMachine};
+pub use state_machine::{SharedState, StateMachine};
 pub use types::{NodeId, Raft, TypeConfig};

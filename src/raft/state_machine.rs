@@ -22,22 +22,16 @@ use super::types::{
     Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
 use crate::apply::{Applied, Applier};
-use crate::mvcc::KvStore;
-use crate::proto::mvccpb::Event;
+use crate::mvcc::{KvStore, WatchableStore};
 use crate::storage::{schema, Backend, Tree, WriteBatch};
-
-/// Receives the events of each applied revision; must not block.
-pub trait EventSink: Send + Sync + 'static {
-    fn publish(&self, revision: i64, events: Arc<Vec<Event>>);
-}
 
 /// State shared between the state machine and the readers above it.
 pub struct SharedState {
-    pub kv: RwLock<KvStore>,
+    pub kv: Arc<RwLock<KvStore>>,
     applied: RwLock<(Option<LogId>, StoredMembership)>,
     snapshot: RwLock<Option<StoredSnapshot>>,
     backend: Arc<dyn Backend>,
-    sink: RwLock<Option<Arc<dyn EventSink>>>,
+    watch: RwLock<Option<Arc<WatchableStore>>>,
 }
 
 #[derive(Serialize, Deserialize, Clone)]
@@ -52,8 +46,9 @@ pub struct StateMachine {
 }
 
 impl SharedState {
-    pub fn set_sink(&self, sink: Arc<dyn EventSink>) {
-        *self.sink.write().expect("sink lock") = Some(sink);
+    /// Where applied events go (never waits: see `WatchableStore::publish`).
+    pub fn set_watchable_store(&self, ws: Arc<WatchableStore>) {
+        *self.watch.write().expect("watch lock") = Some(ws);
     }
 
     pub fn last_applied(&self) -> Option<LogId> {
@@ -88,11 +83,11 @@ impl StateMachine {
         };
         Ok(Self {
             shared: Arc::new(SharedState {
-                kv: RwLock::new(kv),
+                kv: Arc::new(RwLock::new(kv)),
                 applied: RwLock::new((last_applied, membership)),
                 snapshot: RwLock::new(None),
                 backend,
-                sink: RwLock::new(None),
+                watch: RwLock::new(None),
             }),
         })
     }
@@ -161,9 +156,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             *shared.applied.write().expect("applied lock") = (last_applied, membership);
         }
         if !published.is_empty() {
-            if let Some(sink) = shared.sink.read().expect("sink lock").as_ref() {
+            if let Some(ws) = shared.watch.read().expect("watch lock").as_ref() {
                 for (rev, events) in published {
-                    sink.publish(rev, events);
+                    ws.publish(rev, events);
                 }
             }
         }

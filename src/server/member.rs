@@ -14,12 +14,13 @@ use super::ids;
 use super::propose::{Proposer, ReadBarrier};
 use crate::apply::{self, Applied, Command};
 use crate::config::Config;
-use crate::mvcc::{KvStore, WriteTxn};
+use crate::mvcc::{KeyRange, KvStore, RangeOptions, WatchableStore, WriteTxn};
 use crate::proto::etcdserverpb::{
     request_op::Request, CompactionRequest, CompactionResponse, DeleteRangeRequest,
     DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader,
     TxnRequest, TxnResponse,
 };
+use crate::proto::mvccpb::KeyValue;
 use crate::raft::{LogStore, Network, Raft, SharedState, StateMachine};
 use crate::storage::{Backend, SledBackend, Tree, WriteBatch};
 
@@ -47,6 +48,9 @@ pub struct Member {
     pub raft: Raft,
     proposer: Proposer,
     reads: ReadBarrier,
+    /// Every watcher of the member (etcd's watchable store).
+    pub watch: Arc<WatchableStore>,
+    progress_notify_interval: Duration,
     pub state: Arc<SharedState>,
     backend: Arc<dyn Backend>,
     pub member_id: u64,
@@ -80,6 +84,8 @@ impl Member {
         let log_store = LogStore::new(backend.clone());
         let sm = StateMachine::open(backend.clone()).map_err(|e| internal(&e))?;
         let state = sm.shared.clone();
+        let watch = WatchableStore::start(state.kv.clone());
+        state.set_watchable_store(watch.clone());
         let raft_config = openraft::Config {
             cluster_name: cfg.initial_cluster_token.clone(),
             heartbeat_interval: cfg.heartbeat_interval,
@@ -111,6 +117,8 @@ impl Member {
             raft,
             proposer,
             reads,
+            watch,
+            progress_notify_interval: cfg.progress_notify_interval(),
             state,
             backend,
             member_id,
@@ -162,6 +170,24 @@ impl Member {
 
     pub fn current_revision(&self) -> i64 {
         self.state.kv.read().expect("kv lock").current_rev()
+    }
+
+    pub fn progress_notify_interval(&self) -> Duration {
+        self.progress_notify_interval
+    }
+
+    /// The version of `key` visible at `rev`, if any and not compacted (for watch prev_kv).
+    pub fn get_at(&self, key: &bytes::Bytes, rev: i64) -> Option<KeyValue> {
+        let kv = self.state.kv.read().expect("kv lock");
+        let opts = RangeOptions {
+            rev,
+            ..Default::default()
+        };
+        kv.range(&KeyRange::Single(key.clone()), opts)
+            .ok()?
+            .kvs
+            .into_iter()
+            .next()
     }
 
     pub fn leader(&self) -> Option<u64> {

@@ -1,0 +1,360 @@
+//! The Watch service: one bidirectional stream carries many watchers (etcd:
+//! api/v3rpc/watch.go). The member's watchable store matches events; this file keeps the
+//! stream protocol: create, cancel and progress requests, created/canceled responses,
+//! prev_kv lookups, fragments and periodic progress notifications.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prost::Message;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::codegen::BoxStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::proto::etcdserverpb::{
+    watch_create_request::FilterType, watch_request::RequestUnion, watch_server::Watch,
+    WatchCreateRequest, WatchRequest, WatchResponse,
+};
+use crate::proto::mvccpb::{event::EventType, Event};
+use crate::server::{KeyRange, Member, Notice, WatchSpec, WatcherId};
+
+/// etcd: clientv3.InvalidWatchID, for responses that belong to no watcher.
+const INVALID_WATCH_ID: i64 = -1;
+/// Notices queued per stream before its watchers fall back to catch-up from the store.
+const NOTICE_QUEUE: usize = 256;
+const OUT_QUEUE: usize = 128;
+const DUPLICATE_ID: &str = "mvcc: duplicate watch ID provided on the WatchStream";
+
+pub struct WatchService {
+    pub member: Arc<Member>,
+}
+
+#[tonic::async_trait]
+impl Watch for WatchService {
+    async fn watch(
+        &self,
+        req: Request<Streaming<WatchRequest>>,
+    ) -> Result<Response<BoxStream<WatchResponse>>, Status> {
+        let (out, rx) = mpsc::channel(OUT_QUEUE);
+        let (stream, notices) = WatchStream::new(self.member.clone(), out);
+        tokio::spawn(stream.run(req.into_inner(), notices));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// What the stream keeps per watcher.
+struct Local {
+    id: WatcherId,
+    prev_kv: bool,
+    fragment: bool,
+    progress_notify: bool,
+}
+
+struct WatchStream {
+    member: Arc<Member>,
+    out: mpsc::Sender<Result<WatchResponse, Status>>,
+    notices: mpsc::Sender<Notice>,
+    watchers: HashMap<i64, Local>,
+    next_auto_id: i64,
+    /// A progress request waits until every watcher of the stream is synced.
+    deferred_progress: bool,
+}
+
+impl WatchStream {
+    fn new(
+        member: Arc<Member>,
+        out: mpsc::Sender<Result<WatchResponse, Status>>,
+    ) -> (Self, mpsc::Receiver<Notice>) {
+        let (notices, rx) = mpsc::channel(NOTICE_QUEUE);
+        let s = WatchStream {
+            member,
+            out,
+            notices,
+            watchers: HashMap::new(),
+            next_auto_id: 0,
+            deferred_progress: false,
+        };
+        (s, rx)
+    }
+}
+
+impl WatchStream {
+    /// Serve one stream until the client goes away; then drop its watchers.
+    async fn run(
+        mut self,
+        mut inbound: Streaming<WatchRequest>,
+        mut notices: mpsc::Receiver<Notice>,
+    ) {
+        let s = &mut self;
+        let mut progress = tokio::time::interval(s.member.progress_notify_interval());
+        progress.tick().await;
+        let mut deferred = tokio::time::interval(Duration::from_millis(20));
+        loop {
+            let ok = tokio::select! {
+                req = inbound.message() => match req {
+                    Ok(Some(r)) => s.handle_request(r).await,
+                    _ => false,
+                },
+                Some(n) = notices.recv() => s.handle_notice(n).await,
+                _ = progress.tick() => s.progress_notify().await,
+                _ = deferred.tick(), if s.deferred_progress => s.try_progress().await,
+                _ = s.out.closed() => false,
+            };
+            if !ok {
+                break;
+            }
+        }
+        for (_, l) in s.watchers.drain() {
+            s.member.watch.cancel(l.id);
+        }
+    }
+
+    async fn send(&self, resp: WatchResponse) -> bool {
+        self.out.send(Ok(resp)).await.is_ok()
+    }
+
+    fn header(&self, rev: i64) -> Option<crate::proto::etcdserverpb::ResponseHeader> {
+        Some(self.member.header(rev))
+    }
+
+    async fn handle_request(&mut self, req: WatchRequest) -> bool {
+        match req.request_union {
+            Some(RequestUnion::CreateRequest(c)) => self.create(c).await,
+            Some(RequestUnion::CancelRequest(c)) => {
+                let Some(l) = self.watchers.remove(&c.watch_id) else {
+                    return true;
+                };
+                self.member.watch.cancel(l.id);
+                let rev = self.member.current_revision();
+                self.send(WatchResponse {
+                    header: self.header(rev),
+                    watch_id: c.watch_id,
+                    canceled: true,
+                    ..Default::default()
+                })
+                .await
+            }
+            Some(RequestUnion::ProgressRequest(_)) => {
+                if !self.deferred_progress {
+                    self.deferred_progress = true;
+                    return self.try_progress().await;
+                }
+                true
+            }
+            None => true,
+        }
+    }
+
+    async fn create(&mut self, c: WatchCreateRequest) -> bool {
+        // etcd: an empty key means the smallest key, "\0".
+        let key = if c.key.is_empty() {
+            bytes::Bytes::from_static(&[0])
+        } else {
+            c.key.clone()
+        };
+        let range = KeyRange::new(key, c.range_end.clone());
+        let watch_id = if c.watch_id == 0 {
+            while self.watchers.contains_key(&self.next_auto_id) {
+                self.next_auto_id += 1;
+            }
+            self.next_auto_id += 1;
+            self.next_auto_id - 1
+        } else if self.watchers.contains_key(&c.watch_id) {
+            let rev = self.member.current_revision();
+            return self
+                .send(WatchResponse {
+                    header: self.header(rev),
+                    watch_id: INVALID_WATCH_ID,
+                    created: true,
+                    canceled: true,
+                    cancel_reason: DUPLICATE_ID.to_string(),
+                    ..Default::default()
+                })
+                .await;
+        } else {
+            c.watch_id
+        };
+        let spec = WatchSpec {
+            watch_id,
+            range,
+            start_rev: c.start_revision,
+            no_put: c.filters.contains(&(FilterType::Noput as i32)),
+            no_delete: c.filters.contains(&(FilterType::Nodelete as i32)),
+        };
+        let (id, rev) = self.member.watch.watch(spec, self.notices.clone());
+        self.watchers.insert(
+            watch_id,
+            Local {
+                id,
+                prev_kv: c.prev_kv,
+                fragment: c.fragment,
+                progress_notify: c.progress_notify,
+            },
+        );
+        self.send(WatchResponse {
+            header: self.header(rev),
+            watch_id,
+            created: true,
+            ..Default::default()
+        })
+        .await
+    }
+
+    async fn handle_notice(&mut self, n: Notice) -> bool {
+        match n {
+            Notice::Compacted {
+                watch_id,
+                compact_rev,
+            } => {
+                if self.watchers.remove(&watch_id).is_none() {
+                    return true;
+                }
+                // etcd's compaction response carries no store revision in its header.
+                self.send(WatchResponse {
+                    header: self.header(0),
+                    watch_id,
+                    canceled: true,
+                    compact_revision: compact_rev,
+                    ..Default::default()
+                })
+                .await
+            }
+            Notice::Events {
+                watch_id,
+                rev,
+                mut events,
+            } => {
+                let Some(l) = self.watchers.get(&watch_id) else {
+                    return true;
+                };
+                let (prev_kv, fragment) = (l.prev_kv, l.fragment);
+                if prev_kv {
+                    for ev in &mut events {
+                        self.attach_prev_kv(ev);
+                    }
+                }
+                let resp = WatchResponse {
+                    header: self.header(rev),
+                    watch_id,
+                    events,
+                    ..Default::default()
+                };
+                if fragment {
+                    for part in fragments(resp, self.member.settings.max_request_bytes as usize) {
+                        if !self.send(part).await {
+                            return false;
+                        }
+                    }
+                    true
+                } else {
+                    self.send(resp).await
+                }
+            }
+        }
+    }
+
+    /// The version before the event, unless the event created the key (etcd's sendLoop).
+    fn attach_prev_kv(&self, ev: &mut Event) {
+        let Some(kv) = &ev.kv else { return };
+        let create = ev.r#type == EventType::Put as i32 && kv.create_revision == kv.mod_revision;
+        if !create {
+            ev.prev_kv = self.member.get_at(&kv.key, kv.mod_revision - 1);
+        }
+    }
+
+    /// Periodic progress for synced watchers that asked for it.
+    async fn progress_notify(&mut self) -> bool {
+        let rev = self.member.current_revision();
+        let ids: Vec<(i64, WatcherId)> = self
+            .watchers
+            .iter()
+            .filter(|(_, l)| l.progress_notify)
+            .map(|(w, l)| (*w, l.id))
+            .collect();
+        for (watch_id, id) in ids {
+            if self.member.watch.all_synced(&[id])
+                && !self
+                    .send(WatchResponse {
+                        header: self.header(rev),
+                        watch_id,
+                        ..Default::default()
+                    })
+                    .await
+            {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Answer a progress request once every watcher of the stream is synced (etcd 3.5).
+    async fn try_progress(&mut self) -> bool {
+        let ids: Vec<WatcherId> = self.watchers.values().map(|l| l.id).collect();
+        if !self.member.watch.all_synced(&ids) {
+            return true;
+        }
+        self.deferred_progress = false;
+        let rev = self.member.current_revision();
+        self.send(WatchResponse {
+            header: self.header(rev),
+            watch_id: INVALID_WATCH_ID,
+            ..Default::default()
+        })
+        .await
+    }
+}
+
+/// Split a response whose size reaches `max` into fragments, never splitting an event
+/// (etcd: sendFragments).
+fn fragments(resp: WatchResponse, max: usize) -> Vec<WatchResponse> {
+    if resp.encoded_len() < max || resp.events.len() < 2 {
+        return vec![resp];
+    }
+    let mut out = Vec::new();
+    let mut template = resp.clone();
+    template.events = Vec::new();
+    template.fragment = true;
+    let mut cur = template.clone();
+    for ev in resp.events {
+        cur.events.push(ev);
+        if cur.events.len() > 1 && cur.encoded_len() >= max {
+            let last = cur.events.pop().expect("just pushed");
+            out.push(std::mem::replace(&mut cur, template.clone()));
+            cur.events.push(last);
+        }
+    }
+    cur.fragment = false;
+    out.push(cur);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::mvccpb::KeyValue;
+
+    #[test]
+    fn fragments_keep_events_whole_and_mark_all_but_last() {
+        let ev = |n: u8| Event {
+            kv: Some(KeyValue {
+                key: bytes::Bytes::from(vec![n]),
+                value: bytes::Bytes::from(vec![0; 100]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let resp = WatchResponse {
+            events: (0..10).map(ev).collect(),
+            ..Default::default()
+        };
+        let parts = fragments(resp.clone(), 350);
+        assert!(parts.len() > 1);
+        assert!(parts[..parts.len() - 1].iter().all(|p| p.fragment));
+        assert!(!parts.last().unwrap().fragment);
+        let all: Vec<Event> = parts.into_iter().flat_map(|p| p.events).collect();
+        assert_eq!(all, resp.events);
+        assert_eq!(fragments(resp.clone(), 1 << 20).len(), 1);
+    }
+}
