@@ -26,7 +26,7 @@ use crate::server::Member;
 
 /// etcd lets a gRPC message exceed --max-request-bytes by this much before gRPC refuses it,
 /// so that the server can answer "request is too large" itself.
-const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+pub(crate) const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
 /// All client-port routes: gRPC services and plain HTTP, told apart by path.
 pub fn routes(member: Arc<Member>) -> tonic::service::Routes {

@@ -242,7 +242,10 @@ impl WatchStream {
                     ..Default::default()
                 };
                 if fragment {
-                    for part in fragments(resp, self.member.settings.max_request_bytes as usize) {
+                    // etcd's watch server allows the gRPC overhead on top of the request limit.
+                    let max = self.member.settings.max_request_bytes as usize
+                        + super::GRPC_OVERHEAD_BYTES;
+                    for part in fragments(resp, max) {
                         if !self.send(part).await {
                             return false;
                         }
