@@ -199,24 +199,27 @@ impl KvStore {
             encode_i64(rev),
         );
         let keep = self.index.compact(rev);
+        // Tombstones at exactly `rev` stay stored (not indexed): a watcher may start at the
+        // compacted revision and must still see that revision's deletes. The next
+        // compaction above `rev` removes them.
+        let dropped = |r: &Revision, tombstone: bool| {
+            r.main <= rev && !keep.contains(r) && !(tombstone && r.main == rev)
+        };
         let start = Revision::backend_key_from_main(0);
         let end = Revision::backend_key_from_main(rev + 1);
         for (k, _) in self.backend.range(Tree::State, &start, &end, 0)? {
-            let (r, _) = Revision::from_backend_key(&k)
+            let (r, tomb) = Revision::from_backend_key(&k)
                 .ok_or_else(|| Error::Corrupt(format!("bad key {k:?}")))?;
-            if !keep.contains(&r) {
+            if dropped(&r, tomb) {
                 batch.remove(k);
             }
         }
-        let dropped: Vec<Revision> = self
-            .pending
-            .keys()
-            .filter(|r| r.main <= rev && !keep.contains(r))
-            .copied()
-            .collect();
-        for r in dropped {
-            batch.remove(r.to_backend_key(false));
-            batch.remove(r.to_backend_key(true));
+        // Versions put earlier in this apply batch are not in the backend yet (only puts are
+        // pending; a tombstone of this batch stays stored until the next compaction).
+        for r in self.pending.keys() {
+            if dropped(r, false) {
+                batch.remove(r.to_backend_key(false));
+            }
         }
         Ok(())
     }
