@@ -33,7 +33,7 @@ WORKLOADS=(
   "range foo --conns 10 --clients 100 --total ${BENCH_LARGE:-100000} --consistency s"
 )
 
-declare -A RPS P99 AVG
+declare -A RPS P99 AVG WATCH
 for kind in etcd metastore; do
   ep=$(start $kind)
   "$BIN" bench put --endpoints "$ep" --total 1 --key-size 3 --val-size 3 >/dev/null # creates key "foo"-sized entry
@@ -44,6 +44,10 @@ for kind in etcd metastore; do
     P99[$kind,$i]=$(sed -E 's/.* p99_ms=([0-9.]+).*/\1/' <<<"$line")
     AVG[$kind,$i]=$(sed -E 's/.* avg_ms=([0-9.]+).*/\1/' <<<"$line")
   done
+  line=$("$BIN" bench watch --endpoints "$ep" --streams ${BENCH_STREAMS:-1000} --watchers ${BENCH_WATCHERS:-100000} \
+    --puts 1000 --server-pid "$(cat "$WORK/pid")" --label "$kind" | grep '^RESULT')
+  echo "$line"
+  WATCH[$kind]=$line
   kill "$(cat "$WORK/pid")"; wait "$(cat "$WORK/pid")" 2>/dev/null || true
   echo "$kind: db dir $(du -sh "$WORK/$kind.data" | cut -f1)"
 done
@@ -54,4 +58,12 @@ for i in "${!WORKLOADS[@]}"; do
   e=${RPS[etcd,$i]}; m=${RPS[metastore,$i]}
   printf '%-75s %12s %12s %9s %11s %11s\n' "${WORKLOADS[$i]}" "$e" "$m" \
     "$(python3 -c "print(f'{$m/$e:.2f}x')")" "${P99[etcd,$i]}" "${P99[metastore,$i]}"
+done
+
+echo
+field() { sed -E "s/.* $1=([^ ]+).*/\1/" <<<"$2"; }
+printf '%-40s %12s %12s %9s\n' watch etcd metastore ratio
+for f in setup_s p50_ms p99_ms bytes_per_watcher; do
+  e=$(field $f "${WATCH[etcd]}"); m=$(field $f "${WATCH[metastore]}")
+  printf '%-40s %12s %12s %9s\n' "$f" "$e" "$m" "$(python3 -c "print(f'{$m/$e:.2f}x')")"
 done

@@ -45,6 +45,9 @@ struct Args {
 }
 
 pub fn main(args: &[String]) -> i32 {
+    if args.first().map(String::as_str) == Some("watch") {
+        return crate::bench_watch::main(&args[1..]);
+    }
     let args = match Args::try_parse_from(
         std::iter::once("bench".to_string()).chain(args.iter().cloned()),
     ) {
