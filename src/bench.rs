@@ -46,25 +46,33 @@ struct Args {
 
 pub fn main(args: &[String]) -> i32 {
     if args.first().map(String::as_str) == Some("watch") {
-        return crate::bench_watch::main(&args[1..]);
+        return cli("watch", &args[1..], crate::bench_watch::run);
     }
-    let args = match Args::try_parse_from(
-        std::iter::once("bench".to_string()).chain(args.iter().cloned()),
-    ) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("{e}");
-            return 2;
-        }
-    };
+    cli("bench", args, run)
+}
+
+/// Parse a bench subcommand's arguments and run it on a fresh runtime; the exit code.
+pub(crate) fn cli<A, F>(name: &str, args: &[String], run: impl FnOnce(A) -> F) -> i32
+where
+    A: Parser,
+    F: std::future::Future<Output = Result<(), Box<dyn std::error::Error>>>,
+{
+    let parsed =
+        match A::try_parse_from(std::iter::once(name.to_string()).chain(args.iter().cloned())) {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("{e}");
+                return 2;
+            }
+        };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
-    match rt.block_on(run(args)) {
+    match rt.block_on(run(parsed)) {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("bench: {e}");
+            eprintln!("bench {name}: {e}");
             1
         }
     }
@@ -77,6 +85,9 @@ fn key_bytes(n: u64, size: usize) -> Bytes {
 }
 
 async fn run(a: Args) -> Result<(), Box<dyn std::error::Error>> {
+    if a.op != "put" && a.op != "range" {
+        return Err(format!("unknown workload {:?}: put, range or watch", a.op).into());
+    }
     let endpoint = a
         .endpoints
         .split(',')

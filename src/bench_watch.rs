@@ -19,7 +19,7 @@ use crate::proto::etcdserverpb::{
 
 #[derive(Debug, Parser)]
 #[command(name = "metastore bench watch")]
-struct Args {
+pub(crate) struct Args {
     #[arg(long, default_value = "http://127.0.0.1:2379")]
     endpoints: String,
     #[arg(long, default_value_t = 100)]
@@ -47,30 +47,7 @@ fn key(i: usize) -> Bytes {
     Bytes::from(format!("bench-watch/{i:08}"))
 }
 
-pub fn main(args: &[String]) -> i32 {
-    let args = match Args::try_parse_from(
-        std::iter::once("watch".to_string()).chain(args.iter().cloned()),
-    ) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("{e}");
-            return 2;
-        }
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    match rt.block_on(run(args)) {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("bench watch: {e}");
-            1
-        }
-    }
-}
-
-async fn run(a: Args) -> Result<(), Box<dyn std::error::Error>> {
+pub(crate) async fn run(a: Args) -> Result<(), Box<dyn std::error::Error>> {
     let endpoint = a
         .endpoints
         .split(',')

@@ -88,17 +88,19 @@ async fn drain(
     }
 }
 
-async fn one_seed(endpoint: &str, seed: u64) {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut c = Client::connect([endpoint], None).await.unwrap();
-    let start = c
-        .get("probe", None)
+async fn current_rev(c: &mut Client) -> i64 {
+    c.get("probe", None)
         .await
         .unwrap()
         .header()
         .unwrap()
         .revision()
-        + 1;
+}
+
+async fn one_seed(endpoint: &str, seed: u64) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut c = Client::connect([endpoint], None).await.unwrap();
+    let start = current_rev(&mut c).await + 1;
     let reference = c
         .watch(
             "",
@@ -144,13 +146,7 @@ async fn one_seed(endpoint: &str, seed: u64) {
     let mut watchers = Vec::new();
     let mut compacted = 0i64;
     for i in 0..30 {
-        let now = c
-            .get("probe", None)
-            .await
-            .unwrap()
-            .header()
-            .unwrap()
-            .revision();
+        let now = current_rev(&mut c).await;
         if i % 10 == 9 && now > start + 5 {
             let target = rng.gen_range((compacted.max(start)).max(1)..now);
             if target > compacted && c.compact(target, None).await.is_ok() {
@@ -185,13 +181,7 @@ async fn one_seed(endpoint: &str, seed: u64) {
     for w in writers {
         w.await.unwrap();
     }
-    let final_rev = c
-        .get("probe", None)
-        .await
-        .unwrap()
-        .header()
-        .unwrap()
-        .revision();
+    let final_rev = current_rev(&mut c).await;
     let _ = ref_done.send(final_rev);
     let (history, cancelled) = reference.await.unwrap();
     assert!(

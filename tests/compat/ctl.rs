@@ -730,7 +730,13 @@ fn watch_through_etcdctl() {
         assert_eq!(pair.ms.etcdctl(&a, None).code, 0);
     }
     /// name, watch arguments, interactive input, writes, sentinel key
-    type Case<'a> = (&'a str, Vec<String>, Option<String>, Vec<Vec<String>>, &'a str);
+    type Case<'a> = (
+        &'a str,
+        Vec<String>,
+        Option<String>,
+        Vec<Vec<String>>,
+        &'a str,
+    );
     let cases: Vec<Case> = vec![
         (
             "rev-prefix",
