@@ -817,3 +817,67 @@ fn base64(data: &[u8]) -> String {
     }
     out
 }
+
+/// The shape of a JSON document: every key path and value type, not the values.
+fn shape(v: &serde_json::Value, path: &str, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, val) in m {
+                shape(val, &format!("{path}.{k}"), out);
+            }
+        }
+        serde_json::Value::Array(a) => {
+            for val in a {
+                shape(val, &format!("{path}[]"), out);
+            }
+        }
+        serde_json::Value::Number(_) => out.push(format!("{path}: number")),
+        serde_json::Value::String(_) => out.push(format!("{path}: string")),
+        serde_json::Value::Bool(_) => out.push(format!("{path}: bool")),
+        serde_json::Value::Null => out.push(format!("{path}: null")),
+    }
+}
+
+/// `endpoint status` values differ by nature (version, db size, raft index); its shape and
+/// `endpoint health`'s answer must not.
+#[test]
+fn endpoint_status_and_health_through_etcdctl() {
+    let Some(pair) = Pair::start(&[]) else { return };
+    let mut rep = Report::default();
+    for s in [&pair.etcd, &pair.ms] {
+        assert_eq!(s.etcdctl(&["put", "k", "v"], None).code, 0);
+    }
+    let status_shape = |s: &Server| {
+        let out = s.etcdctl(&["endpoint", "status", "-w", "json"], None);
+        assert_eq!(out.code, 0, "{:?}: {}", s.kind, out.stderr);
+        let mut v = Vec::new();
+        shape(&serde_json::from_str(&out.stdout).unwrap(), "", &mut v);
+        v.sort();
+        v
+    };
+    rep.scenarios += 1;
+    rep.steps += 1;
+    let (e, m) = (status_shape(&pair.etcd), status_shape(&pair.ms));
+    if e != m {
+        rep.diffs.push(format!(
+            "[endpoint-status] shapes differ\n  etcd:      {e:?}\n  metastore: {m:?}"
+        ));
+    }
+    for s in [&pair.etcd, &pair.ms] {
+        let table = s.etcdctl(&["endpoint", "status", "-w", "table"], None);
+        assert!(
+            table.code == 0 && table.stdout.contains(&s.endpoint),
+            "{:?}: {table:?}",
+            s.kind
+        );
+        let health = s.etcdctl(&["endpoint", "health"], None);
+        assert!(
+            health.code == 0 && health.stderr.contains("is healthy"),
+            "{:?}: {health:?}",
+            s.kind
+        );
+    }
+    rep.scenarios += 1;
+    rep.steps += 1;
+    rep.finish("endpoint_status_and_health_through_etcdctl");
+}
