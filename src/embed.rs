@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::logline;
-use crate::server::{compactor, Member};
+use crate::server::{compactor, lease_loop, Member};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -38,6 +38,7 @@ pub struct Server {
     stop: Option<oneshot::Sender<()>>,
     serve: JoinHandle<()>,
     compactor: Option<JoinHandle<()>>,
+    lease_loop: JoinHandle<()>,
 }
 
 impl Server {
@@ -100,7 +101,9 @@ impl Server {
         let compactor = cfg
             .auto_compaction()?
             .map(|p| compactor::spawn(member.clone(), p));
+        let lease_loop = lease_loop::spawn(member.clone());
         Ok(Server {
+            lease_loop,
             member,
             client_addrs,
             stop: Some(stop),
@@ -124,6 +127,7 @@ impl Server {
         if let Some(c) = self.compactor.take() {
             c.abort();
         }
+        self.lease_loop.abort();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

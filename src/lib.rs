@@ -15,6 +15,7 @@ pub mod bench;
 pub mod bench_watch;
 pub mod config;
 pub mod embed;
+pub mod lease;
 pub mod logline;
 pub mod mvcc;
 pub mod proto;

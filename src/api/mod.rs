@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod header;
 pub mod http;
 pub mod kv;
+pub mod lease;
 pub mod maintenance;
 pub mod status;
 pub mod validate;
@@ -19,8 +20,8 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::proto::etcdserverpb::{
-    cluster_server::ClusterServer, kv_server::KvServer, maintenance_server::MaintenanceServer,
-    watch_server::WatchServer,
+    cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
+    maintenance_server::MaintenanceServer, watch_server::WatchServer,
 };
 use crate::server::Member;
 
@@ -51,7 +52,13 @@ pub fn routes(member: Arc<Member>) -> tonic::service::Routes {
     })
     .max_decoding_message_size(max)
     .max_encoding_message_size(usize::MAX);
+    let lease = LeaseServer::new(lease::LeaseService {
+        member: member.clone(),
+    })
+    .max_decoding_message_size(max)
+    .max_encoding_message_size(usize::MAX);
     let grpc = tonic::service::Routes::new(kv)
+        .add_service(lease)
         .add_service(maintenance)
         .add_service(cluster)
         .add_service(watch);

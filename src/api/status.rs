@@ -30,6 +30,8 @@ pub fn code_and_message(e: &Error) -> (Code, String) {
             "etcdserver: mvcc: required revision is a future revision",
         ),
         Error::LeaseNotFound => (Code::NotFound, "etcdserver: requested lease not found"),
+        Error::LeaseExists => (Code::FailedPrecondition, "etcdserver: lease already exists"),
+        Error::LeaseTtlTooLarge => (Code::OutOfRange, "etcdserver: too large lease TTL"),
         Error::RequestTooLarge => (Code::InvalidArgument, "etcdserver: request is too large"),
         Error::NoLeader => (Code::Unavailable, "etcdserver: no leader"),
         Error::Stopped => (Code::Unavailable, "etcdserver: server stopped"),

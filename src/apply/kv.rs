@@ -2,11 +2,13 @@
 
 use std::cmp::Ordering;
 
-use super::{header, refuse, Refusal, Result};
+use super::{header, refuse, Applied, Refusal, Result};
+use crate::lease::{LeaseId, Lessor};
 use crate::mvcc::{KeyRange, RangeOptions, ReadView, WriteTxn};
 use crate::proto::etcdserverpb::{
     range_request::{SortOrder, SortTarget},
-    DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse,
+    DeleteRangeRequest, DeleteRangeResponse, LeaseRevokeResponse, PutRequest, PutResponse,
+    RangeRequest, RangeResponse,
 };
 use crate::proto::mvccpb::KeyValue;
 
@@ -90,7 +92,7 @@ pub fn range(view: &impl ReadView, r: &RangeRequest) -> Outcome<RangeResponse> {
 }
 
 /// Checks a put against the state before it changes anything (etcd: checkPut).
-pub fn check_put(view: &impl ReadView, p: &PutRequest) -> Outcome<()> {
+pub fn check_put(view: &impl ReadView, leases: &Lessor, p: &PutRequest) -> Outcome<()> {
     if p.ignore_value || p.ignore_lease {
         let rr = match view.range(&KeyRange::Single(p.key.clone()), RangeOptions::default()) {
             Ok(rr) => rr,
@@ -100,22 +102,25 @@ pub fn check_put(view: &impl ReadView, p: &PutRequest) -> Outcome<()> {
             return Ok(Err(Refusal::KeyNotFound));
         }
     }
-    if p.lease != 0 {
-        // No lease can exist until the lessor is in the state machine.
+    if p.lease != 0 && !leases.contains(p.lease) {
         return Ok(Err(Refusal::LeaseNotFound));
     }
     Ok(Ok(()))
 }
 
-pub fn put(txn: &mut WriteTxn<'_>, p: PutRequest) -> Outcome<PutResponse> {
-    if let Err(refusal) = check_put(txn, &p)? {
+pub fn put(txn: &mut WriteTxn<'_>, leases: &mut Lessor, p: PutRequest) -> Outcome<PutResponse> {
+    if let Err(refusal) = check_put(txn, leases, &p)? {
         return Ok(Err(refusal));
     }
-    Ok(Ok(put_checked(txn, p)?))
+    Ok(Ok(put_checked(txn, leases, p)?))
 }
 
 /// A put whose checks have passed (inside a txn they run before any op).
-pub fn put_checked(txn: &mut WriteTxn<'_>, p: PutRequest) -> Result<PutResponse> {
+pub fn put_checked(
+    txn: &mut WriteTxn<'_>,
+    leases: &mut Lessor,
+    p: PutRequest,
+) -> Result<PutResponse> {
     let prev = if p.ignore_value || p.ignore_lease || p.prev_kv {
         txn.get(&p.key).map_err(super::Error::Mvcc)?
     } else {
@@ -132,19 +137,41 @@ pub fn put_checked(txn: &mut WriteTxn<'_>, p: PutRequest) -> Result<PutResponse>
         }
     }
     let kv = txn.put(p.key, value, lease);
+    leases.attach(&kv.key, lease);
     Ok(PutResponse {
         header: header(kv.mod_revision),
         prev_kv: if p.prev_kv { prev } else { None },
     })
 }
 
-pub fn delete_range(txn: &mut WriteTxn<'_>, d: DeleteRangeRequest) -> Outcome<DeleteRangeResponse> {
+pub fn delete_range(
+    txn: &mut WriteTxn<'_>,
+    leases: &mut Lessor,
+    d: DeleteRangeRequest,
+) -> Outcome<DeleteRangeResponse> {
     let range = KeyRange::new(d.key, d.range_end);
     let deleted = txn.delete_range(&range).map_err(super::Error::Mvcc)?;
+    for kv in &deleted {
+        leases.detach(&kv.key);
+    }
     let n = i64::try_from(deleted.len()).expect("count fits i64");
     Ok(Ok(DeleteRangeResponse {
         header: header(txn.read_rev()),
         deleted: n,
         prev_kvs: if d.prev_kv { deleted } else { Vec::new() },
     }))
+}
+
+/// Revoke a lease: every attached key is deleted in this one revision (etcd: lessor Revoke).
+pub fn revoke(txn: &mut WriteTxn<'_>, leases: &mut Lessor, id: LeaseId) -> Outcome<Applied> {
+    let Some(keys) = leases.revoke(id, txn.batch_mut()) else {
+        return Ok(Err(Refusal::LeaseNotFound));
+    };
+    for key in keys {
+        txn.delete_range(&KeyRange::Single(key))
+            .map_err(super::Error::Mvcc)?;
+    }
+    Ok(Ok(Applied::LeaseRevoke(LeaseRevokeResponse {
+        header: header(txn.read_rev()),
+    })))
 }

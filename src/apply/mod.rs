@@ -9,9 +9,11 @@ pub mod txn;
 
 use serde::{Deserialize, Serialize};
 
+use crate::lease::{Lessor, MAX_LEASE_TTL};
 use crate::mvcc::{self, KvStore};
 use crate::proto::etcdserverpb::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
+    LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, PutRequest,
     PutResponse, ResponseHeader, TxnRequest, TxnResponse,
 };
 use crate::proto::mvccpb::Event;
@@ -24,6 +26,10 @@ pub enum Command {
     DeleteRange(DeleteRangeRequest),
     Txn(TxnRequest),
     Compaction(CompactionRequest),
+    /// A grant; the server has chosen the id when the client did not.
+    LeaseGrant(LeaseGrantRequest),
+    /// A revoke, asked by a client or by the leader's expiry loop.
+    LeaseRevoke(LeaseRevokeRequest),
     /// Commands that waited together, proposed as one log entry (group commit); each is
     /// applied as its own write transaction with its own revision, in order.
     Batch(Vec<Command>),
@@ -39,6 +45,8 @@ pub enum Applied {
     DeleteRange(DeleteRangeResponse),
     Txn(TxnResponse),
     Compaction(CompactionResponse),
+    LeaseGrant(LeaseGrantResponse),
+    LeaseRevoke(LeaseRevokeResponse),
     Refused(Refusal),
     /// The results of a [`Command::Batch`], in order.
     Batch(Vec<Applied>),
@@ -55,6 +63,10 @@ pub enum Refusal {
     KeyNotFound,
     #[error("requested lease not found")]
     LeaseNotFound,
+    #[error("lease already exists")]
+    LeaseExists,
+    #[error("too large lease TTL")]
+    LeaseTtlTooLarge,
 }
 
 /// Failures that stop the member: the store cannot be trusted to go on.
@@ -85,6 +97,7 @@ pub struct Output {
 /// Applies commands to the stores, adding their writes to one batch.
 pub struct Applier<'a> {
     pub kv: &'a mut KvStore,
+    pub leases: &'a mut Lessor,
     pub batch: &'a mut WriteBatch,
 }
 
@@ -112,27 +125,46 @@ impl Applier<'_> {
 
     pub fn apply(&mut self, cmd: Command) -> Result<Output> {
         let before = self.kv.current_rev();
-        let (applied, events) = match cmd {
-            Command::Put(req) => {
-                self.write(|txn| kv::put(txn, req).map(|r| r.map(Applied::Put)))?
-            }
-            Command::DeleteRange(req) => {
-                self.write(|txn| kv::delete_range(txn, req).map(|r| r.map(Applied::DeleteRange)))?
-            }
-            Command::Txn(req) => {
-                self.write(|txn| txn::txn(txn, req).map(|r| r.map(Applied::Txn)))?
-            }
-            Command::Batch(cmds) => return self.apply_batch(cmds),
-            Command::Compaction(req) => {
-                let applied = match self.kv.compact(req.revision, self.batch) {
-                    Ok(()) => Applied::Compaction(CompactionResponse {
-                        header: header(self.kv.current_rev()),
-                    }),
-                    Err(e) => Applied::Refused(refuse(e)?),
-                };
-                (applied, Vec::new())
-            }
-        };
+        let (applied, events) =
+            match cmd {
+                Command::Put(req) => self
+                    .write(|txn, leases| kv::put(txn, leases, req).map(|r| r.map(Applied::Put)))?,
+                Command::DeleteRange(req) => self.write(|txn, leases| {
+                    kv::delete_range(txn, leases, req).map(|r| r.map(Applied::DeleteRange))
+                })?,
+                Command::Txn(req) => self
+                    .write(|txn, leases| txn::txn(txn, leases, req).map(|r| r.map(Applied::Txn)))?,
+                Command::Batch(cmds) => return self.apply_batch(cmds),
+                Command::LeaseGrant(req) => {
+                    let applied = if req.ttl > MAX_LEASE_TTL {
+                        Applied::Refused(Refusal::LeaseTtlTooLarge)
+                    } else if self.leases.contains(req.id) {
+                        Applied::Refused(Refusal::LeaseExists)
+                    } else {
+                        let ttl = self.leases.grant(req.id, req.ttl, self.batch);
+                        let hdr = header(self.kv.current_rev());
+                        Applied::LeaseGrant(LeaseGrantResponse {
+                            header: hdr,
+                            id: req.id,
+                            ttl,
+                            error: String::new(),
+                        })
+                    };
+                    (applied, Vec::new())
+                }
+                Command::LeaseRevoke(req) => {
+                    self.write(|txn, leases| kv::revoke(txn, leases, req.id))?
+                }
+                Command::Compaction(req) => {
+                    let applied = match self.kv.compact(req.revision, self.batch) {
+                        Ok(()) => Applied::Compaction(CompactionResponse {
+                            header: header(self.kv.current_rev()),
+                        }),
+                        Err(e) => Applied::Refused(refuse(e)?),
+                    };
+                    (applied, Vec::new())
+                }
+            };
         let revision = self.kv.current_rev();
         debug_assert!(revision >= before);
         let events = if events.is_empty() {
@@ -146,10 +178,13 @@ impl Applier<'_> {
     /// Runs `f` in one write transaction. A refusal must come before any change.
     fn write(
         &mut self,
-        f: impl FnOnce(&mut mvcc::WriteTxn<'_>) -> Result<std::result::Result<Applied, Refusal>>,
+        f: impl FnOnce(
+            &mut mvcc::WriteTxn<'_>,
+            &mut Lessor,
+        ) -> Result<std::result::Result<Applied, Refusal>>,
     ) -> Result<(Applied, Vec<Event>)> {
         let mut txn = self.kv.write(self.batch);
-        let out = f(&mut txn)?;
+        let out = f(&mut txn, self.leases)?;
         let (_, events) = txn.end();
         match out {
             Ok(applied) => Ok((applied, events)),

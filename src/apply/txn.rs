@@ -8,6 +8,7 @@ use std::cmp::Ordering;
 
 use super::kv::{self, Outcome};
 use super::{header, refuse, Refusal, Result};
+use crate::lease::Lessor;
 use crate::mvcc::{KeyRange, RangeOptions, ReadView, WriteTxn};
 use crate::proto::etcdserverpb::{
     compare::{CompareResult, CompareTarget, TargetUnion},
@@ -97,12 +98,18 @@ fn branch(r: &TxnRequest, ok: bool) -> &[RequestOp] {
 }
 
 /// Checks every op on the taken path before anything changes (etcd: checkRequests).
-fn check_path(view: &impl ReadView, r: &TxnRequest, path: &[bool], at: &mut usize) -> Outcome<()> {
+fn check_path(
+    view: &impl ReadView,
+    leases: &Lessor,
+    r: &TxnRequest,
+    path: &[bool],
+    at: &mut usize,
+) -> Outcome<()> {
     let ok = path[*at];
     *at += 1;
     for op in branch(r, ok) {
         let res = match &op.request {
-            Some(Request::RequestPut(p)) => kv::check_put(view, p)?,
+            Some(Request::RequestPut(p)) => kv::check_put(view, leases, p)?,
             Some(Request::RequestRange(g)) if g.revision != 0 => {
                 if g.revision > view.rev() {
                     Err(Refusal::FutureRev)
@@ -112,7 +119,7 @@ fn check_path(view: &impl ReadView, r: &TxnRequest, path: &[bool], at: &mut usiz
                     Ok(())
                 }
             }
-            Some(Request::RequestTxn(t)) => check_path(view, t, path, at)?,
+            Some(Request::RequestTxn(t)) => check_path(view, leases, t, path, at)?,
             _ => Ok(()),
         };
         if res.is_err() {
@@ -122,19 +129,20 @@ fn check_path(view: &impl ReadView, r: &TxnRequest, path: &[bool], at: &mut usiz
     Ok(Ok(()))
 }
 
-pub fn txn(txn: &mut WriteTxn<'_>, r: TxnRequest) -> Outcome<TxnResponse> {
+pub fn txn(txn: &mut WriteTxn<'_>, leases: &mut Lessor, r: TxnRequest) -> Outcome<TxnResponse> {
     let mut path = Vec::new();
     compare_to_path(txn, &r, &mut path)?;
-    if let Err(refusal) = check_path(txn, &r, &path, &mut 0)? {
+    if let Err(refusal) = check_path(txn, leases, &r, &path, &mut 0)? {
         return Ok(Err(refusal));
     }
-    let mut resp = apply_path(txn, r, &path, &mut 0)?;
+    let mut resp = apply_path(txn, leases, r, &path, &mut 0)?;
     resp.header = header(txn.read_rev());
     Ok(Ok(resp))
 }
 
 fn apply_path(
     txn: &mut WriteTxn<'_>,
+    leases: &mut Lessor,
     r: TxnRequest,
     path: &[bool],
     at: &mut usize,
@@ -149,14 +157,14 @@ fn apply_path(
                 Ok(rr) => Response::ResponseRange(rr),
                 Err(refusal) => unreachable_refusal(refusal),
             },
-            Some(Request::RequestPut(p)) => Response::ResponsePut(kv::put_checked(txn, p)?),
-            Some(Request::RequestDeleteRange(d)) => match kv::delete_range(txn, d)? {
+            Some(Request::RequestPut(p)) => Response::ResponsePut(kv::put_checked(txn, leases, p)?),
+            Some(Request::RequestDeleteRange(d)) => match kv::delete_range(txn, leases, d)? {
                 Ok(dr) => Response::ResponseDeleteRange(dr),
                 Err(refusal) => unreachable_refusal(refusal),
             },
             Some(Request::RequestTxn(t)) => {
                 // etcd leaves a nested txn's header empty.
-                let mut tr = apply_path(txn, t, path, at)?;
+                let mut tr = apply_path(txn, leases, t, path, at)?;
                 tr.header = Some(Default::default());
                 Response::ResponseTxn(tr)
             }

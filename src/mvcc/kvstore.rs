@@ -26,6 +26,8 @@ pub struct KvStore {
     compact_rev: i64,
     /// Versions written by the batch being applied and not yet in the backend.
     pending: HashMap<Revision, KeyValue>,
+    /// Live keys with a lease, as found by the last restore (for the lessor to re-attach).
+    restored_leases: HashMap<Bytes, i64>,
 }
 
 /// What a range read returns before the request's filters and sort are applied.
@@ -57,6 +59,7 @@ impl KvStore {
             current_rev: 0,
             compact_rev: -1,
             pending: HashMap::new(),
+            restored_leases: HashMap::new(),
         };
         store.restore()?;
         Ok(store)
@@ -65,6 +68,7 @@ impl KvStore {
     fn restore(&mut self) -> Result<()> {
         self.index = TreeIndex::default();
         self.pending.clear();
+        self.restored_leases.clear();
         self.compact_rev = match self.backend.get(Tree::State, schema::META_COMPACT_REV)? {
             Some(v) => decode_i64(&v)?,
             None => -1,
@@ -81,8 +85,14 @@ impl KvStore {
                 .ok_or_else(|| Error::Corrupt(format!("bad revision key {k:?}")))?;
             let kv = KeyValue::decode(v).map_err(|e| Error::Corrupt(e.to_string()))?;
             if tombstone {
+                self.restored_leases.remove(&kv.key);
                 self.index.tombstone(&kv.key, rev);
             } else {
+                if kv.lease != 0 {
+                    self.restored_leases.insert(kv.key.clone(), kv.lease);
+                } else {
+                    self.restored_leases.remove(&kv.key);
+                }
                 self.index.restore(
                     &kv.key,
                     Revision::new(kv.create_revision, 0),
@@ -99,6 +109,11 @@ impl KvStore {
     /// Drop everything in memory and read the backend again (after a snapshot install).
     pub fn reload(&mut self) -> Result<()> {
         self.restore()
+    }
+
+    /// Live keys attached to a lease when the store was last restored (taken once).
+    pub fn take_restored_leases(&mut self) -> HashMap<Bytes, i64> {
+        std::mem::take(&mut self.restored_leases)
     }
 
     pub fn current_rev(&self) -> i64 {
@@ -285,6 +300,11 @@ impl WriteTxn<'_> {
     fn next_rev(&self) -> Revision {
         let sub = i64::try_from(self.events.len()).expect("txn changes fit i64");
         Revision::new(self.rev, sub)
+    }
+
+    /// The apply batch, for other stores changed in the same command (leases).
+    pub fn batch_mut(&mut self) -> &mut WriteBatch {
+        self.batch
     }
 
     /// The revision reads inside this transaction see: its own changes included.

@@ -8,7 +8,7 @@
 //!   never waits.
 
 use std::io::Cursor;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
@@ -22,12 +22,15 @@ use super::types::{
     Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
 use crate::apply::{Applied, Applier};
+use crate::lease::Lessor;
 use crate::mvcc::{KvStore, WatchableStore};
 use crate::storage::{schema, Backend, Tree, WriteBatch};
 
 /// State shared between the state machine and the readers above it.
 pub struct SharedState {
     pub kv: Arc<RwLock<KvStore>>,
+    /// The lease table; locked after `kv` when both are needed.
+    pub leases: Mutex<Lessor>,
     applied: RwLock<(Option<LogId>, StoredMembership)>,
     snapshot: RwLock<Option<StoredSnapshot>>,
     backend: Arc<dyn Backend>,
@@ -65,9 +68,11 @@ impl SharedState {
 }
 
 impl StateMachine {
-    pub fn open(backend: Arc<dyn Backend>) -> Result<Self, StorageError> {
-        let kv = KvStore::open(backend.clone())
+    pub fn open(backend: Arc<dyn Backend>, min_lease_ttl: i64) -> Result<Self, StorageError> {
+        let mut kv = KvStore::open(backend.clone())
             .map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Read, e))?;
+        let mut leases = Lessor::new(min_lease_ttl);
+        restore_leases(&*backend, &mut kv, &mut leases)?;
         let read = |key: &[u8]| {
             backend
                 .get(Tree::State, key)
@@ -84,6 +89,7 @@ impl StateMachine {
         Ok(Self {
             shared: Arc::new(SharedState {
                 kv: Arc::new(RwLock::new(kv)),
+                leases: Mutex::new(leases),
                 applied: RwLock::new((last_applied, membership)),
                 snapshot: RwLock::new(None),
                 backend,
@@ -91,6 +97,24 @@ impl StateMachine {
             }),
         })
     }
+}
+
+/// Rebuild the lease table from its records and re-attach the live keys that carry a lease.
+fn restore_leases(
+    backend: &dyn Backend,
+    kv: &mut KvStore,
+    leases: &mut Lessor,
+) -> Result<(), StorageError> {
+    let start = [schema::LEASE];
+    let end = [schema::LEASE + 1];
+    let records = backend
+        .range(Tree::State, &start, &end, 0)
+        .map_err(|e| sm_err(ErrorVerb::Read, e))?;
+    leases.restore(records);
+    for (key, id) in kv.take_restored_leases() {
+        leases.attach(&key, id);
+    }
+    Ok(())
 }
 
 fn sm_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
@@ -117,6 +141,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut published = Vec::new();
         {
             let mut kv = shared.kv.write().expect("kv lock");
+            let mut leases = shared.leases.lock().expect("leases lock");
             let mut batch = WriteBatch::default();
             for entry in entries {
                 last_applied = Some(entry.log_id);
@@ -125,6 +150,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     EntryPayload::Normal(cmd) => {
                         let out = Applier {
                             kv: &mut kv,
+                            leases: &mut leases,
                             batch: &mut batch,
                         }
                         .apply(cmd)
@@ -207,6 +233,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .flush()
             .map_err(|e| sm_err(ErrorVerb::Write, e))?;
         kv.reload().map_err(|e| sm_err(ErrorVerb::Read, e))?;
+        restore_leases(
+            &**shared.backend(),
+            &mut kv,
+            &mut shared.leases.lock().expect("leases lock"),
+        )?;
         *shared.applied.write().expect("applied lock") =
             (meta.last_log_id, meta.last_membership.clone());
         *shared.snapshot.write().expect("snapshot lock") = Some(StoredSnapshot {

@@ -26,6 +26,10 @@ pub enum Error {
     FutureRev,
     #[error("requested lease not found")]
     LeaseNotFound,
+    #[error("lease already exists")]
+    LeaseExists,
+    #[error("too large lease TTL")]
+    LeaseTtlTooLarge,
     #[error("request is too large")]
     RequestTooLarge,
     #[error("no leader")]
@@ -47,6 +51,8 @@ impl From<Refusal> for Error {
             Refusal::FutureRev => Error::FutureRev,
             Refusal::KeyNotFound => Error::KeyNotFound,
             Refusal::LeaseNotFound => Error::LeaseNotFound,
+            Refusal::LeaseExists => Error::LeaseExists,
+            Refusal::LeaseTtlTooLarge => Error::LeaseTtlTooLarge,
         }
     }
 }

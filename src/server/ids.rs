@@ -76,8 +76,58 @@ pub fn load_or_create(
     Ok((m, c))
 }
 
+/// Request and lease ids as etcd makes them (idutil.Generator): the member id's low 16 bits,
+/// then 40 bits of the start time in milliseconds and an 8-bit counter, incremented.
+pub struct IdGenerator {
+    prefix: u64,
+    suffix: std::sync::atomic::AtomicU64,
+}
+
+const SUFFIX_BITS: u32 = 48;
+const COUNTER_BITS: u32 = 8;
+
+impl IdGenerator {
+    pub fn new(member_id: u64) -> Self {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0));
+        let ts_mask = (1u64 << (SUFFIX_BITS - COUNTER_BITS)) - 1;
+        Self {
+            prefix: (member_id & 0xffff) << SUFFIX_BITS,
+            suffix: ((ms & ts_mask) << COUNTER_BITS).into(),
+        }
+    }
+
+    pub fn next(&self) -> u64 {
+        let suffix = self
+            .suffix
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        self.prefix | (suffix & ((1u64 << SUFFIX_BITS) - 1))
+    }
+
+    /// A positive, non-zero lease id (etcd keeps lease ids in the positive int64 range).
+    pub fn next_lease_id(&self) -> i64 {
+        loop {
+            let id = i64::try_from(self.next() & (u64::MAX >> 1)).expect("masked to 63 bits");
+            if id != 0 {
+                return id;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn generated_ids_carry_the_member_and_increase() {
+        let g = IdGenerator::new(0x8e9e05c52164694d);
+        let (a, b) = (g.next(), g.next());
+        assert_eq!(a >> 48, 0x694d);
+        assert_eq!(b, a + 1);
+        assert!(g.next_lease_id() > 0);
+    }
+
     use super::*;
 
     #[test]

@@ -10,14 +10,16 @@ use openraft::BasicNode;
 use prost::Message;
 
 use super::error::{Error, Result};
-use super::ids;
+use super::ids::{self, IdGenerator};
 use super::propose::{Proposer, ReadBarrier};
 use crate::apply::{self, Applied, Command};
 use crate::config::Config;
+use crate::lease::Lessor;
 use crate::mvcc::{KeyRange, KvStore, RangeOptions, WatchableStore, WriteTxn};
 use crate::proto::etcdserverpb::{
     request_op::Request, CompactionRequest, CompactionResponse, DeleteRangeRequest,
-    DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader,
+    DeleteRangeResponse, LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest,
+    LeaseRevokeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader,
     TxnRequest, TxnResponse,
 };
 use crate::proto::mvccpb::KeyValue;
@@ -51,6 +53,7 @@ pub struct Member {
     /// Every watcher of the member (etcd's watchable store).
     pub watch: Arc<WatchableStore>,
     progress_notify_interval: Duration,
+    ids: IdGenerator,
     pub state: Arc<SharedState>,
     backend: Arc<dyn Backend>,
     pub member_id: u64,
@@ -82,7 +85,8 @@ impl Member {
         let (member_id, cluster_id) =
             ids::load_or_create(&*backend, &members, &cfg.name, &cfg.initial_cluster_token)?;
         let log_store = LogStore::new(backend.clone());
-        let sm = StateMachine::open(backend.clone()).map_err(|e| internal(&e))?;
+        let min_lease_ttl = Lessor::min_ttl_for(Duration::from_millis(cfg.election_timeout));
+        let sm = StateMachine::open(backend.clone(), min_lease_ttl).map_err(|e| internal(&e))?;
         let state = sm.shared.clone();
         let watch = WatchableStore::start(state.kv.clone());
         state.set_watchable_store(watch.clone());
@@ -119,6 +123,7 @@ impl Member {
             reads,
             watch,
             progress_notify_interval: cfg.progress_notify_interval(),
+            ids: IdGenerator::new(member_id),
             state,
             backend,
             member_id,
@@ -250,7 +255,8 @@ impl Member {
             let mut kv = self.state.kv.write().expect("kv lock");
             let mut scratch = WriteBatch::default();
             let mut txn: WriteTxn<'_> = KvStore::write(&mut kv, &mut scratch);
-            let out = apply::txn::txn(&mut txn, req)??;
+            let mut leases = self.state.leases.lock().expect("leases lock");
+            let out = apply::txn::txn(&mut txn, &mut leases, req)??;
             let _ = txn.end();
             debug_assert!(scratch.is_empty(), "a read-only txn wrote");
             return Ok(out);
@@ -268,6 +274,69 @@ impl Member {
             Applied::Compaction(r) => Ok(r),
             other => Err(unexpected(other)),
         }
+    }
+
+    /// Grant a lease; the server picks a free id when the client gives none (etcd).
+    pub async fn lease_grant(&self, mut req: LeaseGrantRequest) -> Result<LeaseGrantResponse> {
+        if req.id == 0 {
+            req.id = loop {
+                let id = self.ids.next_lease_id();
+                if !self.state.leases.lock().expect("leases lock").contains(id) {
+                    break id;
+                }
+            };
+        }
+        let size = req.encoded_len();
+        match self.propose(Command::LeaseGrant(req), size).await? {
+            Applied::LeaseGrant(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Revoke a lease and delete its keys in one revision.
+    pub async fn lease_revoke(&self, id: i64) -> Result<LeaseRevokeResponse> {
+        let req = LeaseRevokeRequest { id };
+        let size = req.encoded_len();
+        match self.propose(Command::LeaseRevoke(req), size).await? {
+            Applied::LeaseRevoke(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Keep-alive: the lease's full TTL from now, answered by the leader.
+    pub fn lease_renew(&self, id: i64) -> Result<i64> {
+        if self.leader() != Some(self.member_id) {
+            return Err(Error::NoLeader);
+        }
+        self.state
+            .leases
+            .lock()
+            .expect("leases lock")
+            .renew(id)
+            .ok_or(Error::LeaseNotFound)
+    }
+
+    /// (remaining seconds, granted TTL, attached keys) of a lease.
+    pub async fn lease_time_to_live(
+        &self,
+        id: i64,
+        keys: bool,
+    ) -> Result<(i64, i64, Vec<bytes::Bytes>)> {
+        self.read_barrier().await?;
+        let leases = self.state.leases.lock().expect("leases lock");
+        let lease = leases.get(id).ok_or(Error::LeaseNotFound)?;
+        let remaining = leases.remaining(id).unwrap_or(0);
+        let attached = if keys {
+            lease.keys.iter().cloned().collect()
+        } else {
+            Vec::new()
+        };
+        Ok((remaining, lease.ttl, attached))
+    }
+
+    pub async fn lease_leases(&self) -> Result<Vec<i64>> {
+        self.read_barrier().await?;
+        Ok(self.state.leases.lock().expect("leases lock").ids())
     }
 
     /// Raft index and term of the last applied entry, and the db size.

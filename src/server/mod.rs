@@ -6,6 +6,7 @@
 pub mod compactor;
 pub mod error;
 pub mod ids;
+pub mod lease_loop;
 pub mod member;
 pub mod propose;
 
