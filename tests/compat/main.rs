@@ -12,6 +12,7 @@ mod common;
 
 mod client;
 mod ctl;
+mod lease;
 mod watch;
 
 use common::{Kind, Server};
