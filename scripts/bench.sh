@@ -31,6 +31,8 @@ WORKLOADS=(
   "put --conns 100 --clients 1000 --total ${BENCH_LARGE:-100000} --key-size 8 --val-size 256 --key-space-size 100000"
   "range foo --conns 10 --clients 100 --total ${BENCH_LARGE:-100000} --consistency l"
   "range foo --conns 10 --clients 100 --total ${BENCH_LARGE:-100000} --consistency s"
+  "keepalive --conns 10 --clients 100 --total ${BENCH_LARGE:-100000} --mode stream"
+  "keepalive --conns 10 --clients 100 --total ${BENCH_SMALL:-3000}0 --mode new"
 )
 
 declare -A RPS P99 AVG WATCH

@@ -45,8 +45,10 @@ struct Args {
 }
 
 pub fn main(args: &[String]) -> i32 {
-    if args.first().map(String::as_str) == Some("watch") {
-        return cli("watch", &args[1..], crate::bench_watch::run);
+    match args.first().map(String::as_str) {
+        Some("watch") => return cli("watch", &args[1..], crate::bench_watch::run),
+        Some("keepalive") => return cli("keepalive", &args[1..], crate::bench_lease::run),
+        _ => {}
     }
     cli("bench", args, run)
 }
@@ -86,7 +88,11 @@ fn key_bytes(n: u64, size: usize) -> Bytes {
 
 async fn run(a: Args) -> Result<(), Box<dyn std::error::Error>> {
     if a.op != "put" && a.op != "range" {
-        return Err(format!("unknown workload {:?}: put, range or watch", a.op).into());
+        return Err(format!(
+            "unknown workload {:?}: put, range, watch or keepalive",
+            a.op
+        )
+        .into());
     }
     let endpoint = a
         .endpoints
