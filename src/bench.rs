@@ -80,6 +80,49 @@ where
     }
 }
 
+/// One connection per `conns` to the first of `endpoints`.
+pub(crate) async fn connect(
+    endpoints: &str,
+    conns: usize,
+) -> Result<Vec<Channel>, Box<dyn std::error::Error>> {
+    let endpoint = endpoints.split(',').next().unwrap_or_default().to_string();
+    let mut channels = Vec::new();
+    for _ in 0..conns.max(1) {
+        channels.push(Channel::from_shared(endpoint.clone())?.connect().await?);
+    }
+    Ok(channels)
+}
+
+/// Count one request: its latency if it succeeded, an error otherwise.
+pub(crate) fn record(
+    lat: &mut hdrhistogram::Histogram<u64>,
+    errors: &mut u64,
+    ok: bool,
+    started: Instant,
+) {
+    if ok {
+        let _ = lat.record(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
+    } else {
+        *errors += 1;
+    }
+}
+
+type ClientResult = (hdrhistogram::Histogram<u64>, u64);
+
+/// Wait for every client task and merge their latencies and error counts.
+pub(crate) async fn join(
+    tasks: Vec<tokio::task::JoinHandle<ClientResult>>,
+) -> Result<ClientResult, Box<dyn std::error::Error>> {
+    let mut lat = hdrhistogram::Histogram::<u64>::new(3)?;
+    let mut errors = 0;
+    for t in tasks {
+        let (l, e) = t.await?;
+        lat.add(l)?;
+        errors += e;
+    }
+    Ok((lat, errors))
+}
+
 fn key_bytes(n: u64, size: usize) -> Bytes {
     let mut k = vec![b'0'; size.max(8)];
     k[..8].copy_from_slice(&n.to_be_bytes());
@@ -94,16 +137,7 @@ async fn run(a: Args) -> Result<(), Box<dyn std::error::Error>> {
         )
         .into());
     }
-    let endpoint = a
-        .endpoints
-        .split(',')
-        .next()
-        .unwrap_or_default()
-        .to_string();
-    let mut channels = Vec::new();
-    for _ in 0..a.conns.max(1) {
-        channels.push(Channel::from_shared(endpoint.clone())?.connect().await?);
-    }
+    let channels = crate::bench::connect(&a.endpoints, a.conns).await?;
     let issued = Arc::new(AtomicU64::new(0));
     let value = Bytes::from(vec![b'v'; a.val_size]);
     let range_key = Bytes::from(a.key.clone().unwrap_or_else(|| "foo".into()));
@@ -150,22 +184,12 @@ async fn run(a: Args) -> Result<(), Box<dyn std::error::Error>> {
                     };
                     client.range(req).await.is_ok()
                 };
-                if ok {
-                    let _ = lat.record(u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX));
-                } else {
-                    errors += 1;
-                }
+                record(&mut lat, &mut errors, ok, t);
             }
             (lat, errors)
         }));
     }
-    let mut lat = hdrhistogram::Histogram::<u64>::new(3)?;
-    let mut errors = 0;
-    for t in tasks {
-        let (l, e) = t.await?;
-        lat.add(l)?;
-        errors += e;
-    }
+    let (lat, errors) = crate::bench::join(tasks).await?;
     let elapsed = start.elapsed();
     report(&a, elapsed, &lat, errors);
     Ok(())

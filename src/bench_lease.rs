@@ -8,7 +8,6 @@ use std::time::Instant;
 use clap::Parser;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
 
 use crate::proto::etcdserverpb::{
     lease_client::LeaseClient, LeaseGrantRequest, LeaseKeepAliveRequest,
@@ -36,16 +35,7 @@ pub(crate) async fn run(a: Args) -> Result<(), Box<dyn std::error::Error>> {
     if a.mode != "stream" && a.mode != "new" {
         return Err(format!("unknown mode {:?}: stream or new", a.mode).into());
     }
-    let endpoint = a
-        .endpoints
-        .split(',')
-        .next()
-        .unwrap_or_default()
-        .to_string();
-    let mut channels = Vec::new();
-    for _ in 0..a.conns.max(1) {
-        channels.push(Channel::from_shared(endpoint.clone())?.connect().await?);
-    }
+    let channels = crate::bench::connect(&a.endpoints, a.conns).await?;
     let issued = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -92,22 +82,12 @@ pub(crate) async fn run(a: Args) -> Result<(), Box<dyn std::error::Error>> {
                         }
                     }
                 };
-                if ok {
-                    let _ = lat.record(u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX));
-                } else {
-                    errors += 1;
-                }
+                crate::bench::record(&mut lat, &mut errors, ok, t);
             }
             (lat, errors)
         }));
     }
-    let mut lat = hdrhistogram::Histogram::<u64>::new(3)?;
-    let mut errors = 0;
-    for t in tasks {
-        let (l, e) = t.await?;
-        lat.add(l)?;
-        errors += e;
-    }
+    let (lat, errors) = crate::bench::join(tasks).await?;
     let elapsed = start.elapsed();
     println!(
         "RESULT label={} op=keepalive-{} clients={} total={} rps={:.1} p50_ms={:.4} p99_ms={:.4} errors={errors}",

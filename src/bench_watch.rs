@@ -10,7 +10,6 @@ use bytes::Bytes;
 use clap::Parser;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
 
 use crate::proto::etcdserverpb::{
     kv_client::KvClient, watch_client::WatchClient, watch_request::RequestUnion, PutRequest,
@@ -48,16 +47,7 @@ fn key(i: usize) -> Bytes {
 }
 
 pub(crate) async fn run(a: Args) -> Result<(), Box<dyn std::error::Error>> {
-    let endpoint = a
-        .endpoints
-        .split(',')
-        .next()
-        .unwrap_or_default()
-        .to_string();
-    let mut channels = Vec::new();
-    for _ in 0..a.conns.max(1) {
-        channels.push(Channel::from_shared(endpoint.clone())?.connect().await?);
-    }
+    let channels = crate::bench::connect(&a.endpoints, a.conns).await?;
     let rss_before = a.server_pid.and_then(rss_kib);
     let sent: Arc<Mutex<HashMap<Bytes, Instant>>> = Arc::default();
     let (lat_tx, mut lat_rx) = mpsc::unbounded_channel::<Duration>();

@@ -1,19 +1,13 @@
 //! Scenarios through the etcd-client crate: every request field the etcdctl CLI cannot set
 //! (mod/create revision filters, nested txns, compares over ranges, ...).
 
-use std::future::Future;
-use std::pin::Pin;
-
 use etcd_client::{
     Client, CompactionOptions, Compare, CompareOp, DeleteOptions, GetOptions, PutOptions,
     SortOrder, SortTarget, Txn, TxnOp,
 };
 
 use crate::common::normalize_debug;
-use crate::{Pair, Report};
-
-type Obs = Vec<String>;
-type Fut<'a> = Pin<Box<dyn Future<Output = Obs> + 'a>>;
+use crate::{Fut, Obs, Pair, Report};
 
 /// One observation: a normalised response, or the gRPC code and message of an error.
 fn obs<T: std::fmt::Debug>(r: Result<T, etcd_client::Error>) -> String {
@@ -30,15 +24,7 @@ async fn run(
     name: &str,
     f: for<'a> fn(&'a mut Client, String) -> Fut<'a>,
 ) {
-    let mut e = Client::connect([pair.etcd.endpoint.as_str()], None)
-        .await
-        .unwrap();
-    let mut m = Client::connect([pair.ms.endpoint.as_str()], None)
-        .await
-        .unwrap();
-    let p = format!("{name}/");
-    let oe = f(&mut e, p.clone()).await;
-    let om = f(&mut m, p).await;
+    let (oe, om) = crate::observe(pair, name, f).await;
     rep.scenarios += 1;
     rep.steps += oe.len();
     for (i, (a, b)) in oe.iter().zip(om.iter()).enumerate() {

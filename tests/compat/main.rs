@@ -35,6 +35,28 @@ impl Pair {
     }
 }
 
+pub type Obs = Vec<String>;
+pub type Fut<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Obs> + 'a>>;
+
+/// Run one etcd-client scenario against etcd, then metastore, each with the scenario's key
+/// prefix; the observations of both.
+pub async fn observe(
+    pair: &Pair,
+    name: &str,
+    f: for<'a> fn(&'a mut etcd_client::Client, String) -> Fut<'a>,
+) -> (Obs, Obs) {
+    let mut e = etcd_client::Client::connect([pair.etcd.endpoint.as_str()], None)
+        .await
+        .unwrap();
+    let mut m = etcd_client::Client::connect([pair.ms.endpoint.as_str()], None)
+        .await
+        .unwrap();
+    let p = format!("{name}/");
+    let oe = f(&mut e, p.clone()).await;
+    let om = f(&mut m, p).await;
+    (oe, om)
+}
+
 /// Differences found, reported together at the end of a group.
 #[derive(Default)]
 pub struct Report {

@@ -2,8 +2,6 @@
 //! of every watcher is compared. Each scenario ends with a sentinel write, and collection
 //! stops when the sentinel arrives (no sleeps).
 
-use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
 
 use etcd_client::{
@@ -11,10 +9,7 @@ use etcd_client::{
     WatchOptions, WatchResponse, WatchStream,
 };
 
-use crate::{Pair, Report};
-
-type Obs = Vec<String>;
-type Fut<'a> = Pin<Box<dyn Future<Output = Obs> + 'a>>;
+use crate::{Fut, Obs, Pair, Report};
 
 fn kv_str(kv: Option<&etcd_client::KeyValue>) -> String {
     match kv {
@@ -101,15 +96,7 @@ async fn run(
     name: &str,
     f: for<'a> fn(&'a mut Client, String) -> Fut<'a>,
 ) {
-    let mut e = Client::connect([pair.etcd.endpoint.as_str()], None)
-        .await
-        .unwrap();
-    let mut m = Client::connect([pair.ms.endpoint.as_str()], None)
-        .await
-        .unwrap();
-    let p = format!("{name}/");
-    let oe = f(&mut e, p.clone()).await;
-    let om = f(&mut m, p).await;
+    let (oe, om) = crate::observe(pair, name, f).await;
     rep.scenarios += 1;
     rep.steps += oe.len();
     if oe != om {
