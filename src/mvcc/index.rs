@@ -42,17 +42,6 @@ impl KeyRange {
             }
         }
     }
-
-    /// Whether two ranges share a key (etcd's interval tree intersection).
-    pub fn intersects(&self, other: &KeyRange) -> bool {
-        match (self, other) {
-            (KeyRange::Single(a), o) | (o, KeyRange::Single(a)) => o.contains(a),
-            (KeyRange::Range { start: s1, end: e1 }, KeyRange::Range { start: s2, end: e2 }) => {
-                let below = |s: &Bytes, e: &Option<Bytes>| e.as_ref().is_none_or(|e| s < e);
-                below(s1, e2) && below(s2, e1) && below(s1, e1) && below(s2, e2)
-            }
-        }
-    }
 }
 
 #[derive(Debug, Default)]
@@ -78,10 +67,6 @@ impl TreeIndex {
 
     pub fn get(&self, key: &[u8], at_main: i64) -> Option<KeyAt> {
         self.keys.get(key).and_then(|ki| ki.get(at_main))
-    }
-
-    pub fn key_index(&self, key: &[u8]) -> Option<&KeyIndex> {
-        self.keys.get(key)
     }
 
     /// Every key of the range that exists at `at_main`, in key order, with what it was then.
@@ -127,15 +112,6 @@ impl TreeIndex {
         available
     }
 
-    /// The revisions a compaction at `at_main` would keep (etcd's `Keep`, for HashKV).
-    pub fn keep(&self, at_main: i64) -> HashSet<Revision> {
-        let mut available = HashSet::new();
-        for ki in self.keys.values() {
-            ki.keep(at_main, &mut available);
-        }
-        available
-    }
-
     pub fn len(&self) -> usize {
         self.keys.len()
     }
@@ -178,15 +154,5 @@ mod tests {
                 .len(),
             2
         );
-    }
-
-    #[test]
-    fn intersects() {
-        let r = |s: &str, e: &str| KeyRange::new(b(s), b(e));
-        assert!(r("a", "c").intersects(&r("b", "")));
-        assert!(!r("a", "c").intersects(&r("c", "")));
-        assert!(r("a", "c").intersects(&r("b", "z")));
-        assert!(!r("a", "b").intersects(&r("b", "c")));
-        assert!(r("a", "\0").intersects(&r("zz", "")));
     }
 }

@@ -105,11 +105,6 @@ impl KeyIndex {
         self.generations.len() == 1 && self.generations[0].is_empty()
     }
 
-    /// Whether the key exists now (its current generation is not empty).
-    pub fn is_live(&self) -> bool {
-        self.generations.last().is_some_and(|g| !g.is_empty())
-    }
-
     /// The generation live at `at_main`, if the key existed then.
     fn find_generation(&self, at_main: i64) -> Option<&Generation> {
         let last = self.generations.len() - 1;
@@ -140,15 +135,6 @@ impl KeyIndex {
         })
     }
 
-    /// Every revision of the key with `main >= since_main`, in order (for watch catch-up).
-    pub fn since(&self, since_main: i64) -> Vec<Revision> {
-        let mut out = Vec::new();
-        for g in &self.generations {
-            out.extend(g.revs.iter().copied().filter(|r| r.main >= since_main));
-        }
-        out
-    }
-
     /// Compact at `at_main`: drop versions no read at or after `at_main` can see, and add
     /// the version that stays visible at `at_main` to `available`.
     pub fn compact(&mut self, at_main: i64, available: &mut HashSet<Revision>) {
@@ -166,15 +152,6 @@ impl KeyIndex {
             }
         }
         self.generations.drain(..gen_idx);
-    }
-
-    /// The revisions a compaction at `at_main` keeps, without changing the index.
-    pub fn keep(&self, at_main: i64, available: &mut HashSet<Revision>) {
-        if self.is_empty() {
-            return;
-        }
-        let mut copy = self.clone();
-        copy.compact(at_main, available);
     }
 
     fn do_compact(

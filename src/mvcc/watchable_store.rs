@@ -159,10 +159,6 @@ impl WatchableStore {
         self.kv.read().expect("kv lock").current_rev()
     }
 
-    pub fn watcher_count(&self) -> usize {
-        self.watchers.lock().expect("watchers lock").all.len()
-    }
-
     /// Live delivery of one revision to synced watchers.
     fn notify(&self, rev: i64, events: &[Event]) {
         let mut w = self.watchers.lock().expect("watchers lock");

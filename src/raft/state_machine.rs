@@ -54,10 +54,6 @@ impl SharedState {
         *self.watch.write().expect("watch lock") = Some(ws);
     }
 
-    pub fn last_applied(&self) -> Option<LogId> {
-        self.applied.read().expect("applied lock").0
-    }
-
     pub fn membership(&self) -> StoredMembership {
         self.applied.read().expect("applied lock").1.clone()
     }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use openraft::BasicNode;
 use prost::Message;
@@ -24,7 +24,7 @@ use crate::proto::etcdserverpb::{
 };
 use crate::proto::mvccpb::KeyValue;
 use crate::raft::{LogStore, Network, Raft, SharedState, StateMachine};
-use crate::storage::{Backend, SledBackend, Tree, WriteBatch};
+use crate::storage::{Backend, SledBackend, WriteBatch};
 
 /// How long a proposal may wait for its result (etcd: 5s plus two election timeouts).
 fn request_timeout(election_ms: u64) -> Duration {
@@ -58,7 +58,6 @@ pub struct Member {
     backend: Arc<dyn Backend>,
     pub member_id: u64,
     pub cluster_id: u64,
-    started: Instant,
 }
 
 impl Member {
@@ -128,7 +127,6 @@ impl Member {
             backend,
             member_id,
             cluster_id,
-            started: Instant::now(),
         });
         member.wait_for_leader(Duration::from_secs(60)).await?;
         Ok(member)
@@ -152,10 +150,6 @@ impl Member {
     pub async fn shutdown(&self) {
         let _ = self.raft.shutdown().await;
         let _ = self.backend.flush();
-    }
-
-    pub fn uptime(&self) -> Duration {
-        self.started.elapsed()
     }
 
     pub fn backend(&self) -> &Arc<dyn Backend> {
@@ -372,11 +366,6 @@ impl Member {
                 is_learner: !membership.membership().voter_ids().any(|v| v == *id),
             })
             .collect()
-    }
-
-    /// For tests and tools: read a raw state-tree record.
-    pub fn raw_state(&self, key: &[u8]) -> Option<bytes::Bytes> {
-        self.backend.get(Tree::State, key).ok().flatten()
     }
 }
 
