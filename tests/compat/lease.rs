@@ -41,8 +41,17 @@ fn normalize_ids(s: &str) -> String {
     }
     out.push_str(&s[last..]);
     let remaining = Regex::new(r"remaining\(\d+s\)").unwrap();
-    remaining
+    let out = remaining
         .replace_all(&out, "remaining(positive)")
+        .into_owned();
+    // etcd lists attached keys in Go map order, which varies from run to run.
+    let attached = Regex::new(r"attached keys\(\[([^\]]*)\]\)").unwrap();
+    attached
+        .replace_all(&out, |c: &regex::Captures| {
+            let mut keys: Vec<&str> = c[1].split_whitespace().collect();
+            keys.sort_unstable();
+            format!("attached keys([{}])", keys.join(" "))
+        })
         .into_owned()
 }
 
@@ -186,11 +195,10 @@ async fn lease_ids_and_expiry_through_etcd_client() {
             .lease_time_to_live(4242, Some(LeaseTimeToLiveOptions::new().with_keys()))
             .await
             .unwrap();
-        o.push(format!(
-            "ttl granted={} keys={:?}",
-            ttl.granted_ttl(),
-            ttl.keys()
-        ));
+        // etcd lists a lease's keys in Go map order: compare them sorted.
+        let mut keys = ttl.keys().to_vec();
+        keys.sort();
+        o.push(format!("ttl granted={} keys={keys:?}", ttl.granted_ttl()));
         let mut w = c
             .watch("e/", Some(WatchOptions::new().with_prefix()))
             .await
