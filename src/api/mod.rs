@@ -32,36 +32,26 @@ pub(crate) const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 /// All client-port routes: gRPC services and plain HTTP, told apart by path.
 pub fn routes(member: Arc<Member>) -> tonic::service::Routes {
     let max = member.settings.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
-    let kv = KvServer::new(kv::KvService {
-        member: member.clone(),
-    })
-    .max_decoding_message_size(max)
-    .max_encoding_message_size(usize::MAX);
-    let maintenance = MaintenanceServer::new(maintenance::MaintenanceService {
-        member: member.clone(),
-    })
-    .max_decoding_message_size(max)
-    .max_encoding_message_size(usize::MAX);
-    let cluster = ClusterServer::new(cluster::ClusterService {
-        member: member.clone(),
-    })
-    .max_decoding_message_size(max)
-    .max_encoding_message_size(usize::MAX);
-    let watch = WatchServer::new(watch::WatchService {
-        member: member.clone(),
-    })
-    .max_decoding_message_size(max)
-    .max_encoding_message_size(usize::MAX);
-    let lease = LeaseServer::new(lease::LeaseService {
-        member: member.clone(),
-    })
-    .max_decoding_message_size(max)
-    .max_encoding_message_size(usize::MAX);
-    let grpc = tonic::service::Routes::new(kv)
-        .add_service(lease)
-        .add_service(maintenance)
-        .add_service(cluster)
-        .add_service(watch);
+    // Every service takes etcd's request limit and sends answers of any size.
+    macro_rules! service {
+        ($server:ident, $svc:expr) => {
+            $server::new($svc)
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(usize::MAX)
+        };
+    }
+    let m = || member.clone();
+    let grpc = tonic::service::Routes::new(service!(KvServer, kv::KvService { member: m() }))
+        .add_service(service!(LeaseServer, lease::LeaseService { member: m() }))
+        .add_service(service!(
+            MaintenanceServer,
+            maintenance::MaintenanceService { member: m() }
+        ))
+        .add_service(service!(
+            ClusterServer,
+            cluster::ClusterService { member: m() }
+        ))
+        .add_service(service!(WatchServer, watch::WatchService { member: m() }));
     let router = grpc.into_axum_router().merge(http::router(member));
     tonic::service::Routes::from(router)
 }

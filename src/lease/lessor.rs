@@ -22,6 +22,17 @@ pub struct Lease {
     pub expiry: Instant,
 }
 
+impl Lease {
+    fn new(id: LeaseId, ttl: i64, now: Instant) -> Self {
+        Lease {
+            id,
+            ttl,
+            keys: BTreeSet::new(),
+            expiry: expiry_from(now, ttl),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Lessor {
     leases: HashMap<LeaseId, Lease>,
@@ -64,15 +75,7 @@ impl Lessor {
             }
             let id = i64::from_be_bytes(k[1..9].try_into().expect("9-byte key"));
             let ttl = i64::from_be_bytes(v[..8].try_into().expect("8-byte value"));
-            self.leases.insert(
-                id,
-                Lease {
-                    id,
-                    ttl,
-                    keys: BTreeSet::new(),
-                    expiry: expiry_from(now, ttl),
-                },
-            );
+            self.leases.insert(id, Lease::new(id, ttl, now));
         }
     }
 
@@ -107,15 +110,7 @@ impl Lessor {
     pub fn grant(&mut self, id: LeaseId, ttl: i64, batch: &mut WriteBatch) -> i64 {
         let ttl = self.effective_ttl(ttl);
         batch.put(backend_key(id), ttl.to_be_bytes().to_vec());
-        self.leases.insert(
-            id,
-            Lease {
-                id,
-                ttl,
-                keys: BTreeSet::new(),
-                expiry: expiry_from(Instant::now(), ttl),
-            },
-        );
+        self.leases.insert(id, Lease::new(id, ttl, Instant::now()));
         ttl
     }
 
