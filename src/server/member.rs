@@ -129,6 +129,11 @@ impl Member {
             cluster_id,
         });
         member.wait_for_leader(Duration::from_secs(60)).await?;
+        // Serve nothing older than the log: apply every entry committed before the restart
+        // (etcd replays its WAL before it serves, too).
+        tokio::time::timeout(Duration::from_secs(60), member.reads.wait())
+            .await
+            .map_err(|_| Error::NoLeader)??;
         Ok(member)
     }
 

@@ -41,5 +41,4 @@ pub const META_CURRENT_REV: &[u8] = b"mcurrent_rev";
 
 /// Keys of the raft meta tree.
 pub const RAFT_VOTE: &[u8] = b"vote";
-pub const RAFT_COMMITTED: &[u8] = b"committed";
 pub const RAFT_PURGED: &[u8] = b"purged";
