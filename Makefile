@@ -13,7 +13,7 @@ export PROTOC := $(PROTOX)
 
 all: build
 
-build:
+build: tools
 	$(CARGO) build --release
 
 run: build

@@ -17,4 +17,5 @@ check apply api server raft embed
 check raft api server embed
 check server api embed
 check api raft apply mvcc storage
+check meta api server raft apply mvcc storage lease embed
 exit $fail

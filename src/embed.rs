@@ -122,6 +122,11 @@ impl Server {
         format!("http://{}", self.client_addrs[0])
     }
 
+    /// A client of this server over its first client URL (the one `meta` takes).
+    pub async fn client(&self) -> Result<etcd_client::Client, etcd_client::Error> {
+        etcd_client::Client::connect([self.client_url()], None).await
+    }
+
     /// Stop serving and shut the member down.
     pub async fn close(mut self) {
         if let Some(c) = self.compactor.take() {

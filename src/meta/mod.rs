@@ -1,0 +1,117 @@
+//! Typed cluster metadata on etcd's public KV, Watch and Lease API (layer `meta`).
+//!
+//! Each namespace is a key prefix under one configurable root, with a typed record, its
+//! codec, validation and write helpers built on `Txn` compare-and-swap:
+//! - [`resource_group`]: resource groups per keyspace, controller config, service limits;
+//! - [`drain`]: node liveness, one drain record per cluster with a monotonic epoch;
+//! - [`region`]: regions, stores and the key-to-region index;
+//! - [`watcher`]: a local cache of a namespace with revision-safe startup and resume.
+//!
+//! The layer speaks only through [`Client`] (etcd-client), so it works the same against an
+//! embedded metastore and any etcd endpoint. It never imports the server, raft, MVCC or
+//! storage layers. `docs/metadata.md` lists every key, its encoding and who writes it.
+//!
+//! Errors: transport and decoding failures are [`Error`]. Expected refusals (a group that
+//! exists, a stale epoch, a drain conflict) are values: each namespace returns
+//! `Result<std::result::Result<T, Refusal>>` with its own `Refusal` enum.
+
+pub mod drain;
+pub mod region;
+pub mod resource_group;
+pub mod watcher;
+
+pub use etcd_client::Client;
+
+/// Where the metadata lives: every namespace under one root prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    root: String,
+}
+
+impl Layout {
+    /// The root used when none is configured.
+    pub const DEFAULT_ROOT: &'static str = "/metastore/meta";
+
+    /// A layout under `root` (a trailing `/` is dropped).
+    pub fn new(root: impl Into<String>) -> Self {
+        let mut root = root.into();
+        while root.ends_with('/') {
+            root.pop();
+        }
+        Layout { root }
+    }
+
+    pub fn root(&self) -> &str {
+        &self.root
+    }
+
+    /// The prefix of one namespace: `{root}/{namespace}/`.
+    pub fn namespace(&self, namespace: &str) -> String {
+        format!("{}/{}/", self.root, namespace)
+    }
+}
+
+impl Default for Layout {
+    fn default() -> Self {
+        Layout::new(Self::DEFAULT_ROOT)
+    }
+}
+
+/// Failures of the transport or of the stored data (never an expected refusal).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("etcd: {0}")]
+    Etcd(#[from] etcd_client::Error),
+    #[error("cannot decode {key}: {reason}")]
+    Decode { key: String, reason: String },
+    #[error("invalid: {0}")]
+    Invalid(String),
+}
+
+impl Error {
+    /// Whether the store could not serve the request for want of a leader (or at all).
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Error::Etcd(etcd_client::Error::GRpcStatus(s)) => s.code() == tonic::Code::Unavailable,
+            Error::Etcd(etcd_client::Error::TransportError(_)) => true,
+            _ => false,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Decode a stored JSON record, naming the key when it is not one.
+pub fn decode_json<T: serde::de::DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T> {
+    serde_json::from_slice(value).map_err(|e| Error::Decode {
+        key: String::from_utf8_lossy(key).into_owned(),
+        reason: e.to_string(),
+    })
+}
+
+/// The key after every key that starts with `prefix` (etcd's `GetPrefixRangeEnd`).
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    // every byte was 0xff: the range runs to the end of the key space
+    vec![0]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_and_prefix_end() {
+        let l = Layout::new("/root/");
+        assert_eq!(l.namespace("region"), "/root/region/");
+        assert_eq!(prefix_end(b"a/"), b"a0".to_vec());
+        assert_eq!(prefix_end(b"a\xff"), b"b".to_vec());
+        assert_eq!(prefix_end(b"\xff\xff"), vec![0]);
+    }
+}

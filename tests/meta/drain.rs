@@ -1,0 +1,4 @@
+//! (to be written)
+
+#[allow(unused_imports)]
+use crate::Env;

@@ -1,0 +1,205 @@
+//! The `meta` suite: every test runs twice, against an embedded metastore (in this process,
+//! through `metastore::embed`) and against a real etcd 3.4 started by the harness. A test
+//! is an `async fn(&mut Env)` registered with `meta_test!`, which makes the two tests
+//! `<name>::metastore` and `<name>::etcd`.
+
+#[path = "../common/mod.rs"]
+#[allow(dead_code)]
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::Kind;
+use metastore::meta::{Client, Layout};
+
+/// Register `async fn $name(env: &mut Env)` to run against both servers.
+macro_rules! meta_test {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn metastore() {
+                let mut env = $crate::Env::start($crate::common::Kind::Metastore).await;
+                super::$name(&mut env).await;
+                env.stop().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn etcd() {
+                if !$crate::common::require_etcd() {
+                    return;
+                }
+                let mut env = $crate::Env::start($crate::common::Kind::Etcd).await;
+                super::$name(&mut env).await;
+                env.stop().await;
+            }
+        }
+    };
+}
+
+mod drain;
+mod region;
+mod resource_group;
+mod watcher;
+
+enum Running {
+    Embedded(metastore::embed::Server),
+    Etcd(common::Server),
+    Stopped,
+}
+
+/// One server (embedded metastore or etcd) on a fixed port and data dir, and a client.
+pub struct Env {
+    pub kind: Kind,
+    pub client: Client,
+    /// A fresh root per test, so nothing is shared between tests.
+    pub layout: Layout,
+    pub endpoint: String,
+    port: u16,
+    data_dir: PathBuf,
+    running: Running,
+    _dir: tempfile::TempDir,
+}
+
+impl Env {
+    pub async fn start(kind: Kind) -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        let port = common::free_port();
+        let running = launch(kind, &data_dir, port).await;
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let client = connect(&endpoint).await;
+        Env {
+            kind,
+            client,
+            layout: Layout::new(format!("/meta-test-{}", rand_suffix())),
+            endpoint,
+            port,
+            data_dir,
+            running,
+            _dir: dir,
+        }
+    }
+
+    /// A new connection to the server.
+    pub async fn connect(&self) -> Client {
+        connect(&self.endpoint).await
+    }
+
+    /// Stop the server (the data dir stays).
+    pub async fn stop(&mut self) {
+        match std::mem::replace(&mut self.running, Running::Stopped) {
+            Running::Embedded(s) => s.close().await,
+            Running::Etcd(mut s) => s.kill(),
+            Running::Stopped => {}
+        }
+    }
+
+    /// Start the server again on the same data dir and port (after `stop`, or kill -9 for
+    /// etcd and a close for the embedded server when it is still running).
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        self.running = launch(self.kind, &self.data_dir, self.port).await;
+    }
+
+    /// The server's current revision.
+    pub async fn revision(&self) -> i64 {
+        let mut c = self.client.clone();
+        let r = c.get("\0", None).await.expect("get");
+        r.header().expect("header").revision()
+    }
+}
+
+async fn launch(kind: Kind, data_dir: &std::path::Path, port: u16) -> Running {
+    match kind {
+        Kind::Etcd => {
+            let data_dir = data_dir.to_path_buf();
+            let s = tokio::task::spawn_blocking(move || {
+                common::Server::spawn(Kind::Etcd, &data_dir, port, &[])
+            })
+            .await
+            .unwrap();
+            Running::Etcd(s)
+        }
+        Kind::Metastore => {
+            let url = format!("http://127.0.0.1:{port}");
+            let peer = format!("http://127.0.0.1:{}", common::free_port());
+            let args = [
+                "metastore".to_string(),
+                "--name".into(),
+                "default".into(),
+                "--data-dir".into(),
+                data_dir.to_string_lossy().into_owned(),
+                "--listen-client-urls".into(),
+                url.clone(),
+                "--advertise-client-urls".into(),
+                url,
+                "--listen-peer-urls".into(),
+                peer.clone(),
+                "--initial-advertise-peer-urls".into(),
+                peer.clone(),
+                "--initial-cluster".into(),
+                format!("default={peer}"),
+                "--log-level".into(),
+                "warn".into(),
+            ];
+            let cfg = metastore::config::Config::from_args(args).expect("config");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                match metastore::embed::Server::start(cfg.clone()).await {
+                    Ok(s) => return Running::Embedded(s),
+                    // the port or the data dir may still be held by the previous run
+                    Err(e) if Instant::now() < deadline => {
+                        eprintln!("embedded start: {e}; retrying");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    Err(e) => panic!("embedded metastore did not start: {e}"),
+                }
+            }
+        }
+    }
+}
+
+async fn connect(endpoint: &str) -> Client {
+    Client::connect([endpoint], None).await.expect("connect")
+}
+
+fn rand_suffix() -> u64 {
+    use std::time::SystemTime;
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        % 1_000_000_007
+}
+
+/// Poll `cond` until it holds or `timeout` passes (no sleeps for correctness).
+pub async fn eventually<F, Fut>(timeout: Duration, what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !cond().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The harness itself: data survives a restart on both servers.
+async fn harness_restart(env: &mut Env) {
+    let key = format!("{}/probe", env.layout.root());
+    env.client.put(key.as_str(), "v", None).await.unwrap();
+    env.restart().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let got = loop {
+        // the client reconnects on its own; poll until the restarted server answers
+        match env.client.get(key.as_str(), None).await {
+            Ok(r) => break r.kvs().first().map(|kv| kv.value().to_vec()),
+            Err(e) => assert!(Instant::now() < deadline, "no answer after restart: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(got.as_deref(), Some(&b"v"[..]));
+}
+meta_test!(harness_restart);
