@@ -4,7 +4,6 @@
 //! `<name>::metastore` and `<name>::etcd`.
 
 #[path = "../common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
 use std::path::PathBuf;
