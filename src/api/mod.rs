@@ -4,12 +4,15 @@
 //! raft, the stores or storage directly.
 
 pub mod authority;
+pub mod captures;
 pub mod cluster;
 pub mod header;
 pub mod http;
 pub mod kv;
 pub mod lease;
 pub mod maintenance;
+pub mod meta_http;
+pub mod resource_manager;
 pub mod status;
 pub mod validate;
 pub mod watch;
@@ -52,7 +55,16 @@ pub fn routes(member: Arc<Member>) -> tonic::service::Routes {
             cluster::ClusterService { member: m() }
         ))
         .add_service(service!(WatchServer, watch::WatchService { member: m() }));
-    let router = grpc.into_axum_router().merge(http::router(member));
+    let settings = &member.settings;
+    let meta = meta_http::MetaHttp::new(
+        settings.client_urls[0].clone(),
+        crate::meta::Layout::new(settings.meta_root.clone()),
+        settings.meta_write_role,
+    );
+    let router = grpc
+        .into_axum_router()
+        .merge(http::router(member.clone()))
+        .merge(meta_http::router(meta));
     tonic::service::Routes::from(router)
 }
 

@@ -42,6 +42,8 @@ pub struct MemberSettings {
     pub max_txn_ops: u32,
     pub quota_backend_bytes: u64,
     pub report_version: String,
+    pub meta_root: String,
+    pub meta_write_role: crate::meta::resource_group::WriteRole,
     pub election_timeout_ms: u64,
 }
 
@@ -74,6 +76,8 @@ impl Member {
             max_txn_ops: cfg.max_txn_ops,
             quota_backend_bytes: cfg.quota_backend_bytes(),
             report_version: cfg.report_version.clone(),
+            meta_root: cfg.meta_root.clone(),
+            meta_write_role: cfg.meta_write_role,
             election_timeout_ms: cfg.election_timeout,
         };
         let db_dir = settings.data_dir.join("member").join("db");

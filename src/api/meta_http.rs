@@ -1,0 +1,58 @@
+//! The metadata HTTP APIs on the client port: the resource manager's paths
+//! (`resource_manager.rs`) and the capture drain paths (`captures.rs`), over `meta`.
+//!
+//! They reach the data the way any client would, through a `meta::Client` connected to
+//! this member's own client URL (made on first use), so the same router also serves in
+//! front of any etcd endpoint (`serve`, used by the tests against real etcd).
+
+use std::sync::Arc;
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::OnceCell;
+
+use super::{captures, resource_manager};
+use crate::meta::resource_group::WriteRole;
+use crate::meta::{self, Client, Layout};
+
+/// What every metadata handler needs: where the store is and how the data is laid out.
+pub struct MetaHttp {
+    endpoint: String,
+    pub layout: Layout,
+    /// What this server may write of the resource groups.
+    pub role: WriteRole,
+    client: OnceCell<Client>,
+}
+
+impl MetaHttp {
+    pub fn new(endpoint: impl Into<String>, layout: Layout, role: WriteRole) -> Arc<Self> {
+        Arc::new(MetaHttp {
+            endpoint: endpoint.into(),
+            layout,
+            role,
+            client: OnceCell::new(),
+        })
+    }
+
+    /// The client of the store, connected on first use.
+    pub async fn client(&self) -> meta::Result<Client> {
+        let c = self
+            .client
+            .get_or_try_init(|| Client::connect([self.endpoint.as_str()], None))
+            .await?;
+        Ok(c.clone())
+    }
+}
+
+/// Every metadata path.
+pub fn router(ctx: Arc<MetaHttp>) -> Router {
+    Router::new()
+        .merge(resource_manager::routes())
+        .merge(captures::routes())
+        .with_state(ctx)
+}
+
+/// Serve only the metadata paths on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, ctx: Arc<MetaHttp>) -> std::io::Result<()> {
+    axum::serve(listener, router(ctx)).await
+}
