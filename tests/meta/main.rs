@@ -202,3 +202,48 @@ async fn harness_restart(env: &mut Env) {
     assert_eq!(got.as_deref(), Some(&b"v"[..]));
 }
 meta_test!(harness_restart);
+
+/// One HTTP/1.1 request (`Connection: close`); the status and the body.
+pub async fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = addr.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(host).await.expect("connect");
+    let body = body.unwrap_or("");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.expect("send");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.expect("read");
+    let raw = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = raw.split_once("\r\n\r\n").expect("an HTTP answer");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("a status code");
+    assert!(
+        !head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "chunked answers are not expected: {head}"
+    );
+    (status, body.to_string())
+}
+
+/// Serve only the metadata HTTP paths on a free local port in front of `env`'s server.
+pub async fn serve_meta_http(
+    env: &Env,
+    role: metastore::meta::resource_group::WriteRole,
+) -> (String, tokio::task::JoinHandle<()>) {
+    use metastore::api::meta_http::{serve, MetaHttp};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = format!("http://{}", listener.local_addr().unwrap());
+    let ctx = MetaHttp::new(env.endpoint.clone(), env.layout.clone(), role);
+    let task = tokio::spawn(async move {
+        let _ = serve(listener, ctx).await;
+    });
+    (addr, task)
+}
