@@ -90,7 +90,7 @@ fn refusal(r: Refusal) -> Response {
 }
 
 /// The answer of a write.
-fn answer<T>(outcome: Outcome<T>, ok: impl FnOnce(T) -> Response) -> Response {
+fn answer<T>(outcome: meta::Result<Outcome<T>>, ok: impl FnOnce(T) -> Response) -> Response {
     match outcome {
         Ok(Ok(v)) => ok(v),
         Ok(Err(r)) => refusal(r),

@@ -99,7 +99,8 @@ pub enum Refusal {
     Contended(String),
 }
 
-pub type Outcome<T> = Result<std::result::Result<T, Refusal>>;
+/// What a write came to: done, or refused with nothing changed.
+pub type Outcome<T> = std::result::Result<T, Refusal>;
 
 fn is_zero<T: Default + PartialEq>(v: &T) -> bool {
     *v == T::default()
@@ -377,7 +378,7 @@ impl ResourceGroups {
     // ---- keyspaces ----
 
     /// Register a keyspace name; ids are handed out from 1 upwards.
-    pub async fn create_keyspace(&self, name: &str) -> Outcome<Keyspace> {
+    pub async fn create_keyspace(&self, name: &str) -> Result<Outcome<Keyspace>> {
         if let Err(r) = self.check_settings_role() {
             return Ok(Err(r));
         }
@@ -451,7 +452,7 @@ impl ResourceGroups {
     }
 
     /// Add a group; refused if one of that name exists in the keyspace (on either path).
-    pub async fn add(&self, keyspace: u32, group: ResourceGroup) -> Outcome<()> {
+    pub async fn add(&self, keyspace: u32, group: ResourceGroup) -> Result<Outcome<()>> {
         if let Err(r) = self.check_settings_role().and_then(|_| group.validate()) {
             return Ok(Err(r));
         }
@@ -474,7 +475,7 @@ impl ResourceGroups {
     }
 
     /// Replace a group's settings; the mode cannot change and the group must exist.
-    pub async fn modify(&self, keyspace: u32, group: ResourceGroup) -> Outcome<()> {
+    pub async fn modify(&self, keyspace: u32, group: ResourceGroup) -> Result<Outcome<()>> {
         if let Err(r) = self.check_settings_role().and_then(|_| group.validate()) {
             return Ok(Err(r));
         }
@@ -511,7 +512,7 @@ impl ResourceGroups {
 
     /// Delete a group (both paths). A settings-only writer leaves the token state to the
     /// token writer; `LegacyAll` removes it in the same transaction.
-    pub async fn delete(&self, keyspace: u32, name: &str) -> Outcome<()> {
+    pub async fn delete(&self, keyspace: u32, name: &str) -> Result<Outcome<()>> {
         if let Err(r) = self.check_settings_role() {
             return Ok(Err(r));
         }
@@ -586,7 +587,7 @@ impl ResourceGroups {
         keyspace: u32,
         name: &str,
         state: &TokenState,
-    ) -> Outcome<()> {
+    ) -> Result<Outcome<()>> {
         if !self.role.may_write_tokens() {
             return Ok(Err(Refusal::WrongRole {
                 role: self.role,
@@ -619,7 +620,7 @@ impl ResourceGroups {
 
     /// Update some items of the controller config. Every key must name an item (nested
     /// objects update nested items) and keep its JSON type.
-    pub async fn update_controller_config(&self, update: Value) -> Outcome<Value> {
+    pub async fn update_controller_config(&self, update: Value) -> Result<Outcome<Value>> {
         if let Err(r) = self.check_settings_role() {
             return Ok(Err(r));
         }
@@ -658,7 +659,7 @@ impl ResourceGroups {
         }
     }
 
-    pub async fn set_service_limit(&self, keyspace: u32, limit: f64) -> Outcome<()> {
+    pub async fn set_service_limit(&self, keyspace: u32, limit: f64) -> Result<Outcome<()>> {
         if let Err(r) = self.check_settings_role() {
             return Ok(Err(r));
         }
