@@ -372,8 +372,15 @@ async fn draining_node_cannot_campaign(env: &mut Env) {
         .unwrap();
     assert_eq!(lost, Err(Refusal::LeaderExists { leader: "a".into() }));
 
+    let (mut w, wl, seen) = (env.connect().await, layout.clone(), a.clone());
+    let waiter = tokio::spawn(async move {
+        election::observe(&mut w, &wl, owner, Some(&seen))
+            .await
+            .unwrap()
+    });
     drain::start(&mut c, &layout, "b").await.unwrap().unwrap();
     assert!(election::resign(&mut c, &layout, &a).await.unwrap());
+    assert_eq!(waiter.await.unwrap(), None, "the observer sees a resign");
     assert!(!election::resign(&mut c, &layout, &a).await.unwrap());
     assert_eq!(
         election::leader(&mut c, &layout, owner).await.unwrap(),

@@ -7,7 +7,7 @@
 //! leadership is named by the leader key's `create_revision`: resigning deletes the key
 //! only while it is that same leadership.
 
-use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp};
+use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp, WatchOptions};
 use serde::{Deserialize, Serialize};
 
 use super::{liveness, mod_revision, read, valid_node_id, Keys, Liveness, Outcome, Refusal};
@@ -30,7 +30,7 @@ struct Stored {
 
 /// Try once to become the leader of `election` as `node`, with the node's liveness lease.
 /// Campaigning again while leading is idempotent. Refused when the node is unknown, not
-/// Alive, or another node leads (wait for [`leader`] to change, then campaign again).
+/// Alive, or another node leads (wait with [`observe`], then campaign again).
 pub async fn campaign(
     client: &mut Client,
     layout: &Layout,
@@ -100,7 +100,7 @@ pub async fn resign(client: &mut Client, layout: &Layout, leadership: &Leader) -
     Ok(resp.succeeded())
 }
 
-/// Who leads `election` now, if anyone (observe it by polling or watching the key).
+/// Who leads `election` now, if anyone.
 pub async fn leader(
     client: &mut Client,
     layout: &Layout,
@@ -108,6 +108,33 @@ pub async fn leader(
 ) -> Result<Option<Leader>> {
     let key = Keys::new(layout).leader(election);
     decode(election, &read(client, &[&key]).await?[0])
+}
+
+/// Wait until the leader of `election` is no longer `seen` (which may be none), and return
+/// the one that leads then: read, and if nothing changed, watch from the revision after.
+pub async fn observe(
+    client: &mut Client,
+    layout: &Layout,
+    election: &str,
+    seen: Option<&Leader>,
+) -> Result<Option<Leader>> {
+    let key = Keys::new(layout).leader(election);
+    loop {
+        let got = client.get(key.as_str(), None).await?;
+        let now = decode(election, &got.kvs().first().cloned())?;
+        if now.as_ref() != seen {
+            return Ok(now);
+        }
+        let revision = got.header().map_or(0, |h| h.revision());
+        let from = WatchOptions::new().with_start_revision(revision + 1);
+        let mut stream = client.watch(key.as_str(), Some(from)).await?;
+        // an event, a cancel (the revision was compacted) or the stream's end: read again
+        while let Some(resp) = stream.message().await? {
+            if resp.canceled() || !resp.events().is_empty() {
+                break;
+            }
+        }
+    }
 }
 
 fn decode(election: &str, kv: &Option<etcd_client::KeyValue>) -> Result<Option<Leader>> {
