@@ -1,11 +1,119 @@
-//! (to be written)
+//! The capture drain paths over `meta::drain`: `/api/v2/captures/{id}/drain`.
+//!
+//! `PUT` (and `POST`, the older form) starts draining node `{id}`, or says where its drain
+//! stands when it is already under way; `GET` only says where it stands. The body is always
+//! `{"remaining_maintainer_count": M, "remaining_dispatcher_count": D,
+//! "current_table_count": M + D}`: 202 while work remains, 200 when none does. A drain's
+//! first answer counts the node's published load record (none published counts as zero).
+//! Refusals: 404 unknown node (or, for `GET`, one that is not being drained), 409 another
+//! node drains, 400 an invalid id; 503 when the store cannot answer (no leader, down, or
+//! no answer within `STORE_TIMEOUT`).
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::put;
+use axum::{Json, Router};
+use serde::Serialize;
 
 use super::meta_http::MetaHttp;
+use crate::meta::drain::{self, Refusal, Status};
+use crate::meta::{self, Client};
+
+/// How long a request waits for the store before answering 503.
+const STORE_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub fn routes() -> Router<Arc<MetaHttp>> {
-    Router::new()
+    Router::new().route(
+        "/api/v2/captures/{id}/drain",
+        put(start_drain).post(start_drain).get(drain_status),
+    )
+}
+
+#[derive(Serialize)]
+struct DrainBody {
+    remaining_maintainer_count: u64,
+    remaining_dispatcher_count: u64,
+    current_table_count: u64,
+}
+
+async fn start_drain(State(ctx): State<Arc<MetaHttp>>, Path(id): Path<String>) -> Response {
+    answer(
+        call(&ctx, move |mut c, layout| async move {
+            drain::start(&mut c, &layout, &id).await
+        })
+        .await,
+    )
+}
+
+async fn drain_status(State(ctx): State<Arc<MetaHttp>>, Path(id): Path<String>) -> Response {
+    answer(
+        call(&ctx, move |mut c, layout| async move {
+            drain::status(&mut c, &layout, &id).await
+        })
+        .await,
+    )
+}
+
+/// Run `f` on the store's client, bounded by `STORE_TIMEOUT` (elapsed: `None`).
+async fn call<F, Fut>(ctx: &MetaHttp, f: F) -> Option<drain::Outcome<Status>>
+where
+    F: FnOnce(Client, meta::Layout) -> Fut,
+    Fut: Future<Output = drain::Outcome<Status>>,
+{
+    let work = async {
+        let client = ctx.client().await?;
+        f(client, ctx.layout.clone()).await
+    };
+    tokio::time::timeout(STORE_TIMEOUT, work).await.ok()
+}
+
+fn answer(outcome: Option<drain::Outcome<Status>>) -> Response {
+    match outcome {
+        Some(Ok(Ok(status))) => {
+            let left = status.remaining();
+            let body = DrainBody {
+                remaining_maintainer_count: left.maintainer_count,
+                remaining_dispatcher_count: left.dispatcher_count,
+                current_table_count: left.maintainer_count + left.dispatcher_count,
+            };
+            let code = if left.is_zero() {
+                StatusCode::OK
+            } else {
+                StatusCode::ACCEPTED
+            };
+            (code, Json(body)).into_response()
+        }
+        Some(Ok(Err(refusal))) => error(refusal_status(&refusal), refusal.to_string()),
+        Some(Err(e)) if e.is_unavailable() => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Some(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        None => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the store did not answer within {STORE_TIMEOUT:?}"),
+        ),
+    }
+}
+
+fn refusal_status(refusal: &Refusal) -> StatusCode {
+    match refusal {
+        Refusal::InvalidNode(_) => StatusCode::BAD_REQUEST,
+        Refusal::UnknownNode(_) | Refusal::NotDraining(_) | Refusal::NoDrain => {
+            StatusCode::NOT_FOUND
+        }
+        Refusal::Conflict { .. }
+        | Refusal::AlreadyRegistered(_)
+        | Refusal::LeaderExists { .. }
+        | Refusal::Backwards { .. }
+        | Refusal::StaleEpoch { .. }
+        | Refusal::NotReporter { .. }
+        | Refusal::NotAlive { .. } => StatusCode::CONFLICT,
+    }
+}
+
+fn error(code: StatusCode, message: String) -> Response {
+    (code, Json(serde_json::json!({ "error": message }))).into_response()
 }
