@@ -133,6 +133,9 @@ impl Server {
             c.abort();
         }
         self.lease_loop.abort();
+        // watch and keep-alive streams never end by themselves: end them, or the graceful
+        // shutdown below would wait for the clients forever
+        self.member.close_streams();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

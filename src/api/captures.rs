@@ -60,10 +60,10 @@ async fn drain_status(State(ctx): State<Arc<MetaHttp>>, Path(id): Path<String>) 
 }
 
 /// Run `f` on the store's client, bounded by `STORE_TIMEOUT` (elapsed: `None`).
-async fn call<F, Fut>(ctx: &MetaHttp, f: F) -> Option<drain::Outcome<Status>>
+async fn call<F, Fut>(ctx: &MetaHttp, f: F) -> Option<meta::Result<drain::Outcome<Status>>>
 where
     F: FnOnce(Client, meta::Layout) -> Fut,
-    Fut: Future<Output = drain::Outcome<Status>>,
+    Fut: Future<Output = meta::Result<drain::Outcome<Status>>>,
 {
     let work = async {
         let client = ctx.client().await?;
@@ -72,7 +72,7 @@ where
     tokio::time::timeout(STORE_TIMEOUT, work).await.ok()
 }
 
-fn answer(outcome: Option<drain::Outcome<Status>>) -> Response {
+fn answer(outcome: Option<meta::Result<drain::Outcome<Status>>>) -> Response {
     match outcome {
         Some(Ok(Ok(status))) => {
             let left = status.remaining();

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use prost::Message;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -40,7 +41,10 @@ impl Watch for WatchService {
         let (out, rx) = mpsc::channel(OUT_QUEUE);
         let (stream, notices) = WatchStream::new(self.member.clone(), out);
         tokio::spawn(stream.run(req.into_inner(), notices));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        let closing = self.member.closing();
+        Ok(Response::new(Box::pin(
+            ReceiverStream::new(rx).take_until(closing),
+        )))
     }
 }
 

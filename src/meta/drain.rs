@@ -63,8 +63,8 @@ pub enum Refusal {
     LeaderExists { leader: String },
 }
 
-/// The outcome of `Result<Result<T, Refusal>>` calls in this namespace.
-pub type Outcome<T> = Result<std::result::Result<T, Refusal>>;
+/// What a call came to: a value, or a refusal that changed nothing.
+pub type Outcome<T> = std::result::Result<T, Refusal>;
 
 /// Work a node holds: the table maintainers and the dispatchers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -188,7 +188,7 @@ pub async fn publish_load(
     node: &str,
     lease: i64,
     load: Load,
-) -> Outcome<()> {
+) -> Result<Outcome<()>> {
     if !valid_node_id(node) {
         return Ok(Err(Refusal::InvalidNode(node.into())));
     }
@@ -240,7 +240,7 @@ async fn snapshot(client: &mut Client, keys: &Keys, node: &str) -> Result<Snapsh
 
 /// Start draining `target`, or say where its drain stands when it is already drained or
 /// being drained (idempotent). Refused when `target` is unknown, or another node drains.
-pub async fn start(client: &mut Client, layout: &Layout, target: &str) -> Outcome<Status> {
+pub async fn start(client: &mut Client, layout: &Layout, target: &str) -> Result<Outcome<Status>> {
     if !valid_node_id(target) {
         return Ok(Err(Refusal::InvalidNode(target.into())));
     }
@@ -311,7 +311,7 @@ pub async fn start(client: &mut Client, layout: &Layout, target: &str) -> Outcom
 
 /// Where the drain of `node` stands. Refused when the node is unknown, or Alive and not
 /// being drained.
-pub async fn status(client: &mut Client, layout: &Layout, node: &str) -> Outcome<Status> {
+pub async fn status(client: &mut Client, layout: &Layout, node: &str) -> Result<Outcome<Status>> {
     if !valid_node_id(node) {
         return Ok(Err(Refusal::InvalidNode(node.into())));
     }
@@ -334,7 +334,11 @@ pub async fn status(client: &mut Client, layout: &Layout, node: &str) -> Outcome
 /// Record what remains of the drain under way. Only the record's reporter, at the record's
 /// epoch, may report; anything else is refused and changes nothing. A report of zero work
 /// completes the drain and clears the record.
-pub async fn report(client: &mut Client, layout: &Layout, report: &Report) -> Outcome<Status> {
+pub async fn report(
+    client: &mut Client,
+    layout: &Layout,
+    report: &Report,
+) -> Result<Outcome<Status>> {
     let keys = Keys::new(layout);
     loop {
         let got = read(client, &[&keys.record()]).await?;

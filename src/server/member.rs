@@ -60,6 +60,9 @@ pub struct Member {
     backend: Arc<dyn Backend>,
     pub member_id: u64,
     pub cluster_id: u64,
+    /// Set when the member stops: long-lived client streams (watch, lease keep-alive) end,
+    /// so that the client server's graceful shutdown can finish.
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl Member {
@@ -131,6 +134,7 @@ impl Member {
             backend,
             member_id,
             cluster_id,
+            closing: tokio::sync::watch::Sender::new(false),
         });
         member.wait_for_leader(Duration::from_secs(60)).await?;
         // Serve nothing older than the log: apply every entry committed before the restart
@@ -156,7 +160,21 @@ impl Member {
         }
     }
 
+    /// Resolves once the member has begun to stop.
+    pub fn closing(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.closing.subscribe();
+        async move {
+            let _ = rx.wait_for(|closing| *closing).await;
+        }
+    }
+
+    /// End every long-lived client stream (the first step of stopping).
+    pub fn close_streams(&self) {
+        self.closing.send_replace(true);
+    }
+
     pub async fn shutdown(&self) {
+        self.close_streams();
         let _ = self.raft.shutdown().await;
         let _ = self.backend.flush();
     }

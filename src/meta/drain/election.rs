@@ -36,7 +36,7 @@ pub async fn campaign(
     layout: &Layout,
     election: &str,
     node: &str,
-) -> Outcome<Leader> {
+) -> Result<Outcome<Leader>> {
     if !valid_node_id(node) || !valid_node_id(election) {
         return Ok(Err(Refusal::InvalidNode(format!("{election}/{node}"))));
     }

@@ -54,7 +54,12 @@ pub fn may_move(from: Liveness, to: Liveness) -> bool {
 
 /// Register `node` as Alive, bound to `lease` (which the node keeps alive). Refused when
 /// the node already has a liveness record.
-pub async fn register(client: &mut Client, layout: &Layout, node: &str, lease: i64) -> Outcome<()> {
+pub async fn register(
+    client: &mut Client,
+    layout: &Layout,
+    node: &str,
+    lease: i64,
+) -> Result<Outcome<()>> {
     if !valid_node_id(node) {
         return Ok(Err(Refusal::InvalidNode(node.into())));
     }
@@ -88,7 +93,7 @@ pub async fn advance(
     layout: &Layout,
     node: &str,
     to: Liveness,
-) -> Outcome<NodeLiveness> {
+) -> Result<Outcome<NodeLiveness>> {
     if !valid_node_id(node) {
         return Ok(Err(Refusal::InvalidNode(node.into())));
     }
