@@ -248,7 +248,7 @@ pub fn unhex(s: &str) -> Option<Vec<u8>> {
         }
     }
     let s = s.as_bytes();
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     s.chunks(2)
@@ -349,15 +349,13 @@ impl Regions {
     pub async fn put_store(&self, store: Store) -> Result<Outcome<()>> {
         let key = self.keys.store(store.id);
         for _ in 0..MAX_ATTEMPTS {
-            let (current, rev) = match self.get_json::<Store>(&key, 0).await? {
-                Some((s, rev)) => (Some(s), rev),
-                None => (None, 0),
-            };
-            if let Some(current) = current {
+            let read = self.get_json::<Store>(&key).await?;
+            if let Some((current, _)) = &read {
                 if current.state == StoreState::Tombstone && store.state != StoreState::Tombstone {
                     return Ok(Err(Refusal::StoreTombstone { store_id: store.id }));
                 }
             }
+            let rev = read.map_or(0, |(_, rev)| rev);
             if self
                 .commit(vec![unchanged(&key, rev)], vec![put_json(&key, &store)])
                 .await?
@@ -370,7 +368,7 @@ impl Regions {
 
     pub async fn get_store(&self, store_id: u64) -> Result<Option<Store>> {
         Ok(self
-            .get_json(&self.keys.store(store_id), 0)
+            .get_json(&self.keys.store(store_id))
             .await?
             .map(|(s, _)| s))
     }
@@ -624,7 +622,7 @@ impl Regions {
     /// The last heartbeat of a region.
     pub async fn stats(&self, region_id: u64) -> Result<Option<RegionStats>> {
         Ok(self
-            .get_json(&self.keys.stats(region_id), 0)
+            .get_json(&self.keys.stats(region_id))
             .await?
             .map(|(s, _)| s))
     }
@@ -645,12 +643,19 @@ impl Regions {
             });
         };
         let resp = self.kv.clone().get(self.keys.index(&end), None).await?;
-        match resp.kvs().first() {
-            Some(kv) => Ok(Some((self.decode_region(kv)?, kv.mod_revision()))),
-            None => Err(Error::Invalid(format!(
+        let Some(kv) = resp.kvs().first() else {
+            return Err(Error::Invalid(format!(
                 "region {region_id} has an id but no index entry"
-            ))),
+            )));
+        };
+        let region = self.decode_region(kv)?;
+        if region.id != region_id {
+            return Err(Error::Invalid(format!(
+                "the index entry of region {region_id} holds region {}",
+                region.id
+            )));
         }
+        Ok(Some((region, kv.mod_revision())))
     }
 
     /// [`read`](Self::read), refused unless the region exists with the expected epoch.
@@ -675,7 +680,7 @@ impl Regions {
     /// A compare that holds while store `store_id` stays as read, refused unless it is Up.
     async fn store_up(&self, store_id: u64) -> Result<Outcome<Compare>> {
         let key = self.keys.store(store_id);
-        let Some((store, rev)) = self.get_json::<Store>(&key, 0).await? else {
+        let Some((store, rev)) = self.get_json::<Store>(&key).await? else {
             return Ok(Err(Refusal::StoreNotFound { store_id }));
         };
         if store.state != StoreState::Up {
@@ -708,13 +713,12 @@ impl Regions {
         TxnOp::put(self.keys.id(region.id), encode_end(&region.end), None)
     }
 
+    /// A JSON record and its `mod_revision`.
     async fn get_json<T: serde::de::DeserializeOwned>(
         &self,
         key: &str,
-        revision: i64,
     ) -> Result<Option<(T, i64)>> {
-        let options = GetOptions::new().with_revision(revision);
-        let resp = self.kv.clone().get(key, Some(options)).await?;
+        let resp = self.kv.clone().get(key, None).await?;
         match resp.kvs().first() {
             Some(kv) => Ok(Some((
                 decode_json(kv.key(), kv.value())?,
