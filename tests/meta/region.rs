@@ -338,6 +338,48 @@ async fn heartbeats_keep_the_epoch(env: &mut Env) {
 }
 meta_test!(heartbeats_keep_the_epoch);
 
+async fn peer_change_retries_when_only_its_store_moved(env: &mut Env) {
+    let regions = bootstrapped(env).await;
+    put_stores(&regions, 4).await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // rewrite store 4 (still Up) over and over: each rewrite fails a pending add_peer's
+    // compare on the store, which must re-read and retry, since the epoch still matches
+    let rewriter = {
+        let (regions, stop) = (regions.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut rewrites = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let store = Store {
+                    id: 4,
+                    address: format!("127.0.0.1:{}", 30000 + rewrites % 1000),
+                    state: StoreState::Up,
+                };
+                regions.put_store(store).await.unwrap().unwrap();
+                rewrites += 1;
+                // pacing only: a rewrite between every read and commit would starve the
+                // change past its retry limit, which is the limit's purpose
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+            rewrites
+        })
+    };
+    let mut current = regions.get(1).await.unwrap().unwrap();
+    for i in 0..20 {
+        let peer = voter(10 + i, 4);
+        let added = regions.add_peer(1, peer, current.epoch).await.unwrap();
+        let added = added.unwrap_or_else(|r| panic!("add_peer {i}: {r}"));
+        current = regions
+            .remove_peer(1, peer.id, added.epoch)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    assert!(rewriter.await.unwrap() > 0);
+    assert_eq!(current.epoch, epoch(41, 1));
+}
+meta_test!(peer_change_retries_when_only_its_store_moved);
+
 /// What the random tasks share.
 struct Shared {
     regions: Regions,
@@ -439,6 +481,14 @@ async fn random_task(shared: Arc<Shared>, seed: u64, steps: usize) -> Vec<i64> {
         match rng.gen_range(0..10) {
             0..=3 => random_split(&shared, &mut rng).await,
             4..=6 => random_move(&shared, &mut rng).await,
+            7 => {
+                let region = located(&shared.regions, &random_key(&mut rng)).await;
+                let size = rng.gen_range(0..1 << 30);
+                let beat = shared
+                    .regions
+                    .heartbeat(region.id, region.peers[0].id, size);
+                beat.await.unwrap().unwrap();
+            }
             _ => {
                 located(&shared.regions, &random_key(&mut rng)).await;
             }
