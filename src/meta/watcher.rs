@@ -343,8 +343,9 @@ impl Shared {
         }
         let changes = diff(&state.snapshot.entries, &listed.entries, listed.revision);
         state.snapshot = listed;
-        self.publish(&mut state, changes);
+        // counted before the revision moves, so whoever sees the revision sees the count
         self.lists.fetch_add(1, Ordering::Relaxed);
+        self.publish(&mut state, changes);
         Ok(())
     }
 
@@ -461,10 +462,7 @@ impl Task {
         let mut backoff = Backoff::new(&self.options);
         loop {
             let failure = match self.list().await {
-                Ok(listed) => match self.shared.install(listed) {
-                    Ok(()) => None,
-                    Err(stale) => Some(stale),
-                },
+                Ok(listed) => self.shared.install(listed).err(),
                 Err(ListEnd::Compacted) => {
                     self.shared.compactions.fetch_add(1, Ordering::Relaxed);
                     continue;
