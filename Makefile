@@ -36,6 +36,8 @@ test: deps check-layering
 	$(CARGO) build --release --bins
 	METASTORE_BIN=$(CURDIR)/target/release/metastore ETCD_BIN=$$(command -v etcd) ETCDCTL_BIN=$$(command -v etcdctl) \
 		$(CARGO) test --release --all-targets -- --test-threads=2
+	# the embedding example must run, not only build
+	$(CARGO) run --release --example embedded_meta
 
 # Lower layers never import upper ones (ARCHITECTURE.md).
 check-layering:

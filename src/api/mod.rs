@@ -32,8 +32,9 @@ use crate::server::Member;
 /// so that the server can answer "request is too large" itself.
 pub(crate) const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
-/// All client-port routes: gRPC services and plain HTTP, told apart by path.
-pub fn routes(member: Arc<Member>) -> tonic::service::Routes {
+/// All client-port routes: gRPC services, plain HTTP and the metadata HTTP paths (which
+/// reach the store through `meta`, a client of this very server), told apart by path.
+pub fn routes(member: Arc<Member>, meta: Arc<meta_http::MetaHttp>) -> tonic::service::Routes {
     let max = member.settings.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
     // Every service takes etcd's request limit and sends answers of any size.
     macro_rules! service {
@@ -55,12 +56,6 @@ pub fn routes(member: Arc<Member>) -> tonic::service::Routes {
             cluster::ClusterService { member: m() }
         ))
         .add_service(service!(WatchServer, watch::WatchService { member: m() }));
-    let settings = &member.settings;
-    let meta = meta_http::MetaHttp::new(
-        settings.client_urls[0].clone(),
-        crate::meta::Layout::new(settings.meta_root.clone()),
-        settings.meta_write_role,
-    );
     let router = grpc
         .into_axum_router()
         .merge(http::router(member.clone()))
@@ -94,8 +89,18 @@ pub async fn serve(
 ) -> Result<(), tonic::transport::Error> {
     let (tx, _) = tokio::sync::broadcast::channel::<()>(1);
     let mut tasks = Vec::new();
+    // the address a listener is bound to, not an advertised URL, which may name another host
+    let self_url = match listeners.first().map(|l| l.local_addr()) {
+        Some(Ok(addr)) => format!("http://{addr}"),
+        _ => member.settings.client_urls[0].clone(),
+    };
+    let shared = meta_http::MetaHttp::new(
+        self_url,
+        crate::meta::Layout::new(member.settings.meta_root.clone()),
+        member.settings.meta_write_role,
+    );
     for l in listeners {
-        let routes = routes(member.clone());
+        let routes = routes(member.clone(), shared.clone());
         let mut rx = tx.subscribe();
         let server = tonic::transport::Server::builder()
             .accept_http1(true)
