@@ -260,12 +260,10 @@ fn upstream(env: &Env) -> SocketAddr {
 }
 
 /// A TCP proxy between the watcher's client and the server that a test can pause (every
-/// connection stays open, no byte moves), cut (every live connection closes) or take down
-/// (cut, and close new connections at once).
+/// connection stays open, no byte moves) or cut (every live connection closes).
 struct Proxy {
     addr: SocketAddr,
     paused: watch::Sender<bool>,
-    down: watch::Sender<bool>,
     cuts: watch::Sender<u64>,
     accept: tokio::task::JoinHandle<()>,
 }
@@ -275,14 +273,10 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let paused = watch::Sender::new(false);
-        let down = watch::Sender::new(false);
         let cuts = watch::Sender::new(0u64);
-        let (p, d, c) = (paused.subscribe(), down.subscribe(), cuts.subscribe());
+        let (p, c) = (paused.subscribe(), cuts.subscribe());
         let accept = tokio::spawn(async move {
             while let Ok((downstream, _)) = listener.accept().await {
-                if *d.borrow() {
-                    continue;
-                }
                 if let Ok(up) = TcpStream::connect(upstream).await {
                     tokio::spawn(relay(downstream, up, p.clone(), c.clone()));
                 }
@@ -291,7 +285,6 @@ impl Proxy {
         Proxy {
             addr,
             paused,
-            down,
             cuts,
             accept,
         }
@@ -311,13 +304,6 @@ impl Proxy {
 
     fn cut(&self) {
         self.cuts.send_modify(|n| *n += 1);
-    }
-
-    fn set_down(&self, down: bool) {
-        self.down.send_replace(down);
-        if down {
-            self.cut();
-        }
     }
 }
 
@@ -525,12 +511,10 @@ async fn watcher_resumes_after_a_server_restart(env: &mut Env) {
     let prefix = env.layout.namespace("watched");
     let history = Shared::default();
     let mut client = env.client.clone();
-    let proxy = Proxy::start(upstream(env)).await;
-    let watched = Client::connect([proxy.endpoint()], None).await.unwrap();
     for i in 0..20 {
         put(&mut client, &history, &key(&prefix, i), "v0").await;
     }
-    let watcher = Watcher::start(watched, prefix.clone(), test_options()).unwrap();
+    let watcher = Watcher::start(env.connect().await, prefix.clone(), test_options()).unwrap();
     ready(&watcher).await;
     let mut sub = watcher.subscribe();
     let mut last = 0;
@@ -539,13 +523,8 @@ async fn watcher_resumes_after_a_server_restart(env: &mut Env) {
     }
     caught_up(&watcher, last).await;
 
-    // The embedded server closes gracefully, and its close waits for every open stream
-    // (a watch never ends on its own), so its watcher's connection is cut around the
-    // restart; etcd is killed with the stream open.
-    let embedded = matches!(env.kind, crate::common::Kind::Metastore);
-    proxy.set_down(embedded);
+    // with the watch stream open: the embedded server ends it as it closes, etcd is killed
     env.restart().await;
-    proxy.set_down(false);
     eventually(
         Duration::from_secs(20),
         "the restarted server to answer",
