@@ -95,7 +95,12 @@ async fn main() -> Result<(), Box<dyn Error>> {
         all.regions.len(),
         all.revision
     );
-    watcher.wait_for(all.revision).await;
+    // the last write was the last split, under the watched prefix
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        watcher.wait_for(all.revision),
+    )
+    .await?;
     println!("the watcher mirrors {} index entries", watcher.list().len());
 
     drop(watcher);

@@ -11,11 +11,11 @@ check() { # layer, forbidden upper layers...
     fi
   done
 }
-check storage api server raft apply mvcc embed
-check mvcc api server raft apply embed
-check apply api server raft embed
-check raft api server embed
-check server api embed
+check storage api server raft apply mvcc embed meta
+check mvcc api server raft apply embed meta
+check apply api server raft embed meta
+check raft api server embed meta
+check server api embed meta
 check api raft apply mvcc storage
 check meta api server raft apply mvcc storage lease embed
 exit $fail

@@ -168,17 +168,15 @@ pub struct Config {
     /// The etcd server version this member reports (/version, Maintenance.Status).
     #[arg(long, env = "METASTORE_REPORT_VERSION", default_value = DEFAULT_REPORT_VERSION)]
     pub report_version: String,
-    /// The root prefix of the typed metadata (`meta`) served on the client port's HTTP paths.
+    /// The root prefix of the typed metadata (`meta`) served on the client port's HTTP paths
+    /// (`meta::Layout::DEFAULT_ROOT`).
     #[arg(long, env = "METASTORE_META_ROOT", default_value = "/metastore/meta")]
     pub meta_root: String,
     /// What this server's resource-manager HTTP paths may write: LegacyAll (settings and
     /// token state), MetaOnly (settings) or TokenOnly (token state).
-    #[arg(long, env = "METASTORE_META_WRITE_ROLE", default_value = "LegacyAll", value_parser = parse_write_role)]
-    pub meta_write_role: crate::meta::resource_group::WriteRole,
-}
-
-fn parse_write_role(s: &str) -> Result<crate::meta::resource_group::WriteRole, String> {
-    s.parse()
+    #[arg(long, env = "METASTORE_META_WRITE_ROLE", default_value = "LegacyAll",
+          value_parser = ["LegacyAll", "MetaOnly", "TokenOnly"])]
+    pub meta_write_role: String,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -9,9 +9,7 @@
 //! node drains, 400 an invalid id; 503 when the store cannot answer (no leader, down, or
 //! no answer within `STORE_TIMEOUT`).
 
-use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -22,10 +20,6 @@ use serde::Serialize;
 
 use super::meta_http::MetaHttp;
 use crate::meta::drain::{self, Refusal, Status};
-use crate::meta::{self, Client};
-
-/// How long a request waits for the store before answering 503.
-const STORE_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub fn routes() -> Router<Arc<MetaHttp>> {
     Router::new().route(
@@ -42,44 +36,27 @@ struct DrainBody {
 }
 
 async fn start_drain(State(ctx): State<Arc<MetaHttp>>, Path(id): Path<String>) -> Response {
-    answer(
-        call(&ctx, move |mut c, layout| async move {
-            drain::start(&mut c, &layout, &id).await
-        })
-        .await,
-    )
+    let outcome = ctx
+        .call(move |mut c, layout| async move { drain::start(&mut c, &layout, &id).await })
+        .await;
+    answer(outcome)
 }
 
 async fn drain_status(State(ctx): State<Arc<MetaHttp>>, Path(id): Path<String>) -> Response {
-    answer(
-        call(&ctx, move |mut c, layout| async move {
-            drain::status(&mut c, &layout, &id).await
-        })
-        .await,
-    )
+    let outcome = ctx
+        .call(move |mut c, layout| async move { drain::status(&mut c, &layout, &id).await })
+        .await;
+    answer(outcome)
 }
 
-/// Run `f` on the store's client, bounded by `STORE_TIMEOUT` (elapsed: `None`).
-async fn call<F, Fut>(ctx: &MetaHttp, f: F) -> Option<meta::Result<drain::Outcome<Status>>>
-where
-    F: FnOnce(Client, meta::Layout) -> Fut,
-    Fut: Future<Output = meta::Result<drain::Outcome<Status>>>,
-{
-    let work = async {
-        let client = ctx.client().await?;
-        f(client, ctx.layout.clone()).await
-    };
-    tokio::time::timeout(STORE_TIMEOUT, work).await.ok()
-}
-
-fn answer(outcome: Option<meta::Result<drain::Outcome<Status>>>) -> Response {
+fn answer(outcome: Result<drain::Outcome<Status>, (StatusCode, String)>) -> Response {
     match outcome {
-        Some(Ok(Ok(status))) => {
+        Ok(Ok(status)) => {
             let left = status.remaining();
             let body = DrainBody {
                 remaining_maintainer_count: left.maintainer_count,
                 remaining_dispatcher_count: left.dispatcher_count,
-                current_table_count: left.maintainer_count + left.dispatcher_count,
+                current_table_count: left.maintainer_count.saturating_add(left.dispatcher_count),
             };
             let code = if left.is_zero() {
                 StatusCode::OK
@@ -88,13 +65,8 @@ fn answer(outcome: Option<meta::Result<drain::Outcome<Status>>>) -> Response {
             };
             (code, Json(body)).into_response()
         }
-        Some(Ok(Err(refusal))) => error(refusal_status(&refusal), refusal.to_string()),
-        Some(Err(e)) if e.is_unavailable() => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-        Some(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        None => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("the store did not answer within {STORE_TIMEOUT:?}"),
-        ),
+        Ok(Err(refusal)) => error(refusal_status(&refusal), refusal.to_string()),
+        Err((code, message)) => error(code, message),
     }
 }
 
@@ -110,7 +82,8 @@ fn refusal_status(refusal: &Refusal) -> StatusCode {
         | Refusal::Backwards { .. }
         | Refusal::StaleEpoch { .. }
         | Refusal::NotReporter { .. }
-        | Refusal::NotAlive { .. } => StatusCode::CONFLICT,
+        | Refusal::NotAlive { .. }
+        | Refusal::Contended(_) => StatusCode::CONFLICT,
     }
 }
 

@@ -71,9 +71,8 @@ impl Lease for LeaseService {
                 }
             }
         });
-        let closing = member_closing;
         Ok(Response::new(Box::pin(
-            ReceiverStream::new(rx).take_until(closing),
+            ReceiverStream::new(rx).take_until(member_closing),
         )))
     }
 

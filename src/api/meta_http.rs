@@ -5,8 +5,11 @@
 //! this member's own client URL (made on first use), so the same router also serves in
 //! front of any etcd endpoint (`serve`, used by the tests against real etcd).
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
+use axum::http::StatusCode;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::OnceCell;
@@ -14,6 +17,9 @@ use tokio::sync::OnceCell;
 use super::{captures, resource_manager};
 use crate::meta::resource_group::WriteRole;
 use crate::meta::{self, Client, Layout};
+
+/// How long a metadata request waits for the store before it answers 503.
+pub const STORE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What every metadata handler needs: where the store is and how the data is laid out.
 pub struct MetaHttp {
@@ -41,6 +47,31 @@ impl MetaHttp {
             .get_or_try_init(|| Client::connect([self.endpoint.as_str()], None))
             .await?;
         Ok(c.clone())
+    }
+
+    /// Run one request's work on the store, bounded by [`STORE_TIMEOUT`]. A store that
+    /// cannot be reached, has no leader or does not answer in time is a 503; any other
+    /// failure of the store is a 500. Each path renders the pair in its own body format.
+    pub async fn call<T, F, Fut>(&self, f: F) -> Result<T, (StatusCode, String)>
+    where
+        F: FnOnce(Client, Layout) -> Fut,
+        Fut: Future<Output = meta::Result<T>>,
+    {
+        let work = async {
+            let client = self.client().await?;
+            f(client, self.layout.clone()).await
+        };
+        match tokio::time::timeout(STORE_TIMEOUT, work).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) if e.is_unavailable() => {
+                Err((StatusCode::SERVICE_UNAVAILABLE, e.to_string()))
+            }
+            Ok(Err(e)) => Err((StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+            Err(_) => Err((
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the store did not answer within {STORE_TIMEOUT:?}"),
+            )),
+        }
     }
 }
 

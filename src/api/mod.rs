@@ -91,13 +91,31 @@ pub async fn serve(
     let mut tasks = Vec::new();
     // the address a listener is bound to, not an advertised URL, which may name another host
     let self_url = match listeners.first().map(|l| l.local_addr()) {
-        Some(Ok(addr)) => format!("http://{addr}"),
-        _ => member.settings.client_urls[0].clone(),
+        Some(Ok(mut addr)) => {
+            if addr.ip().is_unspecified() {
+                // a wildcard listener answers on loopback too
+                addr.set_ip(match addr {
+                    std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                    std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+                });
+            }
+            format!("http://{addr}")
+        }
+        _ => member
+            .settings
+            .client_urls
+            .first()
+            .cloned()
+            .unwrap_or_default(),
     };
     let shared = meta_http::MetaHttp::new(
         self_url,
         crate::meta::Layout::new(member.settings.meta_root.clone()),
-        member.settings.meta_write_role,
+        member
+            .settings
+            .meta_write_role
+            .parse()
+            .expect("the command line admits only the three roles"),
     );
     for l in listeners {
         let routes = routes(member.clone(), shared.clone());

@@ -4,9 +4,11 @@
 //!
 //! Answers: `"Success!"` (a JSON string) for a write, the record as JSON for a read; 400 for
 //! a bad body or an invalid group, 404 for an unknown group or keyspace, 409 for a group
-//! that exists, 403 for the reserved `default` group, 412 for a writer in the wrong role
-//! (the gRPC FailedPrecondition), 503 when the store cannot answer. Errors are plain text.
+//! that exists or a write that kept losing races, 403 for the reserved `default` group, 412
+//! for a writer in the wrong role (the gRPC FailedPrecondition), 503 when the store cannot
+//! answer. Errors are plain text, as the resource manager's.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -68,14 +70,6 @@ fn success() -> Response {
     json(&"Success!")
 }
 
-fn store_error(e: meta::Error) -> Response {
-    if e.is_unavailable() {
-        text(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
-    } else {
-        text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-    }
-}
-
 fn refusal(r: Refusal) -> Response {
     let status = match r {
         Refusal::Invalid(_) => StatusCode::BAD_REQUEST,
@@ -89,30 +83,35 @@ fn refusal(r: Refusal) -> Response {
     text(status, r.to_string())
 }
 
-/// The answer of a write.
-fn answer<T>(outcome: meta::Result<Outcome<T>>, ok: impl FnOnce(T) -> Response) -> Response {
+/// The answer of a write: `ok` of its value, or its refusal.
+fn answer<T>(outcome: Outcome<T>, ok: impl FnOnce(T) -> Response) -> Response {
     match outcome {
-        Ok(Ok(v)) => ok(v),
-        Ok(Err(r)) => refusal(r),
-        Err(e) => store_error(e),
+        Ok(v) => ok(v),
+        Err(r) => refusal(r),
     }
 }
 
-/// The store and the keyspace id a request addresses, or the answer that ends it.
-async fn open(
-    ctx: &MetaHttp,
-    keyspace_name: Option<&str>,
-) -> Result<(ResourceGroups, u32), Response> {
-    let client = ctx.client().await.map_err(store_error)?;
-    let groups = ResourceGroups::new(client, &ctx.layout, ctx.role);
-    let Some(name) = keyspace_name else {
-        return Ok((groups, NULL_KEYSPACE_ID));
-    };
-    match groups.keyspace(name).await {
-        Ok(Some(ks)) => Ok((groups, ks.id)),
-        Ok(None) => Err(refusal(Refusal::KeyspaceNotFound(name.into()))),
-        Err(e) => Err(store_error(e)),
-    }
+/// Run a request's work on the store, in the keyspace it names (an unknown one is 404).
+async fn run<F, Fut>(ctx: &MetaHttp, keyspace_name: Option<String>, work: F) -> Response
+where
+    F: FnOnce(ResourceGroups, u32) -> Fut,
+    Fut: Future<Output = meta::Result<Response>>,
+{
+    let role = ctx.role;
+    let done = ctx
+        .call(|client, layout| async move {
+            let groups = ResourceGroups::new(client, &layout, role);
+            let keyspace = match keyspace_name {
+                None => NULL_KEYSPACE_ID,
+                Some(name) => match groups.keyspace(&name).await? {
+                    Some(ks) => ks.id,
+                    None => return Ok(refusal(Refusal::KeyspaceNotFound(name))),
+                },
+            };
+            work(groups, keyspace).await
+        })
+        .await;
+    done.unwrap_or_else(|(code, msg)| text(code, msg))
 }
 
 /// A group from a request body, in the keyspace the request addresses.
@@ -133,14 +132,13 @@ async fn add(
     Query(q): Query<KeyspaceQuery>,
     body: Bytes,
 ) -> Response {
-    let (groups, ks) = match open(&ctx, q.keyspace_name.as_deref()).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    match parse_group(&body, ks) {
-        Ok(g) => answer(groups.add(ks, g).await, |_| success()),
-        Err(msg) => text(StatusCode::BAD_REQUEST, msg),
-    }
+    run(&ctx, q.keyspace_name, |groups, ks| async move {
+        Ok(match parse_group(&body, ks) {
+            Ok(g) => answer(groups.add(ks, g).await?, |_| success()),
+            Err(msg) => text(StatusCode::BAD_REQUEST, msg),
+        })
+    })
+    .await
 }
 
 async fn modify(
@@ -148,14 +146,13 @@ async fn modify(
     Query(q): Query<KeyspaceQuery>,
     body: Bytes,
 ) -> Response {
-    let (groups, ks) = match open(&ctx, q.keyspace_name.as_deref()).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    match parse_group(&body, ks) {
-        Ok(g) => answer(groups.modify(ks, g).await, |_| success()),
-        Err(msg) => text(StatusCode::BAD_REQUEST, msg),
-    }
+    run(&ctx, q.keyspace_name, |groups, ks| async move {
+        Ok(match parse_group(&body, ks) {
+            Ok(g) => answer(groups.modify(ks, g).await?, |_| success()),
+            Err(msg) => text(StatusCode::BAD_REQUEST, msg),
+        })
+    })
+    .await
 }
 
 async fn get_group(
@@ -163,15 +160,13 @@ async fn get_group(
     Path(name): Path<String>,
     Query(q): Query<KeyspaceQuery>,
 ) -> Response {
-    let (groups, ks) = match open(&ctx, q.keyspace_name.as_deref()).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    match groups.get(ks, &name).await {
-        Ok(Some(g)) => json(&g),
-        Ok(None) => refusal(Refusal::NotFound(name)),
-        Err(e) => store_error(e),
-    }
+    run(&ctx, q.keyspace_name, |groups, ks| async move {
+        Ok(match groups.get(ks, &name).await? {
+            Some(g) => json(&g),
+            None => refusal(Refusal::NotFound(name)),
+        })
+    })
+    .await
 }
 
 async fn delete_group(
@@ -179,59 +174,49 @@ async fn delete_group(
     Path(name): Path<String>,
     Query(q): Query<KeyspaceQuery>,
 ) -> Response {
-    let (groups, ks) = match open(&ctx, q.keyspace_name.as_deref()).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    answer(groups.delete(ks, &name).await, |_| success())
+    run(&ctx, q.keyspace_name, |groups, ks| async move {
+        Ok(answer(groups.delete(ks, &name).await?, |_| success()))
+    })
+    .await
 }
 
 async fn list(State(ctx): State<Arc<MetaHttp>>, Query(q): Query<KeyspaceQuery>) -> Response {
-    let (groups, ks) = match open(&ctx, q.keyspace_name.as_deref()).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    match groups.list(ks).await {
-        Ok(all) => json(&all),
-        Err(e) => store_error(e),
-    }
+    run(&ctx, q.keyspace_name, |groups, ks| async move {
+        Ok(json(&groups.list(ks).await?))
+    })
+    .await
 }
 
 async fn get_controller(State(ctx): State<Arc<MetaHttp>>) -> Response {
-    let (groups, _) = match open(&ctx, None).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    match groups.controller_config().await {
-        Ok(c) => json(&c),
-        Err(e) => store_error(e),
-    }
+    run(&ctx, None, |groups, _| async move {
+        Ok(json(&groups.controller_config().await?))
+    })
+    .await
 }
 
 async fn set_controller(State(ctx): State<Arc<MetaHttp>>, body: Bytes) -> Response {
-    let (groups, _) = match open(&ctx, None).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
     let update: serde_json::Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => return text(StatusCode::BAD_REQUEST, format!("bad config: {e}")),
     };
-    answer(groups.update_controller_config(update).await, |_| success())
+    run(&ctx, None, |groups, _| async move {
+        Ok(answer(
+            groups.update_controller_config(update).await?,
+            |_| success(),
+        ))
+    })
+    .await
 }
 
 async fn get_service_limit(
     State(ctx): State<Arc<MetaHttp>>,
     Path(keyspace): Path<String>,
 ) -> Response {
-    let (groups, ks) = match open(&ctx, Some(&keyspace)).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    match groups.service_limit(ks).await {
-        Ok(limit) => json(&serde_json::json!({ "service_limit": limit })),
-        Err(e) => store_error(e),
-    }
+    run(&ctx, Some(keyspace), |groups, ks| async move {
+        let limit = groups.service_limit(ks).await?;
+        Ok(json(&serde_json::json!({ "service_limit": limit })))
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -245,16 +230,15 @@ async fn set_service_limit(
     Path(keyspace): Path<String>,
     body: Bytes,
 ) -> Response {
-    let (groups, ks) = match open(&ctx, Some(&keyspace)).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
     let limit: ServiceLimit = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => return text(StatusCode::BAD_REQUEST, format!("bad service limit: {e}")),
     };
-    answer(
-        groups.set_service_limit(ks, limit.service_limit).await,
-        |_| success(),
-    )
+    run(&ctx, Some(keyspace), |groups, ks| async move {
+        Ok(answer(
+            groups.set_service_limit(ks, limit.service_limit).await?,
+            |_| success(),
+        ))
+    })
+    .await
 }

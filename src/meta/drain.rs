@@ -26,10 +26,12 @@
 pub mod election;
 pub mod liveness;
 
-use etcd_client::{Compare, CompareOp, KeyValue, Txn, TxnOp, TxnOpResponse};
+use etcd_client::{Compare, CompareOp, KeyValue, Txn, TxnOp};
 use serde::{Deserialize, Serialize};
 
-use super::{decode_json, Client, Error, Layout, Result};
+use super::{
+    decode_kv, encode_json, read_keys, unchanged, Client, Error, Layout, Result, MAX_ATTEMPTS,
+};
 pub use liveness::Liveness;
 
 /// Why a drain operation did not happen (an expected outcome, never a failure).
@@ -61,6 +63,8 @@ pub enum Refusal {
     NotAlive { node: String, state: Liveness },
     #[error("{leader} leads the election")]
     LeaderExists { leader: String },
+    #[error("concurrent writers kept changing {0}; try again")]
+    Contended(String),
 }
 
 /// What a call came to: a value, or a refusal that changed nothing.
@@ -152,35 +156,6 @@ pub fn valid_node_id(node: &str) -> bool {
     !node.is_empty() && node.len() <= 128 && node.bytes().all(|b| b.is_ascii_graphic() && b != b'/')
 }
 
-/// Read `keys` at one revision (a `Txn` of gets only).
-pub(crate) async fn read(client: &mut Client, keys: &[&str]) -> Result<Vec<Option<KeyValue>>> {
-    let gets: Vec<TxnOp> = keys.iter().map(|k| TxnOp::get(*k, None)).collect();
-    let resp = client.txn(Txn::new().and_then(gets)).await?;
-    Ok(resp
-        .op_responses()
-        .into_iter()
-        .map(|r| match r {
-            TxnOpResponse::Get(mut g) => g.take_kvs().into_iter().next(),
-            _ => None,
-        })
-        .collect())
-}
-
-/// The `mod_revision` of a read key, 0 when absent (what a compare needs).
-pub(crate) fn mod_revision(kv: &Option<KeyValue>) -> i64 {
-    kv.as_ref().map_or(0, |kv| kv.mod_revision())
-}
-
-fn decode<T: serde::de::DeserializeOwned>(kv: &Option<KeyValue>) -> Result<Option<T>> {
-    kv.as_ref()
-        .map(|kv| decode_json(kv.key(), kv.value()))
-        .transpose()
-}
-
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    serde_json::to_vec(value).expect("drain records serialize to JSON")
-}
-
 /// Publish the work `node` holds, bound to its `lease` (the seed of a drain's remaining work).
 pub async fn publish_load(
     client: &mut Client,
@@ -194,22 +169,22 @@ pub async fn publish_load(
     }
     let opts = etcd_client::PutOptions::new().with_lease(lease);
     let key = Keys::new(layout).load(node);
-    client.put(key, encode(&load), Some(opts)).await?;
+    client.put(key, encode_json(&load), Some(opts)).await?;
     Ok(Ok(()))
 }
 
 /// The drain under way, if any.
 pub async fn current(client: &mut Client, layout: &Layout) -> Result<Option<DrainRecord>> {
     let keys = Keys::new(layout);
-    let got = read(client, &[&keys.record()]).await?;
-    decode(&got[0])
+    let got = read_keys(client, &[&keys.record()]).await?;
+    decode_kv(&got[0])
 }
 
 /// The epoch of the last drain started (0 before the first).
 pub async fn last_epoch(client: &mut Client, layout: &Layout) -> Result<u64> {
     let keys = Keys::new(layout);
-    let got = read(client, &[&keys.epoch()]).await?;
-    Ok(decode(&got[0])?.unwrap_or(0))
+    let got = read_keys(client, &[&keys.epoch()]).await?;
+    Ok(decode_kv(&got[0])?.unwrap_or(0))
 }
 
 /// What one read of the drain's records saw.
@@ -228,7 +203,7 @@ async fn snapshot(client: &mut Client, keys: &Keys, node: &str) -> Result<Snapsh
         keys.load(node),
     ];
     let refs: Vec<&str> = wanted.iter().map(String::as_str).collect();
-    let mut got = read(client, &refs).await?.into_iter();
+    let mut got = read_keys(client, &refs).await?.into_iter();
     let mut next = || got.next().flatten();
     Ok(Snapshot {
         record: next(),
@@ -245,19 +220,19 @@ pub async fn start(client: &mut Client, layout: &Layout, target: &str) -> Result
         return Ok(Err(Refusal::InvalidNode(target.into())));
     }
     let keys = Keys::new(layout);
-    loop {
+    for _ in 0..MAX_ATTEMPTS {
         let snap = snapshot(client, &keys, target).await?;
         let Some(live) = liveness::decode_kv(&snap.liveness)? else {
             return Ok(Err(Refusal::UnknownNode(target.into())));
         };
         let mut compares = Vec::new();
-        if let Some(record) = decode::<DrainRecord>(&snap.record)? {
+        if let Some(record) = decode_kv::<DrainRecord>(&snap.record)? {
             if record.target == target {
                 return Ok(Ok(Status::Draining(record)));
             }
             // another node's drain blocks this one unless that node is gone
             let other = keys.liveness(&record.target);
-            if read(client, &[&other]).await?[0].is_some() {
+            if read_keys(client, &[&other]).await?[0].is_some() {
                 return Ok(Err(Refusal::Conflict {
                     draining: record.target,
                 }));
@@ -267,25 +242,23 @@ pub async fn start(client: &mut Client, layout: &Layout, target: &str) -> Result
         if live.state != Liveness::Alive {
             return Ok(Ok(Status::Drained));
         }
-        let epoch = decode::<u64>(&snap.epoch)?.unwrap_or(0) + 1;
+        let epoch = decode_kv::<u64>(&snap.epoch)?.unwrap_or(0) + 1;
         let record = DrainRecord {
             target: target.into(),
             epoch,
             reporter: target.into(),
-            remaining: decode(&snap.load)?.unwrap_or_default(),
+            remaining: decode_kv(&snap.load)?.unwrap_or_default(),
         };
         compares.extend([
-            Compare::mod_revision(keys.record(), CompareOp::Equal, mod_revision(&snap.record)),
-            Compare::mod_revision(keys.epoch(), CompareOp::Equal, mod_revision(&snap.epoch)),
-            Compare::mod_revision(
-                keys.liveness(target),
-                CompareOp::Equal,
-                mod_revision(&snap.liveness),
-            ),
+            unchanged(&keys.record(), &snap.record),
+            unchanged(&keys.epoch(), &snap.epoch),
+            unchanged(&keys.liveness(target), &snap.liveness),
+            // the remaining work was seeded from it
+            unchanged(&keys.load(target), &snap.load),
         ]);
         let lease = etcd_client::PutOptions::new().with_lease(live.lease);
         let mut ops = vec![
-            TxnOp::put(keys.epoch(), encode(&epoch), None),
+            TxnOp::put(keys.epoch(), encode_json(&epoch), None),
             TxnOp::put(
                 keys.liveness(target),
                 liveness::encode(Liveness::Draining),
@@ -295,7 +268,7 @@ pub async fn start(client: &mut Client, layout: &Layout, target: &str) -> Result
         ops.push(if record.remaining.is_zero() {
             TxnOp::delete(keys.record(), None)
         } else {
-            TxnOp::put(keys.record(), encode(&record), None)
+            TxnOp::put(keys.record(), encode_json(&record), None)
         });
         let resp = client.txn(Txn::new().when(compares).and_then(ops)).await?;
         if resp.succeeded() {
@@ -307,6 +280,7 @@ pub async fn start(client: &mut Client, layout: &Layout, target: &str) -> Result
         }
         // someone changed what we read: decide again on a fresh read
     }
+    Ok(Err(Refusal::Contended(format!("the drain of {target}"))))
 }
 
 /// Where the drain of `node` stands. Refused when the node is unknown, or Alive and not
@@ -320,7 +294,7 @@ pub async fn status(client: &mut Client, layout: &Layout, node: &str) -> Result<
     let Some(live) = liveness::decode_kv(&snap.liveness)? else {
         return Ok(Err(Refusal::UnknownNode(node.into())));
     };
-    if let Some(record) = decode::<DrainRecord>(&snap.record)? {
+    if let Some(record) = decode_kv::<DrainRecord>(&snap.record)? {
         if record.target == node {
             return Ok(Ok(Status::Draining(record)));
         }
@@ -340,9 +314,9 @@ pub async fn report(
     report: &Report,
 ) -> Result<Outcome<Status>> {
     let keys = Keys::new(layout);
-    loop {
-        let got = read(client, &[&keys.record()]).await?;
-        let Some(mut record) = decode::<DrainRecord>(&got[0])? else {
+    for _ in 0..MAX_ATTEMPTS {
+        let got = read_keys(client, &[&keys.record()]).await?;
+        let Some(mut record) = decode_kv::<DrainRecord>(&got[0])? else {
             return Ok(Err(Refusal::NoDrain));
         };
         if record.epoch != report.epoch {
@@ -361,18 +335,16 @@ pub async fn report(
         let (op, status) = if record.remaining.is_zero() {
             (TxnOp::delete(keys.record(), None), Status::Drained)
         } else {
-            let op = TxnOp::put(keys.record(), encode(&record), None);
+            let op = TxnOp::put(keys.record(), encode_json(&record), None);
             (op, Status::Draining(record))
         };
-        let unchanged =
-            Compare::mod_revision(keys.record(), CompareOp::Equal, mod_revision(&got[0]));
-        let resp = client
-            .txn(Txn::new().when([unchanged]).and_then([op]))
-            .await?;
+        let same = unchanged(&keys.record(), &got[0]);
+        let resp = client.txn(Txn::new().when([same]).and_then([op])).await?;
         if resp.succeeded() {
             return Ok(Ok(status));
         }
     }
+    Ok(Err(Refusal::Contended("the drain record".into())))
 }
 
 /// A stored record that is not what this namespace writes.
@@ -386,6 +358,7 @@ pub(crate) fn invalid(kv: &KeyValue, what: &str) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::meta::decode_json;
 
     #[test]
     fn node_ids() {
@@ -418,7 +391,7 @@ mod tests {
                 dispatcher_count: 5,
             },
         };
-        let json = String::from_utf8(encode(&r)).unwrap();
+        let json = String::from_utf8(encode_json(&r)).unwrap();
         assert_eq!(
             json,
             r#"{"target":"n1","epoch":3,"reporter":"n1","remaining":{"maintainer_count":2,"dispatcher_count":5}}"#

@@ -15,12 +15,24 @@
 //! exists, a stale epoch, a drain conflict) are values: each namespace returns
 //! `Result<std::result::Result<T, Refusal>>` with its own `Refusal` enum.
 
+/// Unwrap an `Outcome`, or return its refusal from the enclosing
+/// `fn .. -> Result<Outcome<T>>`.
+macro_rules! accept {
+    ($outcome:expr) => {
+        match $outcome {
+            Ok(value) => value,
+            Err(refusal) => return Ok(Err(refusal)),
+        }
+    };
+}
+
 pub mod drain;
 pub mod region;
 pub mod resource_group;
 pub mod watcher;
 
 pub use etcd_client::Client;
+use etcd_client::{Compare, CompareOp, KeyValue, Txn, TxnOp, TxnOpResponse};
 
 /// Where the metadata lives: every namespace under one root prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +99,61 @@ pub fn decode_json<T: serde::de::DeserializeOwned>(key: &[u8], value: &[u8]) -> 
         key: String::from_utf8_lossy(key).into_owned(),
         reason: e.to_string(),
     })
+}
+
+/// How often a read-modify-write is tried before it gives up on a contended key.
+pub(crate) const MAX_ATTEMPTS: usize = 16;
+
+/// Encode a record as JSON (every metadata record is plain data and always encodes).
+pub(crate) fn encode_json<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("metadata records encode to JSON")
+}
+
+/// Decode the JSON record of a key read with [`read_keys`], if it is there.
+pub(crate) fn decode_kv<T: serde::de::DeserializeOwned>(
+    kv: &Option<KeyValue>,
+) -> Result<Option<T>> {
+    kv.as_ref()
+        .map(|kv| decode_json(kv.key(), kv.value()))
+        .transpose()
+}
+
+/// Read `keys` at one revision (a `Txn` of gets only).
+pub(crate) async fn read_keys(client: &Client, keys: &[&str]) -> Result<Vec<Option<KeyValue>>> {
+    let gets: Vec<TxnOp> = keys.iter().map(|k| TxnOp::get(*k, None)).collect();
+    let resp = client.clone().txn(Txn::new().and_then(gets)).await?;
+    Ok(resp
+        .op_responses()
+        .into_iter()
+        .map(|r| match r {
+            TxnOpResponse::Get(mut g) => g.take_kvs().into_iter().next(),
+            _ => None,
+        })
+        .collect())
+}
+
+/// A compare that holds while `key` is as it was read (`None`: still absent).
+pub(crate) fn unchanged(key: &str, read: &Option<KeyValue>) -> Compare {
+    unchanged_since(key, read.as_ref().map_or(0, |kv| kv.mod_revision()))
+}
+
+/// A compare that holds while `key` still has `mod_revision` (0: still absent).
+pub(crate) fn unchanged_since(key: &str, mod_revision: i64) -> Compare {
+    if mod_revision == 0 {
+        Compare::version(key, CompareOp::Equal, 0)
+    } else {
+        Compare::mod_revision(key, CompareOp::Equal, mod_revision)
+    }
+}
+
+/// Run a transaction; whether its compares held.
+pub(crate) async fn commit(
+    client: &Client,
+    compares: Vec<Compare>,
+    ops: Vec<TxnOp>,
+) -> Result<bool> {
+    let txn = Txn::new().when(compares).and_then(ops);
+    Ok(client.clone().txn(txn).await?.succeeded())
 }
 
 /// The key after every key that starts with `prefix` (etcd's `GetPrefixRangeEnd`).

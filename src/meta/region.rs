@@ -30,30 +30,21 @@
 use std::collections::HashSet;
 use std::fmt;
 
-use etcd_client::{Compare, CompareOp, GetOptions, KeyValue, KvClient, Txn, TxnOp, TxnOpResponse};
+use etcd_client::{Compare, CompareOp, GetOptions, KeyValue, Txn, TxnOp, TxnOpResponse};
 use serde::{Deserialize, Serialize};
 
-use super::{decode_json, prefix_end, Client, Error, Layout, Result};
+use super::{
+    commit, decode_json, encode_json, prefix_end, unchanged_since, Client, Error, Layout, Result,
+    MAX_ATTEMPTS,
+};
 
 /// The index suffix of plus infinity: `~` sorts after every lowercase hex string.
 const INFINITY: &str = "~";
-
-/// How many times a change re-reads after losing its compare with the epoch unchanged.
-const MAX_ATTEMPTS: usize = 16;
 
 /// The inner result of every call: an expected refusal is a value.
 pub type Outcome<T> = std::result::Result<T, Refusal>;
 
 /// Return the refusal of an [`Outcome`] as `Ok(Err(refusal))`, or unwrap its value.
-macro_rules! accept {
-    ($outcome:expr) => {
-        match $outcome {
-            Ok(value) => value,
-            Err(refusal) => return Ok(Err(refusal)),
-        }
-    };
-}
-
 /// A region's version: `conf_ver` counts peer changes, `version` counts splits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Epoch {
@@ -331,14 +322,14 @@ impl Keys {
 /// The region namespace over one client.
 #[derive(Clone)]
 pub struct Regions {
-    kv: KvClient,
+    kv: Client,
     keys: Keys,
 }
 
 impl Regions {
     pub fn new(client: &Client, layout: &Layout) -> Self {
         Regions {
-            kv: client.kv_client(),
+            kv: client.clone(),
             keys: Keys {
                 ns: layout.namespace("region"),
             },
@@ -357,7 +348,10 @@ impl Regions {
             }
             let rev = read.map_or(0, |(_, rev)| rev);
             if self
-                .commit(vec![unchanged(&key, rev)], vec![put_json(&key, &store)])
+                .commit(
+                    vec![unchanged_since(&key, rev)],
+                    vec![put_json(&key, &store)],
+                )
                 .await?
             {
                 return Ok(Ok(()));
@@ -532,7 +526,7 @@ impl Regions {
             let (parent, rev) = accept!(self.read_checked(region_id, expected).await?);
             let (left, right) = accept!(plan_split(&parent, split_key, new_region_id));
             let guards = vec![
-                unchanged(&self.keys.index(&parent.end), rev),
+                unchanged_since(&self.keys.index(&parent.end), rev),
                 Compare::version(new_id_key.as_str(), CompareOp::Equal, 0),
             ];
             let puts = vec![
@@ -689,7 +683,7 @@ impl Regions {
                 state: store.state,
             }));
         }
-        Ok(Ok(unchanged(&key, rev)))
+        Ok(Ok(unchanged_since(&key, rev)))
     }
 
     /// Write `changed` over the record read at `rev`, if neither it nor `guards` moved.
@@ -700,13 +694,12 @@ impl Regions {
         mut guards: Vec<Compare>,
     ) -> Result<bool> {
         let index = self.keys.index(&changed.end);
-        guards.push(unchanged(&index, rev));
+        guards.push(unchanged_since(&index, rev));
         self.commit(guards, vec![put_json(&index, changed)]).await
     }
 
     async fn commit(&self, guards: Vec<Compare>, puts: Vec<TxnOp>) -> Result<bool> {
-        let txn = Txn::new().when(guards).and_then(puts);
-        Ok(self.kv.clone().txn(txn).await?.succeeded())
+        commit(&self.kv, guards, puts).await
     }
 
     fn put_id(&self, region: &Region) -> TxnOp {
@@ -741,18 +734,8 @@ impl Regions {
     }
 }
 
-/// A compare that holds while `key` is as read at `mod_revision` (0 = absent).
-fn unchanged(key: &str, mod_revision: i64) -> Compare {
-    if mod_revision == 0 {
-        Compare::version(key, CompareOp::Equal, 0)
-    } else {
-        Compare::mod_revision(key, CompareOp::Equal, mod_revision)
-    }
-}
-
 fn put_json<T: Serialize>(key: &str, value: &T) -> TxnOp {
-    let json = serde_json::to_vec(value).expect("a region record always serialises");
-    TxnOp::put(key, json, None)
+    TxnOp::put(key, encode_json(value), None)
 }
 
 /// Peers are valid when ids and stores are unique and there is at least one voter.

@@ -25,11 +25,14 @@
 
 use std::collections::BTreeMap;
 
-use etcd_client::{Compare, CompareOp, GetOptions, KeyValue, Txn, TxnOp};
+use etcd_client::{Compare, CompareOp, GetOptions, KeyValue, Txn, TxnOp, TxnOpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{decode_json, prefix_end, Client, Layout, Result};
+use super::{
+    commit, decode_json, decode_kv, encode_json, prefix_end, read_keys, unchanged, Client, Layout,
+    Result, MAX_ATTEMPTS,
+};
 
 /// The keyspace of requests that name none (the resource manager's `uint32` max).
 pub const NULL_KEYSPACE_ID: u32 = u32::MAX;
@@ -39,8 +42,6 @@ pub const DEFAULT_GROUP: &str = "default";
 const MAX_NAME_LEN: usize = 32;
 /// Highest task priority (the resource manager's HIGH is 16).
 const MAX_PRIORITY: u32 = 16;
-/// How often a read-modify-write is retried after losing a race.
-const RETRIES: usize = 16;
 
 /// What a writer of resource-group metadata may change (the resource manager's roles).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -68,9 +69,9 @@ impl std::str::FromStr for WriteRole {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {
         match s {
-            "LegacyAll" | "legacy-all" => Ok(WriteRole::LegacyAll),
-            "MetaOnly" | "meta-only" => Ok(WriteRole::MetaOnly),
-            "TokenOnly" | "token-only" => Ok(WriteRole::TokenOnly),
+            "LegacyAll" => Ok(WriteRole::LegacyAll),
+            "MetaOnly" => Ok(WriteRole::MetaOnly),
+            "TokenOnly" => Ok(WriteRole::TokenOnly),
             other => Err(format!(
                 "unknown write role {other:?} (LegacyAll, MetaOnly or TokenOnly)"
             )),
@@ -316,10 +317,6 @@ impl ResourceGroups {
         }
     }
 
-    pub fn role(&self) -> WriteRole {
-        self.role
-    }
-
     fn keyspace_dir(&self, keyspace: u32) -> String {
         format!("{}keyspace/{keyspace:010}/", self.prefix)
     }
@@ -387,21 +384,18 @@ impl ResourceGroups {
         }
         let name_key = format!("{}name/{name}", self.keyspaces);
         let next_key = format!("{}next_id", self.keyspaces);
-        for _ in 0..RETRIES {
+        for _ in 0..MAX_ATTEMPTS {
             if self.get_kv(&name_key).await?.is_some() {
                 return Ok(Err(Refusal::KeyspaceExists(name.into())));
             }
             let next = self.get_kv(&next_key).await?;
-            let (id, guard) = match &next {
-                Some(kv) => (
-                    decode_json::<u32>(kv.key(), kv.value())?,
-                    Compare::mod_revision(next_key.as_str(), CompareOp::Equal, kv.mod_revision()),
-                ),
-                None => (
-                    1,
-                    Compare::create_revision(next_key.as_str(), CompareOp::Equal, 0),
-                ),
-            };
+            let id = decode_kv::<u32>(&next)?.unwrap_or(1);
+            // the null keyspace's id is never handed out
+            if id == NULL_KEYSPACE_ID {
+                return Ok(Err(Refusal::Invalid("no keyspace id is left".into())));
+            }
+            let following = id + 1;
+            let guard = unchanged(&next_key, &next);
             let ks = Keyspace {
                 name: name.into(),
                 id,
@@ -412,8 +406,8 @@ impl ResourceGroups {
                     Compare::create_revision(name_key.as_str(), CompareOp::Equal, 0),
                 ])
                 .and_then([
-                    TxnOp::put(name_key.as_str(), to_json(&ks), None),
-                    TxnOp::put(next_key.as_str(), to_json(&(id + 1)), None),
+                    TxnOp::put(name_key.as_str(), encode_json(&ks), None),
+                    TxnOp::put(next_key.as_str(), encode_json(&following), None),
                 ]);
             if self.txn(txn).await? {
                 return Ok(Ok(ks));
@@ -433,22 +427,33 @@ impl ResourceGroups {
 
     // ---- groups ----
 
-    /// The group's settings record and the key it was read from (keyspace path first).
+    /// The keys a group's settings may be at, the keyspace path first.
+    fn settings_keys(&self, keyspace: u32, name: &str) -> Vec<String> {
+        let mut keys = vec![self.settings_key(keyspace, name)];
+        if keyspace == NULL_KEYSPACE_ID {
+            keys.push(self.legacy_settings_key(name));
+        }
+        keys
+    }
+
+    /// The group's settings record and the key it was read from (keyspace path first),
+    /// both paths read at one revision.
     async fn read_settings(
         &self,
         keyspace: u32,
         name: &str,
     ) -> Result<Option<(ResourceGroup, KeyValue)>> {
-        let mut keys = vec![self.settings_key(keyspace, name)];
-        if keyspace == NULL_KEYSPACE_ID {
-            keys.push(self.legacy_settings_key(name));
+        let keys = self.settings_keys(keyspace, name);
+        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        match read_keys(&self.client, &refs)
+            .await?
+            .into_iter()
+            .flatten()
+            .next()
+        {
+            Some(kv) => Ok(Some((decode_json(kv.key(), kv.value())?, kv))),
+            None => Ok(None),
         }
-        for key in keys {
-            if let Some(kv) = self.get_kv(&key).await? {
-                return Ok(Some((decode_json(kv.key(), kv.value())?, kv)));
-            }
-        }
-        Ok(None)
     }
 
     /// Add a group; refused if one of that name exists in the keyspace (on either path).
@@ -463,7 +468,7 @@ impl ResourceGroups {
             let legacy = self.legacy_settings_key(&name);
             absent.push(Compare::create_revision(legacy, CompareOp::Equal, 0));
         }
-        let value = to_json(&group.settings_only(keyspace));
+        let value = encode_json(&group.settings_only(keyspace));
         let txn = Txn::new()
             .when(absent)
             .and_then([TxnOp::put(key, value, None)]);
@@ -481,8 +486,8 @@ impl ResourceGroups {
         }
         let name = group.name.clone();
         let key = self.settings_key(keyspace, &name);
-        let value = to_json(&group.clone().settings_only(keyspace));
-        for _ in 0..RETRIES {
+        let value = encode_json(&group.clone().settings_only(keyspace));
+        for _ in 0..MAX_ATTEMPTS {
             let Some((old, kv)) = self.read_settings(keyspace, &name).await? else {
                 return Ok(Err(Refusal::NotFound(name)));
             };
@@ -492,18 +497,14 @@ impl ResourceGroups {
                 )));
             }
             let read_from = String::from_utf8_lossy(kv.key()).into_owned();
-            let mut cmp = vec![Compare::mod_revision(
-                read_from.as_str(),
-                CompareOp::Equal,
-                kv.mod_revision(),
-            )];
-            let mut ops = vec![TxnOp::put(key.as_str(), value.as_str(), None)];
+            let mut cmp = vec![unchanged(&read_from, &Some(kv))];
+            let mut ops = vec![TxnOp::put(key.as_str(), value.clone(), None)];
             if read_from != key {
                 // a legacy-only group moves to the keyspace path
                 cmp.push(Compare::create_revision(key.as_str(), CompareOp::Equal, 0));
                 ops.push(TxnOp::delete(read_from.as_str(), None));
             }
-            if self.txn(Txn::new().when(cmp).and_then(ops)).await? {
+            if commit(&self.client, cmp, ops).await? {
                 return Ok(Ok(()));
             }
         }
@@ -519,21 +520,31 @@ impl ResourceGroups {
         if name == DEFAULT_GROUP {
             return Ok(Err(Refusal::Reserved));
         }
-        if self.read_settings(keyspace, name).await?.is_none() {
-            return Ok(Err(Refusal::NotFound(name.into())));
-        }
-        let mut ops = vec![TxnOp::delete(self.settings_key(keyspace, name), None)];
-        if keyspace == NULL_KEYSPACE_ID {
-            ops.push(TxnOp::delete(self.legacy_settings_key(name), None));
-        }
+        // one transaction: the deletes themselves say whether there was a group
+        let settings = self.settings_keys(keyspace, name);
+        let mut ops: Vec<TxnOp> = settings
+            .iter()
+            .map(|k| TxnOp::delete(k.as_str(), None))
+            .collect();
         if self.role.may_write_tokens() {
             ops.push(TxnOp::delete(self.state_key(keyspace, name), None));
             if keyspace == NULL_KEYSPACE_ID {
                 ops.push(TxnOp::delete(self.legacy_state_key(name), None));
             }
         }
-        self.txn(Txn::new().and_then(ops)).await?;
-        Ok(Ok(()))
+        let resp = self.client.clone().txn(Txn::new().and_then(ops)).await?;
+        let deleted: i64 = resp.op_responses()[..settings.len()]
+            .iter()
+            .map(|r| match r {
+                TxnOpResponse::Delete(d) => d.deleted(),
+                _ => 0,
+            })
+            .sum();
+        Ok(if deleted > 0 {
+            Ok(())
+        } else {
+            Err(Refusal::NotFound(name.into()))
+        })
     }
 
     /// A group with its token count filled in from the token state.
@@ -594,17 +605,20 @@ impl ResourceGroups {
                 what: "resource group token state",
             }));
         }
-        let Some((_, kv)) = self.read_settings(keyspace, name).await? else {
-            return Ok(Err(Refusal::NotFound(name.into())));
-        };
-        // the group must still exist when the state lands
-        let exists = Compare::create_revision(kv.key(), CompareOp::Equal, kv.create_revision());
-        let put = TxnOp::put(self.state_key(keyspace, name), to_json(state), None);
-        if self.txn(Txn::new().when([exists]).and_then([put])).await? {
-            Ok(Ok(()))
-        } else {
-            Ok(Err(Refusal::NotFound(name.into())))
+        let value = encode_json(state);
+        for _ in 0..MAX_ATTEMPTS {
+            let Some((_, kv)) = self.read_settings(keyspace, name).await? else {
+                return Ok(Err(Refusal::NotFound(name.into())));
+            };
+            // the group must still be where it was read when the state lands
+            let read_from = String::from_utf8_lossy(kv.key()).into_owned();
+            let exists = unchanged(&read_from, &Some(kv));
+            let put = TxnOp::put(self.state_key(keyspace, name), value.clone(), None);
+            if commit(&self.client, vec![exists], vec![put]).await? {
+                return Ok(Ok(()));
+            }
         }
+        Ok(Err(Refusal::Contended(format!("resource group {name}"))))
     }
 
     // ---- controller config ----
@@ -625,7 +639,7 @@ impl ResourceGroups {
             return Ok(Err(r));
         }
         let key = self.controller_key();
-        for _ in 0..RETRIES {
+        for _ in 0..MAX_ATTEMPTS {
             let stored = self.get_kv(&key).await?;
             let mut config = default_controller_config();
             if let Some(kv) = &stored {
@@ -635,14 +649,9 @@ impl ResourceGroups {
                 return Ok(Err(Refusal::Invalid(m)));
             }
             merge(&mut config, update.clone());
-            let guard = match &stored {
-                Some(kv) => {
-                    Compare::mod_revision(key.as_str(), CompareOp::Equal, kv.mod_revision())
-                }
-                None => Compare::create_revision(key.as_str(), CompareOp::Equal, 0),
-            };
-            let put = TxnOp::put(key.as_str(), to_json(&config), None);
-            if self.txn(Txn::new().when([guard]).and_then([put])).await? {
+            let guard = unchanged(&key, &stored);
+            let put = TxnOp::put(key.as_str(), encode_json(&config), None);
+            if commit(&self.client, vec![guard], vec![put]).await? {
                 return Ok(Ok(config));
             }
         }
@@ -669,14 +678,10 @@ impl ResourceGroups {
             ))));
         }
         let mut c = self.client.clone();
-        c.put(self.service_limit_key(keyspace), to_json(&limit), None)
+        c.put(self.service_limit_key(keyspace), encode_json(&limit), None)
             .await?;
         Ok(Ok(()))
     }
-}
-
-fn to_json<T: Serialize>(v: &T) -> String {
-    serde_json::to_string(v).expect("metadata records serialize")
 }
 
 /// The resource manager's controller defaults (its `ControllerConfig`).

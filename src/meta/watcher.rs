@@ -226,6 +226,16 @@ impl Watcher {
                 "a watcher's page size must be positive".into(),
             ));
         }
+        let durations = [
+            options.progress_interval,
+            options.stall_timeout,
+            options.request_timeout,
+        ];
+        if durations.iter().any(Duration::is_zero) {
+            return Err(Error::Invalid(
+                "a watcher's intervals and timeouts must be positive".into(),
+            ));
+        }
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 snapshot: Snapshot::default(),

@@ -42,8 +42,9 @@ pub struct MemberSettings {
     pub max_txn_ops: u32,
     pub quota_backend_bytes: u64,
     pub report_version: String,
+    /// For the metadata HTTP paths the client port serves (api::meta_http).
     pub meta_root: String,
-    pub meta_write_role: crate::meta::resource_group::WriteRole,
+    pub meta_write_role: String,
     pub election_timeout_ms: u64,
 }
 
@@ -80,7 +81,7 @@ impl Member {
             quota_backend_bytes: cfg.quota_backend_bytes(),
             report_version: cfg.report_version.clone(),
             meta_root: cfg.meta_root.clone(),
-            meta_write_role: cfg.meta_write_role,
+            meta_write_role: cfg.meta_write_role.clone(),
             election_timeout_ms: cfg.election_timeout,
         };
         let db_dir = settings.data_dir.join("member").join("db");
@@ -138,10 +139,11 @@ impl Member {
         });
         member.wait_for_leader(Duration::from_secs(60)).await?;
         // Serve nothing older than the log: apply every entry committed before the restart
-        // (etcd replays its WAL before it serves, too).
+        // (etcd replays its WAL before it serves, too). With one member it leads, so the
+        // read barrier covers the whole log; a follower will need its own wait here.
         tokio::time::timeout(Duration::from_secs(60), member.reads.wait())
             .await
-            .map_err(|_| Error::NoLeader)??;
+            .map_err(|_| Error::Timeout)??;
         Ok(member)
     }
 

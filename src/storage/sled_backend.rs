@@ -97,6 +97,9 @@ impl Backend for SledBackend {
         // sled makes a multi-key batch atomic with a batch manifest, and writing one costs
         // two synchronous writes to its log (it rolls the io buffer before and after the
         // manifest). One key is atomic on its own, so it skips all that.
+        if batch.ops.is_empty() {
+            return Ok(());
+        }
         if batch.ops.len() == 1 {
             let t = self.tree(tree);
             let (k, v) = batch.ops.pop().expect("one op");

@@ -425,5 +425,10 @@ async fn groups_http_paths(env: &mut Env) {
             200
         );
     }
+
+    // a store that cannot answer is a 503
+    env.stop().await;
+    let (code, msg) = http(&addr, "GET", &format!("{P}/groups"), None).await;
+    assert_eq!(code, 503, "{msg}");
 }
 meta_test!(groups_http_paths);

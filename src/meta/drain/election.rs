@@ -10,8 +10,10 @@
 use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp, WatchOptions};
 use serde::{Deserialize, Serialize};
 
-use super::{liveness, mod_revision, read, valid_node_id, Keys, Liveness, Outcome, Refusal};
-use crate::meta::{decode_json, Client, Layout, Result};
+use super::{liveness, valid_node_id, Keys, Liveness, Outcome, Refusal};
+use crate::meta::{
+    decode_json, encode_json, read_keys, unchanged, Client, Layout, Result, MAX_ATTEMPTS,
+};
 
 /// Who leads an election, and since which revision.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,8 +44,8 @@ pub async fn campaign(
     }
     let keys = Keys::new(layout);
     let (live_key, leader_key) = (keys.liveness(node), keys.leader(election));
-    loop {
-        let got = read(client, &[&live_key, &leader_key]).await?;
+    for _ in 0..MAX_ATTEMPTS {
+        let got = read_keys(client, &[&live_key, &leader_key]).await?;
         let Some(live) = liveness::decode_kv(&got[0])? else {
             return Ok(Err(Refusal::UnknownNode(node.into())));
         };
@@ -62,11 +64,10 @@ pub async fn campaign(
             }));
         }
         let compares = [
-            Compare::mod_revision(live_key.as_str(), CompareOp::Equal, mod_revision(&got[0])),
+            unchanged(&live_key, &got[0]),
             Compare::create_revision(leader_key.as_str(), CompareOp::Equal, 0),
         ];
-        let value = serde_json::to_vec(&Stored { node: node.into() })
-            .expect("a leader record serializes to JSON");
+        let value = encode_json(&Stored { node: node.into() });
         let put = TxnOp::put(
             leader_key.as_str(),
             value,
@@ -87,6 +88,7 @@ pub async fn campaign(
             }));
         }
     }
+    Ok(Err(Refusal::Contended(format!("the election {election}"))))
 }
 
 /// Give up `leadership`; false when it had already ended (resigned or its lease expired).
@@ -107,7 +109,7 @@ pub async fn leader(
     election: &str,
 ) -> Result<Option<Leader>> {
     let key = Keys::new(layout).leader(election);
-    decode(election, &read(client, &[&key]).await?[0])
+    decode(election, &read_keys(client, &[&key]).await?[0])
 }
 
 /// Wait until the leader of `election` is no longer `seen` (which may be none), and return

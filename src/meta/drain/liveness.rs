@@ -7,8 +7,10 @@
 use etcd_client::{Compare, CompareOp, KeyValue, PutOptions, Txn, TxnOp};
 use serde::{Deserialize, Serialize};
 
-use super::{invalid, read, valid_node_id, Keys, Outcome, Refusal};
-use crate::meta::{decode_json, Client, Layout, Result};
+use super::{invalid, valid_node_id, Keys, Outcome, Refusal};
+use crate::meta::{
+    decode_json, encode_json, read_keys, unchanged, Client, Layout, Result, MAX_ATTEMPTS,
+};
 
 /// Where a node is in its life; the order is the only order allowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -31,7 +33,7 @@ struct Stored {
 }
 
 pub(crate) fn encode(state: Liveness) -> Vec<u8> {
-    serde_json::to_vec(&Stored { state }).expect("liveness serializes to JSON")
+    encode_json(&Stored { state })
 }
 
 /// Decode a read liveness key (absent: `None`). A record without a lease is not ours.
@@ -83,7 +85,7 @@ pub async fn register(
 /// The liveness of `node`, if it has any.
 pub async fn get(client: &mut Client, layout: &Layout, node: &str) -> Result<Option<NodeLiveness>> {
     let key = Keys::new(layout).liveness(node);
-    decode_kv(&read(client, &[&key]).await?[0])
+    decode_kv(&read_keys(client, &[&key]).await?[0])
 }
 
 /// Move `node` to `to` (idempotent when it is there already). Refused when the node is
@@ -98,8 +100,8 @@ pub async fn advance(
         return Ok(Err(Refusal::InvalidNode(node.into())));
     }
     let key = Keys::new(layout).liveness(node);
-    loop {
-        let got = read(client, &[&key]).await?;
+    for _ in 0..MAX_ATTEMPTS {
+        let got = read_keys(client, &[&key]).await?;
         let Some(now) = decode_kv(&got[0])? else {
             return Ok(Err(Refusal::UnknownNode(node.into())));
         };
@@ -113,16 +115,13 @@ pub async fn advance(
         if now.state == to {
             return Ok(Ok(now));
         }
-        let unchanged =
-            Compare::mod_revision(key.as_str(), CompareOp::Equal, super::mod_revision(&got[0]));
+        let same = unchanged(&key, &got[0]);
         let put = TxnOp::put(
             key.as_str(),
             encode(to),
             Some(PutOptions::new().with_lease(now.lease)),
         );
-        let resp = client
-            .txn(Txn::new().when([unchanged]).and_then([put]))
-            .await?;
+        let resp = client.txn(Txn::new().when([same]).and_then([put])).await?;
         if resp.succeeded() {
             return Ok(Ok(NodeLiveness {
                 state: to,
@@ -130,6 +129,7 @@ pub async fn advance(
             }));
         }
     }
+    Ok(Err(Refusal::Contended(format!("the liveness of {node}"))))
 }
 
 #[cfg(test)]
