@@ -127,30 +127,36 @@ fn parse_group(body: &[u8], keyspace: u32) -> Result<ResourceGroup, String> {
     }
 }
 
-async fn add(
-    State(ctx): State<Arc<MetaHttp>>,
-    Query(q): Query<KeyspaceQuery>,
-    body: Bytes,
-) -> Response {
-    run(&ctx, q.keyspace_name, |groups, ks| async move {
-        Ok(match parse_group(&body, ks) {
-            Ok(g) => answer(groups.add(ks, g).await?, |_| success()),
-            Err(msg) => text(StatusCode::BAD_REQUEST, msg),
-        })
-    })
-    .await
+async fn add(ctx: State<Arc<MetaHttp>>, q: Query<KeyspaceQuery>, body: Bytes) -> Response {
+    write_group(ctx, q, body, GroupWrite::Add).await
 }
 
-async fn modify(
+async fn modify(ctx: State<Arc<MetaHttp>>, q: Query<KeyspaceQuery>, body: Bytes) -> Response {
+    write_group(ctx, q, body, GroupWrite::Modify).await
+}
+
+enum GroupWrite {
+    Add,
+    Modify,
+}
+
+/// POST and PUT of a group: the same body, a different write.
+async fn write_group(
     State(ctx): State<Arc<MetaHttp>>,
     Query(q): Query<KeyspaceQuery>,
     body: Bytes,
+    write: GroupWrite,
 ) -> Response {
     run(&ctx, q.keyspace_name, |groups, ks| async move {
-        Ok(match parse_group(&body, ks) {
-            Ok(g) => answer(groups.modify(ks, g).await?, |_| success()),
-            Err(msg) => text(StatusCode::BAD_REQUEST, msg),
-        })
+        let group = match parse_group(&body, ks) {
+            Ok(g) => g,
+            Err(msg) => return Ok(text(StatusCode::BAD_REQUEST, msg)),
+        };
+        let outcome = match write {
+            GroupWrite::Add => groups.add(ks, group).await?,
+            GroupWrite::Modify => groups.modify(ks, group).await?,
+        };
+        Ok(answer(outcome, |_| success()))
     })
     .await
 }

@@ -119,6 +119,14 @@ async fn ready(watcher: &Watcher) {
         .unwrap_or_else(|_| panic!("never ready: {:?}", watcher.stats()));
 }
 
+/// A watcher of `prefix` that is ready, and a subscription to it.
+async fn started(client: Client, prefix: &str, options: Options) -> (Watcher, Subscription) {
+    let watcher = Watcher::start(client, prefix, options).unwrap();
+    ready(&watcher).await;
+    let sub = watcher.subscribe();
+    (watcher, sub)
+}
+
 /// The cache equals a fresh range of the prefix at the cache's revision.
 async fn assert_matches_store(client: &mut Client, watcher: &Watcher) {
     let snapshot = watcher.snapshot();
@@ -410,9 +418,7 @@ async fn watcher_relists_when_compacted_while_stalled(env: &mut Env) {
     for i in 0..20 {
         put(&mut client, &history, &key(&prefix, i), "v0").await;
     }
-    let watcher = Watcher::start(watched, prefix.clone(), test_options()).unwrap();
-    ready(&watcher).await;
-    let mut sub = watcher.subscribe();
+    let (watcher, mut sub) = started(watched, &prefix, test_options()).await;
     let mut last = 0;
     for i in 20..30 {
         last = put(&mut client, &history, &key(&prefix, i), "v0").await;
@@ -460,9 +466,7 @@ async fn watcher_resumes_after_the_stream_is_cut(env: &mut Env) {
     for i in 0..10 {
         put(&mut client, &history, &key(&prefix, i), "v0").await;
     }
-    let watcher = Watcher::start(watched, prefix.clone(), test_options()).unwrap();
-    ready(&watcher).await;
-    let mut sub = watcher.subscribe();
+    let (watcher, mut sub) = started(watched, &prefix, test_options()).await;
 
     let writer = {
         let (mut client, history, prefix) = (client.clone(), history.clone(), prefix.clone());
@@ -514,9 +518,7 @@ async fn watcher_resumes_after_a_server_restart(env: &mut Env) {
     for i in 0..20 {
         put(&mut client, &history, &key(&prefix, i), "v0").await;
     }
-    let watcher = Watcher::start(env.connect().await, prefix.clone(), test_options()).unwrap();
-    ready(&watcher).await;
-    let mut sub = watcher.subscribe();
+    let (watcher, mut sub) = started(env.connect().await, &prefix, test_options()).await;
     let mut last = 0;
     for i in 0..10 {
         last = put(&mut client, &history, &key(&prefix, i), "v1").await;
@@ -578,9 +580,7 @@ async fn watcher_caches_ten_thousand_records(env: &mut Env) {
         page_size: 500,
         ..test_options()
     };
-    let watcher = Watcher::start(env.connect().await, prefix.clone(), options).unwrap();
-    ready(&watcher).await;
-    let mut sub = watcher.subscribe();
+    let (watcher, mut sub) = started(env.connect().await, &prefix, options).await;
     assert_eq!(sub.snapshot.entries.len(), 5000);
     assert_matches_store(&mut client, &watcher).await;
 
