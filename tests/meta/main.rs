@@ -63,9 +63,19 @@ pub struct Env {
 impl Env {
     pub async fn start(kind: Kind) -> Env {
         let dir = tempfile::tempdir().unwrap();
-        let data_dir = dir.path().join("data");
-        let port = common::free_port();
-        let running = launch(kind, &data_dir, port).await;
+        // A free port can be taken by another test between its choice and the server's
+        // bind: try again on another port, with a fresh data dir.
+        let mut attempt = 0;
+        let (data_dir, port, running) = loop {
+            let data_dir = dir.path().join(format!("data-{attempt}"));
+            let port = common::free_port();
+            match launch(kind, &data_dir, port).await {
+                Ok(running) => break (data_dir, port, running),
+                Err(e) if attempt < 2 => eprintln!("{kind:?} did not start on port {port}: {e}"),
+                Err(e) => panic!("{kind:?} did not start: {e}"),
+            }
+            attempt += 1;
+        };
         let endpoint = format!("http://127.0.0.1:{port}");
         let client = connect(&endpoint).await;
         Env {
@@ -98,7 +108,9 @@ impl Env {
     /// etcd and a close for the embedded server when it is still running).
     pub async fn restart(&mut self) {
         self.stop().await;
-        self.running = launch(self.kind, &self.data_dir, self.port).await;
+        self.running = launch(self.kind, &self.data_dir, self.port)
+            .await
+            .expect("the server starts again");
     }
 
     /// The server's current revision.
@@ -109,7 +121,7 @@ impl Env {
     }
 }
 
-async fn launch(kind: Kind, data_dir: &std::path::Path, port: u16) -> Running {
+async fn launch(kind: Kind, data_dir: &std::path::Path, port: u16) -> Result<Running, String> {
     match kind {
         Kind::Etcd => {
             let data_dir = data_dir.to_path_buf();
@@ -117,8 +129,8 @@ async fn launch(kind: Kind, data_dir: &std::path::Path, port: u16) -> Running {
                 common::Server::spawn(Kind::Etcd, &data_dir, port, &[])
             })
             .await
-            .unwrap();
-            Running::Etcd(s)
+            .map_err(|e| e.to_string())?;
+            Ok(Running::Etcd(s))
         }
         Kind::Metastore => {
             let url = format!("http://127.0.0.1:{port}");
@@ -146,13 +158,13 @@ async fn launch(kind: Kind, data_dir: &std::path::Path, port: u16) -> Running {
             let deadline = Instant::now() + Duration::from_secs(30);
             loop {
                 match metastore::embed::Server::start(cfg.clone()).await {
-                    Ok(s) => return Running::Embedded(s),
+                    Ok(s) => return Ok(Running::Embedded(s)),
                     // the port or the data dir may still be held by the previous run
                     Err(e) if Instant::now() < deadline => {
                         eprintln!("embedded start: {e}; retrying");
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
-                    Err(e) => panic!("embedded metastore did not start: {e}"),
+                    Err(e) => return Err(e.to_string()),
                 }
             }
         }
