@@ -101,6 +101,21 @@ async fn put(client: &mut Client, history: &Shared, key: &str, value: &str) -> i
     .await
 }
 
+/// Put `value` under the keys numbered `range`; the revision of the last put.
+async fn put_range(
+    client: &mut Client,
+    history: &Shared,
+    prefix: &str,
+    range: std::ops::Range<usize>,
+    value: &str,
+) -> i64 {
+    let mut last = 0;
+    for i in range {
+        last = put(client, history, &key(prefix, i), value).await;
+    }
+    last
+}
+
 async fn delete(client: &mut Client, history: &Shared, key: &str) -> i64 {
     write(client, history, vec![(key.to_string(), None)]).await
 }
@@ -298,8 +313,10 @@ impl Proxy {
         }
     }
 
-    fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+    /// A client whose connections go through the proxy.
+    async fn client(&self) -> Client {
+        let endpoint = format!("http://{}", self.addr);
+        Client::connect([endpoint], None).await.unwrap()
     }
 
     fn pause(&self) {
@@ -379,9 +396,7 @@ async fn watcher_relists_when_compacted_during_the_initial_list(env: &mut Env) {
     let prefix = env.layout.namespace("watched");
     let history = Shared::default();
     let mut client = env.client.clone();
-    for i in 0..40 {
-        put(&mut client, &history, &key(&prefix, i), "v0").await;
-    }
+    put_range(&mut client, &history, &prefix, 0..40, "v0").await;
     let hook = compact_after_second_page(client.clone(), history.clone(), prefix.clone());
     let options = Options {
         page_size: 5,
@@ -414,15 +429,10 @@ async fn watcher_relists_when_compacted_while_stalled(env: &mut Env) {
     let history = Shared::default();
     let mut client = env.client.clone();
     let proxy = Proxy::start(upstream(env)).await;
-    let watched = Client::connect([proxy.endpoint()], None).await.unwrap();
-    for i in 0..20 {
-        put(&mut client, &history, &key(&prefix, i), "v0").await;
-    }
+    let watched = proxy.client().await;
+    put_range(&mut client, &history, &prefix, 0..20, "v0").await;
     let (watcher, mut sub) = started(watched, &prefix, test_options()).await;
-    let mut last = 0;
-    for i in 20..30 {
-        last = put(&mut client, &history, &key(&prefix, i), "v0").await;
-    }
+    let last = put_range(&mut client, &history, &prefix, 20..30, "v0").await;
     caught_up(&watcher, last).await;
 
     // the watcher falls behind: its stream is stalled while keys change and get compacted
@@ -462,10 +472,8 @@ async fn watcher_resumes_after_the_stream_is_cut(env: &mut Env) {
     let history = Shared::default();
     let mut client = env.client.clone();
     let proxy = Proxy::start(upstream(env)).await;
-    let watched = Client::connect([proxy.endpoint()], None).await.unwrap();
-    for i in 0..10 {
-        put(&mut client, &history, &key(&prefix, i), "v0").await;
-    }
+    let watched = proxy.client().await;
+    put_range(&mut client, &history, &prefix, 0..10, "v0").await;
     let (watcher, mut sub) = started(watched, &prefix, test_options()).await;
 
     let writer = {
@@ -515,14 +523,9 @@ async fn watcher_resumes_after_a_server_restart(env: &mut Env) {
     let prefix = env.layout.namespace("watched");
     let history = Shared::default();
     let mut client = env.client.clone();
-    for i in 0..20 {
-        put(&mut client, &history, &key(&prefix, i), "v0").await;
-    }
+    put_range(&mut client, &history, &prefix, 0..20, "v0").await;
     let (watcher, mut sub) = started(env.connect().await, &prefix, test_options()).await;
-    let mut last = 0;
-    for i in 0..10 {
-        last = put(&mut client, &history, &key(&prefix, i), "v1").await;
-    }
+    let mut last = put_range(&mut client, &history, &prefix, 0..10, "v1").await;
     caught_up(&watcher, last).await;
 
     // with the watch stream open: the embedded server ends it as it closes, etcd is killed
