@@ -4,9 +4,7 @@
 
 use std::sync::Arc;
 
-use futures::StreamExt;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -49,7 +47,6 @@ impl Lease for LeaseService {
         let mut inbound = req.into_inner();
         let (tx, rx) = mpsc::channel(64);
         let member = self.member.clone();
-        let member_closing = member.closing();
         tokio::spawn(async move {
             while let Ok(Some(r)) = inbound.message().await {
                 let ttl = match member.lease_renew(r.id) {
@@ -71,9 +68,7 @@ impl Lease for LeaseService {
                 }
             }
         });
-        Ok(Response::new(Box::pin(
-            ReceiverStream::new(rx).take_until(member_closing),
-        )))
+        Ok(Response::new(super::until_stopped(&self.member, rx)))
     }
 
     async fn lease_time_to_live(

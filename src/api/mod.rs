@@ -63,6 +63,30 @@ pub fn routes(member: Arc<Member>, meta: Arc<meta_http::MetaHttp>) -> tonic::ser
     tonic::service::Routes::from(router)
 }
 
+/// The response half of a long-lived stream (watch, lease keep-alive): what the stream's
+/// task sends, until the member stops. Then it ends with etcd's "server stopped"
+/// (Unavailable), which clients take as a reason to reconnect, not as the end of their
+/// watch; a plain end of stream would look final to them.
+pub(crate) fn until_stopped<T: Send + 'static>(
+    member: &Member,
+    rx: tokio::sync::mpsc::Receiver<Result<T, tonic::Status>>,
+) -> tonic::codegen::BoxStream<T> {
+    let closing = Box::pin(member.closing());
+    Box::pin(futures::stream::unfold(
+        Some((rx, closing)),
+        |state| async move {
+            let (mut rx, mut closing) = state?;
+            tokio::select! {
+                item = rx.recv() => item.map(|item| (item, Some((rx, closing)))),
+                _ = &mut closing => {
+                    let stopped = tonic::Status::from(crate::server::Error::Stopped);
+                    Some((Err(stopped), None))
+                }
+            }
+        },
+    ))
+}
+
 /// Bind every listen URL (a host name binds every address it resolves to).
 pub async fn bind(urls: &[String]) -> std::io::Result<Vec<TcpListener>> {
     let mut out = Vec::new();

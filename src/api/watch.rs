@@ -7,10 +7,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use prost::Message;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -41,10 +39,7 @@ impl Watch for WatchService {
         let (out, rx) = mpsc::channel(OUT_QUEUE);
         let (stream, notices) = WatchStream::new(self.member.clone(), out);
         tokio::spawn(stream.run(req.into_inner(), notices));
-        let closing = self.member.closing();
-        Ok(Response::new(Box::pin(
-            ReceiverStream::new(rx).take_until(closing),
-        )))
+        Ok(Response::new(super::until_stopped(&self.member, rx)))
     }
 }
 
