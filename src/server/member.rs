@@ -6,24 +6,24 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::BasicNode;
 use prost::Message;
 
 use super::error::{Error, Result};
 use super::ids::{self, IdGenerator};
 use super::propose::{Proposer, ReadBarrier};
-use crate::apply::{self, Applied, Command};
+use crate::apply::{self, Applied, Command, Request};
 use crate::config::Config;
 use crate::lease::Lessor;
 use crate::mvcc::{KeyRange, KvStore, RangeOptions, WatchableStore, WriteTxn};
 use crate::proto::etcdserverpb::{
-    request_op::Request, CompactionRequest, CompactionResponse, DeleteRangeRequest,
-    DeleteRangeResponse, LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest,
-    LeaseRevokeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader,
-    TxnRequest, TxnResponse,
+    request_op, AlarmRequest, AlarmResponse, CompactionRequest, CompactionResponse,
+    DeleteRangeRequest, DeleteRangeResponse, LeaseGrantRequest, LeaseGrantResponse,
+    LeaseRevokeRequest, LeaseRevokeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse,
+    ResponseHeader, TxnRequest, TxnResponse,
 };
+use crate::proto::metastorepb::{MemberAttrSetRequest, MemberAttributes};
 use crate::proto::mvccpb::KeyValue;
-use crate::raft::{LogStore, Network, Raft, SharedState, StateMachine};
+use crate::raft::{LogStore, MemberNode, Network, Raft, SharedState, StateMachine};
 use crate::storage::{Backend, SledBackend, WriteBatch};
 
 /// How long a proposal may wait for its result (etcd: 5s plus two election timeouts).
@@ -115,8 +115,9 @@ impl Member {
             let mut nodes = BTreeMap::new();
             nodes.insert(
                 member_id,
-                BasicNode {
-                    addr: settings.peer_urls[0].clone(),
+                MemberNode {
+                    name: settings.name.clone(),
+                    peer_urls: settings.peer_urls.clone(),
                 },
             );
             raft.initialize(nodes).await.map_err(|e| internal(&e))?;
@@ -144,7 +145,23 @@ impl Member {
         tokio::time::timeout(Duration::from_secs(60), member.reads.wait())
             .await
             .map_err(|_| Error::Timeout)??;
+        member.publish().await?;
         Ok(member)
+    }
+
+    /// Announce this member's name and client URLs to the cluster through the log (etcd's
+    /// publish), so that every member lists them.
+    async fn publish(&self) -> Result<()> {
+        let req = MemberAttrSetRequest {
+            member_id: self.member_id,
+            member_attributes: Some(MemberAttributes {
+                name: self.settings.name.clone(),
+                client_urls: self.settings.client_urls.clone(),
+            }),
+        };
+        let size = req.encoded_len();
+        self.propose(Request::MemberAttrSet(req), size).await?;
+        Ok(())
     }
 
     async fn wait_for_leader(&self, timeout: Duration) -> Result<()> {
@@ -222,8 +239,9 @@ impl Member {
         self.raft.metrics().borrow().current_leader
     }
 
-    /// Propose a command and wait for the result of its apply.
-    async fn propose(&self, cmd: Command, size: usize) -> Result<Applied> {
+    /// Propose a request, under a new request id, and wait for the result of its apply.
+    async fn propose(&self, req: Request, size: usize) -> Result<Applied> {
+        let cmd = Command::new(self.ids.next(), req);
         // etcd compares the encoded internal request (the request plus a small header).
         if size + 16 > self.settings.max_request_bytes as usize {
             return Err(Error::RequestTooLarge);
@@ -257,7 +275,7 @@ impl Member {
 
     pub async fn put(&self, req: PutRequest) -> Result<PutResponse> {
         let size = req.encoded_len();
-        match self.propose(Command::Put(req), size).await? {
+        match self.propose(Request::Put(req), size).await? {
             Applied::Put(r) => Ok(r),
             other => Err(unexpected(other)),
         }
@@ -265,7 +283,7 @@ impl Member {
 
     pub async fn delete_range(&self, req: DeleteRangeRequest) -> Result<DeleteRangeResponse> {
         let size = req.encoded_len();
-        match self.propose(Command::DeleteRange(req), size).await? {
+        match self.propose(Request::DeleteRange(req), size).await? {
             Applied::DeleteRange(r) => Ok(r),
             other => Err(unexpected(other)),
         }
@@ -285,7 +303,7 @@ impl Member {
             return Ok(out);
         }
         let size = req.encoded_len();
-        match self.propose(Command::Txn(req), size).await? {
+        match self.propose(Request::Txn(req), size).await? {
             Applied::Txn(r) => Ok(r),
             other => Err(unexpected(other)),
         }
@@ -293,8 +311,18 @@ impl Member {
 
     pub async fn compact(&self, req: CompactionRequest) -> Result<CompactionResponse> {
         let size = req.encoded_len();
-        match self.propose(Command::Compaction(req), size).await? {
+        match self.propose(Request::Compaction(req), size).await? {
             Applied::Compaction(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// An alarm request, applied through the log on every member as etcd does (GET too, so
+    /// the answer is the cluster's committed alarms).
+    pub async fn alarm(&self, req: AlarmRequest) -> Result<AlarmResponse> {
+        let size = req.encoded_len();
+        match self.propose(Request::Alarm(req), size).await? {
+            Applied::Alarm(r) => Ok(r),
             other => Err(unexpected(other)),
         }
     }
@@ -310,7 +338,7 @@ impl Member {
             };
         }
         let size = req.encoded_len();
-        match self.propose(Command::LeaseGrant(req), size).await? {
+        match self.propose(Request::LeaseGrant(req), size).await? {
             Applied::LeaseGrant(r) => Ok(r),
             other => Err(unexpected(other)),
         }
@@ -320,7 +348,7 @@ impl Member {
     pub async fn lease_revoke(&self, id: i64) -> Result<LeaseRevokeResponse> {
         let req = LeaseRevokeRequest { id };
         let size = req.encoded_len();
-        match self.propose(Command::LeaseRevoke(req), size).await? {
+        match self.propose(Request::LeaseRevoke(req), size).await? {
             Applied::LeaseRevoke(r) => Ok(r),
             other => Err(unexpected(other)),
         }
@@ -374,25 +402,20 @@ impl Member {
         }
     }
 
-    /// The members of the cluster as raft knows them: (id, name, peer urls, client urls).
+    /// Every member of the cluster, from the replicated member records.
     pub fn members(&self) -> Vec<MemberInfo> {
-        let membership = self.state.membership();
-        membership
-            .nodes()
-            .map(|(id, node)| MemberInfo {
-                id: *id,
-                name: if *id == self.member_id {
-                    self.settings.name.clone()
-                } else {
-                    String::new()
-                },
-                peer_urls: vec![node.addr.clone()],
-                client_urls: if *id == self.member_id {
-                    self.settings.client_urls.clone()
-                } else {
-                    Vec::new()
-                },
-                is_learner: !membership.membership().voter_ids().any(|v| v == *id),
+        self.state
+            .members
+            .read()
+            .expect("members lock")
+            .list()
+            .into_iter()
+            .map(|r| MemberInfo {
+                id: r.id,
+                name: r.name,
+                peer_urls: r.peer_urls,
+                client_urls: r.client_urls,
+                is_learner: r.is_learner,
             })
             .collect()
     }
@@ -426,8 +449,8 @@ pub fn is_txn_read_only(r: &TxnRequest) -> bool {
         .iter()
         .chain(r.failure.iter())
         .all(|op| match &op.request {
-            Some(Request::RequestRange(_)) => true,
-            Some(Request::RequestTxn(t)) => is_txn_read_only(t),
+            Some(request_op::Request::RequestRange(_)) => true,
+            Some(request_op::Request::RequestTxn(t)) => is_txn_read_only(t),
             _ => false,
         })
 }
