@@ -21,6 +21,7 @@ pub mod bench_lease;
 pub mod bench_watch;
 pub mod config;
 pub mod embed;
+pub mod failpoint;
 pub mod lease;
 pub mod logline;
 pub mod membership;

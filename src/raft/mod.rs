@@ -9,6 +9,8 @@ pub mod codec;
 pub mod log_store;
 pub mod network;
 pub mod snapshot;
+pub mod snapshot_io;
+pub mod snapshotter;
 pub mod state_machine;
 pub mod types;
 
@@ -16,3 +18,6 @@ pub use log_store::LogStore;
 pub use network::Network;
 pub use state_machine::{SharedState, StateMachine};
 pub use types::{MemberNode, NodeId, Raft, TypeConfig};
+
+#[cfg(test)]
+mod suite_test;

@@ -7,7 +7,8 @@
 //! - events are handed to the watch hub after the batch is written, and handing them over
 //!   never waits.
 
-use std::io::Cursor;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
@@ -18,7 +19,8 @@ use openraft::{
 
 use super::codec;
 use super::log_store::io_err;
-use super::snapshot;
+use super::snapshot_io::{self, Captured};
+use super::snapshotter::{SnapFile, Snapshotter};
 use super::types::{
     Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
@@ -27,7 +29,6 @@ use crate::apply::{Applied, Applier, FORMAT_VERSION};
 use crate::lease::Lessor;
 use crate::membership::Members;
 use crate::mvcc::{KvStore, WatchableStore};
-use crate::proto::metastorepb::SnapshotHeader;
 use crate::storage::{schema, Backend, Tree, WriteBatch};
 
 /// State shared between the state machine and the readers above it.
@@ -40,15 +41,21 @@ pub struct SharedState {
     /// Raised alarms; locked after `members`.
     pub alarms: Mutex<AlarmStore>,
     applied: RwLock<(Option<LogId>, StoredMembership)>,
-    snapshot: RwLock<Option<StoredSnapshot>>,
     backend: Arc<dyn Backend>,
     watch: RwLock<Option<Arc<WatchableStore>>>,
-}
-
-#[derive(Clone)]
-struct StoredSnapshot {
-    meta: SnapshotMeta,
-    data: Vec<u8>,
+    snapshotter: Snapshotter,
+    /// Held (shared) by a snapshot build while it streams key versions; a compaction's
+    /// deletes take it exclusively, so they wait for the build.
+    pub compaction_gate: RwLock<()>,
+    /// The file a snapshot is being received into.
+    incoming: Mutex<Option<PathBuf>>,
+    /// Requests applied since the last snapshot was taken (etcd's --snapshot-count counts
+    /// these, not log entries: a group-committed entry holds many).
+    applied_requests: AtomicU64,
+    /// Rung when `applied_requests` reaches `snapshot_count`; the member then asks raft
+    /// for a snapshot.
+    pub snapshot_due: tokio::sync::Notify,
+    snapshot_count: u64,
 }
 
 #[derive(Clone)]
@@ -72,7 +79,16 @@ impl SharedState {
 }
 
 impl StateMachine {
-    pub fn open(backend: Arc<dyn Backend>, min_lease_ttl: i64) -> Result<Self, StorageError> {
+    /// Open the state machine of `backend`, with its snapshots in `snap_dir`. An install
+    /// that a crash interrupted is finished first.
+    pub fn open(
+        backend: Arc<dyn Backend>,
+        min_lease_ttl: i64,
+        snap_dir: PathBuf,
+        snapshot_count: u64,
+    ) -> Result<Self, StorageError> {
+        let snapshotter = Snapshotter::open(snap_dir).map_err(|e| sm_err(ErrorVerb::Read, e))?;
+        snapshot_io::recover(&*backend, &snapshotter).map_err(|e| sm_err(ErrorVerb::Write, e))?;
         check_format(&*backend)?;
         let mut kv = KvStore::open(backend.clone())
             .map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Read, e))?;
@@ -87,12 +103,69 @@ impl StateMachine {
                 members: RwLock::new(members),
                 alarms: Mutex::new(alarms),
                 applied: RwLock::new((last_applied, membership)),
-                snapshot: RwLock::new(None),
                 backend,
                 watch: RwLock::new(None),
+                snapshotter,
+                compaction_gate: RwLock::new(()),
+                incoming: Mutex::new(None),
+                applied_requests: AtomicU64::new(0),
+                snapshot_due: tokio::sync::Notify::new(),
+                snapshot_count: snapshot_count.max(1),
             }),
         })
     }
+}
+
+/// Requests in a command, a batch counting each of its own.
+fn requests_in(cmd: &crate::apply::Command) -> u64 {
+    match &cmd.request {
+        Some(crate::apply::Request::Batch(b)) => b.requests.iter().map(requests_in).sum(),
+        _ => 1,
+    }
+}
+
+/// Whether a command holds a compaction, whose deletes must wait for a snapshot build.
+fn compacts(cmd: &crate::apply::Command) -> bool {
+    match &cmd.request {
+        Some(crate::apply::Request::Batch(b)) => b.requests.iter().any(compacts),
+        Some(crate::apply::Request::Compaction(_)) => true,
+        _ => false,
+    }
+}
+
+fn snapshot_meta(snap: &SnapFile) -> SnapshotMeta {
+    OSnapshotMeta {
+        last_log_id: snap.header.last_log_id.as_ref().map(codec::log_id_from_pb),
+        last_membership: codec::stored_membership_from_pb(
+            snap.header.last_membership.clone().unwrap_or_default(),
+        ),
+        snapshot_id: snap.header.snapshot_id.clone(),
+    }
+}
+
+async fn open_snapshot(snap: SnapFile) -> Result<Snapshot, StorageError> {
+    let file = tokio::fs::File::open(&snap.path)
+        .await
+        .map_err(|e| sm_err(ErrorVerb::Read, e))?;
+    Ok(Snapshot {
+        meta: snapshot_meta(&snap),
+        snapshot: Box::new(file),
+    })
+}
+
+/// Rebuild every in-memory table from the state tree (after an install).
+fn reload(shared: &SharedState, kv: &mut KvStore) -> Result<(), StorageError> {
+    kv.reload().map_err(|e| sm_err(ErrorVerb::Read, e))?;
+    restore_leases(
+        &**shared.backend(),
+        kv,
+        &mut shared.leases.lock().expect("leases lock"),
+    )?;
+    let (members, alarms) = restore_cluster(&**shared.backend())?;
+    *shared.members.write().expect("members lock") = members;
+    *shared.alarms.lock().expect("alarms lock") = alarms;
+    *shared.applied.write().expect("applied lock") = restore_applied(&**shared.backend())?;
+    Ok(())
 }
 
 /// The state tree is in this build's format: a new tree is stamped with it, and a tree in
@@ -182,6 +255,40 @@ fn sm_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
     io_err(ErrorSubject::StateMachine, verb, e)
 }
 
+impl StateMachine {
+    /// The path of a whole received snapshot. openraft writes what it receives into the
+    /// file `begin_receiving_snapshot` handed out; a caller may hand over another snapshot
+    /// object instead (openraft's test suite does), which is then copied into a new file.
+    async fn received_file(&self, mut file: tokio::fs::File) -> Result<PathBuf, StorageError> {
+        use std::os::unix::fs::MetadataExt;
+        use tokio::io::AsyncWriteExt;
+        let err = |e: std::io::Error| sm_err(ErrorVerb::Write, e);
+        file.flush().await.map_err(err)?;
+        let ours = self.shared.incoming.lock().expect("incoming lock").take();
+        let handed = file.metadata().await.map_err(err)?;
+        if let Some(path) = ours {
+            match std::fs::metadata(&path) {
+                Ok(m) if (m.dev(), m.ino()) == (handed.dev(), handed.ino()) => return Ok(path),
+                _ => {
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+        let (path, copy) = self
+            .shared
+            .snapshotter
+            .create_incoming()
+            .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        let mut copy = tokio::fs::File::from_std(copy);
+        tokio::io::AsyncSeekExt::seek(&mut file, std::io::SeekFrom::Start(0))
+            .await
+            .map_err(err)?;
+        tokio::io::copy(&mut file, &mut copy).await.map_err(err)?;
+        copy.flush().await.map_err(err)?;
+        Ok(path)
+    }
+}
+
 impl RaftStateMachine<TypeConfig> for StateMachine {
     type SnapshotBuilder = Self;
 
@@ -201,6 +308,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut results = Vec::new();
         let mut published = Vec::new();
         let mut membership_changed = false;
+        let mut requests = 0u64;
+        let mut compaction = false;
         {
             let mut kv = shared.kv.write().expect("kv lock");
             let mut leases = shared.leases.lock().expect("leases lock");
@@ -212,6 +321,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 match entry.payload {
                     EntryPayload::Blank => results.push(Applied::None),
                     EntryPayload::Normal(cmd) => {
+                        requests += requests_in(&cmd);
+                        compaction |= compacts(&cmd);
                         let out = Applier {
                             kv: &mut kv,
                             leases: &mut leases,
@@ -230,6 +341,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         members.set_config(codec::member_records(&m), &mut batch);
                         membership = StoredMembership::new(Some(entry.log_id), m);
                         membership_changed = true;
+                        requests += 1;
                         results.push(Applied::None);
                     }
                 }
@@ -246,12 +358,23 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     codec::encode_stored_membership(&membership),
                 );
             }
-            shared
-                .backend
-                .write(Tree::State, batch)
-                .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+            {
+                // A compaction's deletes wait for a snapshot build streaming the versions.
+                let _gate = compaction.then(|| shared.compaction_gate.write().expect("gate"));
+                shared
+                    .backend
+                    .write(Tree::State, batch)
+                    .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+            }
             kv.batch_written();
             *shared.applied.write().expect("applied lock") = (last_applied, membership);
+        }
+        let since = shared
+            .applied_requests
+            .fetch_add(requests, Ordering::Relaxed)
+            + requests;
+        if since >= shared.snapshot_count && since - requests < shared.snapshot_count {
+            shared.snapshot_due.notify_one();
         }
         if !published.is_empty() {
             if let Some(ws) = shared.watch.read().expect("watch lock").as_ref() {
@@ -267,116 +390,78 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
+        let (path, file) = self
+            .shared
+            .snapshotter
+            .create_incoming()
+            .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        *self.shared.incoming.lock().expect("incoming lock") = Some(path);
+        Ok(Box::new(tokio::fs::File::from_std(file)))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        snapshot: Box<tokio::fs::File>,
     ) -> Result<(), StorageError> {
-        let data = snapshot.into_inner();
-        let mut reader =
-            snapshot::Reader::new(data.as_slice()).map_err(|e| sm_err(ErrorVerb::Read, e))?;
-        let mut batch = WriteBatch::default();
-        while let Some((k, v)) = reader
-            .next_record()
-            .map_err(|e| sm_err(ErrorVerb::Read, e))?
-        {
-            batch.put(k, v);
-        }
-        if let Some(l) = &meta.last_log_id {
-            batch.put(
-                Bytes::from_static(schema::META_LAST_APPLIED),
-                codec::encode_log_id(l),
-            );
-        }
-        batch.put(
-            Bytes::from_static(schema::META_MEMBERSHIP),
-            codec::encode_stored_membership(&meta.last_membership),
-        );
-        let shared = &self.shared;
-        let mut kv = shared.kv.write().expect("kv lock");
-        shared
-            .backend
-            .clear(Tree::State)
+        let incoming = self.received_file(*snapshot).await?;
+        let shared = self.shared.clone();
+        let expected = meta.last_log_id;
+        tokio::task::spawn_blocking(move || {
+            // Readers wait for the whole install: they see the old state or the new one.
+            let mut kv = shared.kv.write().expect("kv lock");
+            snapshot_io::install(
+                &**shared.backend(),
+                &shared.snapshotter,
+                &incoming,
+                expected,
+            )
             .map_err(|e| sm_err(ErrorVerb::Write, e))?;
-        shared
-            .backend
-            .write(Tree::State, batch)
-            .map_err(|e| sm_err(ErrorVerb::Write, e))?;
-        shared
-            .backend
-            .flush()
-            .map_err(|e| sm_err(ErrorVerb::Write, e))?;
-        kv.reload().map_err(|e| sm_err(ErrorVerb::Read, e))?;
-        restore_leases(
-            &**shared.backend(),
-            &mut kv,
-            &mut shared.leases.lock().expect("leases lock"),
-        )?;
-        let (members, alarms) = restore_cluster(&**shared.backend())?;
-        *shared.members.write().expect("members lock") = members;
-        *shared.alarms.lock().expect("alarms lock") = alarms;
-        *shared.applied.write().expect("applied lock") =
-            (meta.last_log_id, meta.last_membership.clone());
-        *shared.snapshot.write().expect("snapshot lock") = Some(StoredSnapshot {
-            meta: meta.clone(),
-            data,
-        });
+            reload(&shared, &mut kv)
+        })
+        .await
+        .map_err(|e| sm_err(ErrorVerb::Write, e))??;
+        self.shared.applied_requests.store(0, Ordering::Relaxed);
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        let snap = self.shared.snapshot.read().expect("snapshot lock").clone();
-        Ok(snap.map(|s| Snapshot {
-            meta: s.meta,
-            snapshot: Box::new(Cursor::new(s.data)),
-        }))
+        let latest = self
+            .shared
+            .snapshotter
+            .latest()
+            .map_err(|e| sm_err(ErrorVerb::Read, e))?;
+        match latest {
+            Some(snap) => Ok(Some(open_snapshot(snap).await?)),
+            None => Ok(None),
+        }
     }
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
-        let shared = &self.shared;
-        // The read lock holds applies back, so the copy is of one applied index.
-        let (entries, last_applied, membership) = {
-            let _kv = shared.kv.read().expect("kv lock");
-            let entries = shared
-                .backend
-                .range(Tree::State, &[], &[], 0)
-                .map_err(|e| sm_err(ErrorVerb::Read, e))?;
-            let (a, m) = shared.applied.read().expect("applied lock").clone();
-            (entries, a, m)
-        };
-        let snapshot_id = match last_applied {
-            Some(l) => format!("{}-{}-{}", l.leader_id, l.index, entries.len()),
-            None => format!("none-{}", entries.len()),
-        };
-        let header = SnapshotHeader {
-            last_log_id: last_applied.as_ref().map(codec::log_id_to_pb),
-            last_membership: Some(codec::stored_membership_to_pb(&membership)),
-            snapshot_id: snapshot_id.clone(),
-        };
-        let mut w =
-            snapshot::Writer::new(Vec::new(), &header).map_err(|e| sm_err(ErrorVerb::Write, e))?;
-        for (k, v) in entries {
-            w.record(k, v).map_err(|e| sm_err(ErrorVerb::Write, e))?;
-        }
-        let data = w.finish().map_err(|e| sm_err(ErrorVerb::Write, e))?;
-        let meta = OSnapshotMeta {
-            last_log_id: last_applied,
-            last_membership: membership,
-            snapshot_id,
-        };
-        *shared.snapshot.write().expect("snapshot lock") = Some(StoredSnapshot {
-            meta: meta.clone(),
-            data: data.clone(),
-        });
-        Ok(Snapshot {
-            meta,
-            snapshot: Box::new(Cursor::new(data)),
+        let shared = self.shared.clone();
+        let snap = tokio::task::spawn_blocking(move || {
+            let captured = {
+                // Under the kv lock only long enough to note the applied index and copy
+                // the small prefixes; the key versions are streamed without it.
+                let kv = shared.kv.read().expect("kv lock");
+                let (applied, membership) = shared.applied.read().expect("applied lock").clone();
+                shared.applied_requests.store(0, Ordering::Relaxed);
+                Captured::take(&**shared.backend(), applied, membership, kv.current_rev())
+            }
+            .map_err(|e| sm_err(ErrorVerb::Read, e))?;
+            snapshot_io::build(
+                &**shared.backend(),
+                &shared.snapshotter,
+                &shared.compaction_gate,
+                captured,
+            )
+            .map_err(|e| sm_err(ErrorVerb::Write, e))
         })
+        .await
+        .map_err(|e| sm_err(ErrorVerb::Write, e))??;
+        open_snapshot(snap).await
     }
 }

@@ -1,7 +1,5 @@
 //! The openraft type configuration and aliases (openraft's `typ` habit).
 
-use std::io::Cursor;
-
 use crate::apply::{Applied, Command};
 
 /// A member as raft's membership carries it (etcd's member: name and peer URLs). Client
@@ -26,7 +24,8 @@ openraft::declare_raft_types!(
         NodeId = u64,
         Node = MemberNode,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
+        // A snapshot is a file on disk (`raft::snapshotter`), streamed in chunks.
+        SnapshotData = tokio::fs::File,
         AsyncRuntime = openraft::TokioRuntime,
 );
 

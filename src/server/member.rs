@@ -93,7 +93,9 @@ impl Member {
             ids::load_or_create(&*backend, &members, &cfg.name, &cfg.initial_cluster_token)?;
         let log_store = LogStore::new(backend.clone());
         let min_lease_ttl = Lessor::min_ttl_for(Duration::from_millis(cfg.election_timeout));
-        let sm = StateMachine::open(backend.clone(), min_lease_ttl).map_err(|e| internal(&e))?;
+        let snap_dir = settings.data_dir.join("member").join("snap");
+        let sm = StateMachine::open(backend.clone(), min_lease_ttl, snap_dir, cfg.snapshot_count)
+            .map_err(|e| internal(&e))?;
         let state = sm.shared.clone();
         let watch = WatchableStore::start(state.kv.clone());
         state.set_watchable_store(watch.clone());
@@ -102,7 +104,12 @@ impl Member {
             heartbeat_interval: cfg.heartbeat_interval,
             election_timeout_min: cfg.election_timeout,
             election_timeout_max: cfg.election_timeout * 2,
-            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(cfg.snapshot_count.max(1)),
+            // Snapshots are asked for by `snapshot_loop`, counting applied requests as etcd's
+            // --snapshot-count does, not log entries (group commit packs many per entry).
+            snapshot_policy: openraft::SnapshotPolicy::Never,
+            // Per chunk of a snapshot sent to a peer; a large snapshot is many chunks.
+            install_snapshot_timeout: 10_000,
+            snapshot_max_chunk_size: 1 << 20,
             max_in_snapshot_log_to_keep: 5000,
             max_payload_entries: 1024,
             ..Default::default()
@@ -122,6 +129,7 @@ impl Member {
             );
             raft.initialize(nodes).await.map_err(|e| internal(&e))?;
         }
+        tokio::spawn(snapshot_loop(raft.clone(), state.clone()));
         let proposer = Proposer::start(raft.clone());
         let reads = ReadBarrier::start(raft.clone());
         let member = Arc::new(Member {
@@ -437,6 +445,17 @@ pub struct MemberInfo {
     pub peer_urls: Vec<String>,
     pub client_urls: Vec<String>,
     pub is_learner: bool,
+}
+
+/// Ask raft for a snapshot whenever the state machine says --snapshot-count requests were
+/// applied since the last one.
+async fn snapshot_loop(raft: Raft, state: Arc<SharedState>) {
+    loop {
+        state.snapshot_due.notified().await;
+        if raft.trigger().snapshot().await.is_err() {
+            return;
+        }
+    }
 }
 
 fn unexpected(a: Applied) -> Error {
