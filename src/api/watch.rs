@@ -2,10 +2,13 @@
 //! api/v3rpc/watch.go). The member's watchable store matches events; this file keeps the
 //! stream protocol: create, cancel and progress requests, created/canceled responses,
 //! prev_kv lookups, fragments and periodic progress notifications.
+//!
+//! Everything the store tells the stream (events, compaction cancels, progress) arrives in
+//! one channel and is sent in that order, so a progress notification always follows the
+//! events it covers (etcd sends progress through the same channel as events).
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use prost::Message;
 use tokio::sync::mpsc;
@@ -17,7 +20,7 @@ use crate::proto::etcdserverpb::{
     WatchCreateRequest, WatchRequest, WatchResponse,
 };
 use crate::proto::mvccpb::{event::EventType, Event};
-use crate::server::{KeyRange, Member, Notice, WatchSpec, WatcherId};
+use crate::server::{KeyRange, Member, Notice, WatchSpec, WatchStream as StoreStream, WatcherId};
 
 /// etcd: clientv3.InvalidWatchID, for responses that belong to no watcher.
 const INVALID_WATCH_ID: i64 = -1;
@@ -49,15 +52,17 @@ struct Local {
     prev_kv: bool,
     fragment: bool,
     progress_notify: bool,
+    /// No events since the last progress tick (etcd elides progress for busy watchers).
+    idle: bool,
 }
 
 struct WatchStream {
     member: Arc<Member>,
     out: mpsc::Sender<Result<WatchResponse, Status>>,
-    notices: mpsc::Sender<Notice>,
+    store: StoreStream,
     watchers: HashMap<i64, Local>,
     next_auto_id: i64,
-    /// A progress request waits until every watcher of the stream is synced.
+    /// A progress request was handed to the store and not answered yet.
     deferred_progress: bool,
 }
 
@@ -66,11 +71,11 @@ impl WatchStream {
         member: Arc<Member>,
         out: mpsc::Sender<Result<WatchResponse, Status>>,
     ) -> (Self, mpsc::Receiver<Notice>) {
-        let (notices, rx) = mpsc::channel(NOTICE_QUEUE);
+        let (store, rx) = member.watch.new_stream(NOTICE_QUEUE);
         let s = WatchStream {
             member,
             out,
-            notices,
+            store,
             watchers: HashMap::new(),
             next_auto_id: 0,
             deferred_progress: false,
@@ -89,7 +94,6 @@ impl WatchStream {
         let s = &mut self;
         let mut progress = tokio::time::interval(s.member.progress_notify_interval());
         progress.tick().await;
-        let mut deferred = tokio::time::interval(Duration::from_millis(20));
         loop {
             let ok = tokio::select! {
                 req = inbound.message() => match req {
@@ -97,17 +101,14 @@ impl WatchStream {
                     _ => false,
                 },
                 Some(n) = notices.recv() => s.handle_notice(n).await,
-                _ = progress.tick() => s.progress_notify().await,
-                _ = deferred.tick(), if s.deferred_progress => s.try_progress().await,
+                _ = progress.tick() => s.progress_notify(),
                 _ = s.out.closed() => false,
             };
             if !ok {
                 break;
             }
         }
-        for (_, l) in s.watchers.drain() {
-            s.member.watch.cancel(l.id);
-        }
+        // Dropping the store's stream handle cancels its watchers.
     }
 
     async fn send(&self, resp: WatchResponse) -> bool {
@@ -125,7 +126,7 @@ impl WatchStream {
                 let Some(l) = self.watchers.remove(&c.watch_id) else {
                     return true;
                 };
-                self.member.watch.cancel(l.id);
+                self.store.cancel(l.id);
                 let rev = self.member.current_revision();
                 self.send(WatchResponse {
                     header: self.header(rev),
@@ -136,9 +137,10 @@ impl WatchStream {
                 .await
             }
             Some(RequestUnion::ProgressRequest(_)) => {
+                // Answered in the notice channel once every watcher is synced.
                 if !self.deferred_progress {
                     self.deferred_progress = true;
-                    return self.try_progress().await;
+                    self.store.request_progress_all();
                 }
                 true
             }
@@ -182,7 +184,7 @@ impl WatchStream {
             no_put: c.filters.contains(&(FilterType::Noput as i32)),
             no_delete: c.filters.contains(&(FilterType::Nodelete as i32)),
         };
-        let (id, rev) = self.member.watch.watch(spec, self.notices.clone());
+        let (id, rev) = self.store.watch(spec);
         self.watchers.insert(
             watch_id,
             Local {
@@ -190,6 +192,7 @@ impl WatchStream {
                 prev_kv: c.prev_kv,
                 fragment: c.fragment,
                 progress_notify: c.progress_notify,
+                idle: true,
             },
         );
         self.send(WatchResponse {
@@ -220,15 +223,33 @@ impl WatchStream {
                 })
                 .await
             }
+            Notice::Progress { watch_id, rev } => {
+                let watch_id = match watch_id {
+                    None => {
+                        self.deferred_progress = false;
+                        INVALID_WATCH_ID
+                    }
+                    Some(w) if self.watchers.contains_key(&w) => w,
+                    Some(_) => return true,
+                };
+                self.send(WatchResponse {
+                    header: self.header(rev),
+                    watch_id,
+                    ..Default::default()
+                })
+                .await
+            }
             Notice::Events {
                 watch_id,
                 rev,
-                mut events,
+                events,
             } => {
-                let Some(l) = self.watchers.get(&watch_id) else {
+                let Some(l) = self.watchers.get_mut(&watch_id) else {
                     return true;
                 };
+                l.idle = false;
                 let (prev_kv, fragment) = (l.prev_kv, l.fragment);
+                let mut events: Vec<Event> = events.into_iter().map(Arc::unwrap_or_clone).collect();
                 if prev_kv {
                     for ev in &mut events {
                         self.attach_prev_kv(ev);
@@ -266,45 +287,16 @@ impl WatchStream {
         }
     }
 
-    /// Periodic progress for synced watchers that asked for it.
-    async fn progress_notify(&mut self) -> bool {
-        let rev = self.member.current_revision();
-        let ids: Vec<(i64, WatcherId)> = self
-            .watchers
-            .iter()
-            .filter(|(_, l)| l.progress_notify)
-            .map(|(w, l)| (*w, l.id))
-            .collect();
-        for (watch_id, id) in ids {
-            if self.member.watch.all_synced(&[id])
-                && !self
-                    .send(WatchResponse {
-                        header: self.header(rev),
-                        watch_id,
-                        ..Default::default()
-                    })
-                    .await
-            {
-                return false;
+    /// Periodic progress for watchers that asked for it and got no events since the last
+    /// tick (etcd's progress map); the store sends it behind their events, if synced.
+    fn progress_notify(&mut self) -> bool {
+        for l in self.watchers.values_mut().filter(|l| l.progress_notify) {
+            if l.idle {
+                self.store.request_progress(l.id);
             }
+            l.idle = true;
         }
         true
-    }
-
-    /// Answer a progress request once every watcher of the stream is synced (etcd 3.5).
-    async fn try_progress(&mut self) -> bool {
-        let ids: Vec<WatcherId> = self.watchers.values().map(|l| l.id).collect();
-        if !self.member.watch.all_synced(&ids) {
-            return true;
-        }
-        self.deferred_progress = false;
-        let rev = self.member.current_revision();
-        self.send(WatchResponse {
-            header: self.header(rev),
-            watch_id: INVALID_WATCH_ID,
-            ..Default::default()
-        })
-        .await
     }
 }
 

@@ -8,11 +8,14 @@ pub mod key_index;
 pub mod kvstore;
 pub mod revision;
 pub mod watchable_store;
+pub mod watcher;
+mod watcher_group;
 
 pub use index::KeyRange;
 pub use kvstore::{KvStore, RangeOptions, RangeResult, ReadView, WriteTxn};
 pub use revision::Revision;
-pub use watchable_store::{Notice, WatchSpec, WatchableStore, WatcherId};
+pub use watchable_store::WatchableStore;
+pub use watcher::{Notice, WatchSpec, WatchStream, WatcherId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -13,6 +13,6 @@ pub mod propose;
 /// Key ranges by etcd's `range_end` rules, for request checks at the edge.
 pub use crate::mvcc::KeyRange;
 /// Watch types the stream protocol at the edge needs.
-pub use crate::mvcc::{Notice, WatchSpec, WatcherId};
+pub use crate::mvcc::{Notice, WatchSpec, WatchStream, WatcherId};
 pub use error::{Error, Result};
 pub use member::{Member, MemberInfo, RaftStatus};
