@@ -15,9 +15,6 @@
 
 pub mod api;
 pub mod apply;
-pub mod bench;
-pub mod bench_lease;
-pub mod bench_watch;
 pub mod config;
 pub mod embed;
 pub mod lease;
