@@ -14,11 +14,13 @@ pub use kvstore::{KvStore, RangeOptions, RangeResult, ReadView, WriteTxn};
 pub use revision::Revision;
 pub use watchable_store::{Notice, WatchSpec, WatchableStore, WatcherId};
 
+use crate::rpctypes;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("mvcc: required revision has been compacted")]
+    #[error("{}", rpctypes::COMPACTED)]
     Compacted,
-    #[error("mvcc: required revision is a future revision")]
+    #[error("{}", rpctypes::FUTURE_REV)]
     FutureRev,
     #[error("mvcc: corrupt store: {0}")]
     Corrupt(String),
