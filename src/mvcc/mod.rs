@@ -6,6 +6,8 @@
 pub mod index;
 pub mod key_index;
 pub mod kvstore;
+#[cfg(test)]
+mod model_test;
 pub mod revision;
 pub mod watchable_store;
 
