@@ -10,15 +10,12 @@
 //! endpoint through etcd-client and imports nothing of the server; `api` serves its HTTP
 //! paths and `embed` hands out the client it needs.
 //!
-//! `proto` and `config` are leaves. A lower layer signals upward only through a channel or
+//! `proto`, `config` and `rpctypes` (etcd's error messages) are leaves. A lower layer signals upward only through a channel or
 //! trait it defines itself (the state machine's `EventSink`). `tests/layering.rs` checks it.
 
 pub mod alarm;
 pub mod api;
 pub mod apply;
-pub mod bench;
-pub mod bench_lease;
-pub mod bench_watch;
 pub mod config;
 pub mod embed;
 pub mod failpoint;
@@ -29,5 +26,6 @@ pub mod meta;
 pub mod mvcc;
 pub mod proto;
 pub mod raft;
+pub mod rpctypes;
 pub mod server;
 pub mod storage;

@@ -1,12 +1,14 @@
 //! The `metastore` binary: etcd's command line, or `metastore bench ...`.
 
+mod bench;
+
 use metastore::config::Config;
 use metastore::embed::Server;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("bench") {
-        std::process::exit(metastore::bench::main(&args[2..]));
+        std::process::exit(bench::main(&args[2..]));
     }
     let cfg = match Config::from_args(args) {
         Ok(c) => c,

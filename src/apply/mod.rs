@@ -46,20 +46,20 @@ pub enum Applied {
 /// Why a committed command was refused; each maps to one etcd error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
-    #[error("mvcc: required revision has been compacted")]
+    #[error("{}", crate::rpctypes::COMPACTED)]
     Compacted,
-    #[error("mvcc: required revision is a future revision")]
+    #[error("{}", crate::rpctypes::FUTURE_REV)]
     FutureRev,
-    #[error("key not found")]
+    #[error("{}", crate::rpctypes::KEY_NOT_FOUND)]
     KeyNotFound,
-    #[error("requested lease not found")]
+    #[error("{}", crate::rpctypes::LEASE_NOT_FOUND)]
     LeaseNotFound,
-    #[error("lease already exists")]
+    #[error("{}", crate::rpctypes::LEASE_EXISTS)]
     LeaseExists,
-    #[error("too large lease TTL")]
+    #[error("{}", crate::rpctypes::LEASE_TTL_TOO_LARGE)]
     LeaseTtlTooLarge,
     /// A NOSPACE alarm is raised: writes that add data are refused (etcd's capped applier).
-    #[error("mvcc: database space exceeded")]
+    #[error("{}", crate::rpctypes::NO_SPACE)]
     NoSpace,
 }
 

@@ -82,9 +82,13 @@ pub enum Error {
 
 impl Error {
     /// Whether the store could not serve the request for want of a leader (or at all).
+    /// `Cancelled` counts: this layer never cancels its own calls, so a cancelled one is a
+    /// connection that closed under it (a store stopping mid-request).
     pub fn is_unavailable(&self) -> bool {
         match self {
-            Error::Etcd(etcd_client::Error::GRpcStatus(s)) => s.code() == tonic::Code::Unavailable,
+            Error::Etcd(etcd_client::Error::GRpcStatus(s)) => {
+                matches!(s.code(), tonic::Code::Unavailable | tonic::Code::Cancelled)
+            }
             Error::Etcd(etcd_client::Error::TransportError(_)) => true,
             _ => false,
         }
@@ -172,6 +176,16 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_closed_connection_is_unavailable() {
+        let status = |s: tonic::Status| Error::Etcd(etcd_client::Error::GRpcStatus(s));
+        // what etcd-client returns when the store's connection closes mid-request
+        assert!(status(tonic::Status::cancelled("operation was canceled")).is_unavailable());
+        assert!(status(tonic::Status::unavailable("etcdserver: no leader")).is_unavailable());
+        assert!(!status(tonic::Status::invalid_argument("bad")).is_unavailable());
+        assert!(!Error::Invalid("x".into()).is_unavailable());
+    }
 
     #[test]
     fn layout_and_prefix_end() {

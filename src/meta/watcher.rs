@@ -443,7 +443,7 @@ pub fn diff(
 /// Whether etcd refused a read or watch because the revision is compacted.
 fn is_compacted(error: &etcd_client::Error) -> bool {
     matches!(error, etcd_client::Error::GRpcStatus(s)
-        if s.code() == tonic::Code::OutOfRange && s.message().contains("compacted"))
+        if s.code() == tonic::Code::OutOfRange && s.message().contains(crate::rpctypes::COMPACTED))
 }
 
 /// How a watch stream ended.

@@ -6,6 +6,8 @@
 pub mod index;
 pub mod key_index;
 pub mod kvstore;
+#[cfg(test)]
+mod model_test;
 pub mod revision;
 pub mod watchable_store;
 pub mod watcher;
@@ -17,11 +19,13 @@ pub use revision::Revision;
 pub use watchable_store::WatchableStore;
 pub use watcher::{Notice, WatchSpec, WatchStream, WatcherId};
 
+use crate::rpctypes;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("mvcc: required revision has been compacted")]
+    #[error("{}", rpctypes::COMPACTED)]
     Compacted,
-    #[error("mvcc: required revision is a future revision")]
+    #[error("{}", rpctypes::FUTURE_REV)]
     FutureRev,
     #[error("mvcc: corrupt store: {0}")]
     Corrupt(String),

@@ -1,44 +1,45 @@
 //! `server::Error`: one flat variant per condition a client can see (etcd's rpctypes is a
-//! flat list). Lower layers convert in; `api::status` maps each variant to etcd's code and
-//! message, in one exhaustive match.
+//! flat list). Lower layers convert in; `api::status` maps each variant to etcd's code, in one
+//! exhaustive match, and sends `etcdserver: ` + this `Display` (whose text is `rpctypes`').
 
 use crate::apply::Refusal;
+use crate::rpctypes;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
-    #[error("key is not provided")]
+    #[error("{}", rpctypes::EMPTY_KEY)]
     EmptyKey,
-    #[error("key not found")]
+    #[error("{}", rpctypes::KEY_NOT_FOUND)]
     KeyNotFound,
-    #[error("value is provided")]
+    #[error("{}", rpctypes::VALUE_PROVIDED)]
     ValueProvided,
-    #[error("lease is provided")]
+    #[error("{}", rpctypes::LEASE_PROVIDED)]
     LeaseProvided,
-    #[error("too many operations in txn request")]
+    #[error("{}", rpctypes::TOO_MANY_OPS)]
     TooManyOps,
-    #[error("duplicate key given in txn request")]
+    #[error("{}", rpctypes::DUPLICATE_KEY)]
     DuplicateKey,
-    #[error("invalid sort option")]
+    #[error("{}", rpctypes::INVALID_SORT_OPTION)]
     InvalidSortOption,
-    #[error("mvcc: required revision has been compacted")]
+    #[error("{}", rpctypes::COMPACTED)]
     Compacted,
-    #[error("mvcc: required revision is a future revision")]
+    #[error("{}", rpctypes::FUTURE_REV)]
     FutureRev,
-    #[error("requested lease not found")]
+    #[error("{}", rpctypes::LEASE_NOT_FOUND)]
     LeaseNotFound,
-    #[error("lease already exists")]
+    #[error("{}", rpctypes::LEASE_EXISTS)]
     LeaseExists,
-    #[error("too large lease TTL")]
+    #[error("{}", rpctypes::LEASE_TTL_TOO_LARGE)]
     LeaseTtlTooLarge,
-    #[error("mvcc: database space exceeded")]
+    #[error("{}", rpctypes::NO_SPACE)]
     NoSpace,
-    #[error("request is too large")]
+    #[error("{}", rpctypes::REQUEST_TOO_LARGE)]
     RequestTooLarge,
-    #[error("no leader")]
+    #[error("{}", rpctypes::NO_LEADER)]
     NoLeader,
-    #[error("server stopped")]
+    #[error("{}", rpctypes::STOPPED)]
     Stopped,
-    #[error("request timed out")]
+    #[error("{}", rpctypes::TIMEOUT)]
     Timeout,
     #[error("internal: {0}")]
     Internal(String),

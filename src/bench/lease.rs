@@ -9,7 +9,7 @@ use clap::Parser;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::proto::etcdserverpb::{
+use metastore::proto::etcdserverpb::{
     lease_client::LeaseClient, LeaseGrantRequest, LeaseKeepAliveRequest,
 };
 
@@ -35,7 +35,7 @@ pub(crate) async fn run(a: Args) -> Result<(), Box<dyn std::error::Error>> {
     if a.mode != "stream" && a.mode != "new" {
         return Err(format!("unknown mode {:?}: stream or new", a.mode).into());
     }
-    let channels = crate::bench::connect(&a.endpoints, a.conns).await?;
+    let channels = super::connect(&a.endpoints, a.conns).await?;
     let issued = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -82,12 +82,12 @@ pub(crate) async fn run(a: Args) -> Result<(), Box<dyn std::error::Error>> {
                         }
                     }
                 };
-                crate::bench::record(&mut lat, &mut errors, ok, t);
+                super::record(&mut lat, &mut errors, ok, t);
             }
             (lat, errors)
         }));
     }
-    let (lat, errors) = crate::bench::join(tasks).await?;
+    let (lat, errors) = super::join(tasks).await?;
     let elapsed = start.elapsed();
     println!(
         "RESULT label={} op=keepalive-{} clients={} total={} rps={:.1} p50_ms={:.4} p99_ms={:.4} errors={errors}",

@@ -11,7 +11,7 @@ use clap::Parser;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::proto::etcdserverpb::{
+use metastore::proto::etcdserverpb::{
     kv_client::KvClient, watch_client::WatchClient, watch_request::RequestUnion, PutRequest,
     WatchCreateRequest, WatchRequest,
 };
@@ -47,7 +47,7 @@ fn key(i: usize) -> Bytes {
 }
 
 pub(crate) async fn run(a: Args) -> Result<(), Box<dyn std::error::Error>> {
-    let channels = crate::bench::connect(&a.endpoints, a.conns).await?;
+    let channels = super::connect(&a.endpoints, a.conns).await?;
     let rss_before = a.server_pid.and_then(rss_kib);
     let sent: Arc<Mutex<HashMap<Bytes, Instant>>> = Arc::default();
     let (lat_tx, mut lat_rx) = mpsc::unbounded_channel::<Duration>();

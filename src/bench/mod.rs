@@ -1,6 +1,12 @@
 //! `metastore bench put|range`: a load generator modelled on etcd's `benchmark` tool, used by
 //! `make bench` against metastore and real etcd in one run. It speaks the etcd v3 gRPC API,
 //! so it measures any etcd-compatible endpoint the same way.
+//!
+//! Owned by the binary (`src/main.rs` declares it), not part of the library's API; it speaks
+//! only the public `metastore::proto` client stubs.
+
+mod lease;
+mod watch;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -11,7 +17,7 @@ use clap::Parser;
 use rand::Rng;
 use tonic::transport::Channel;
 
-use crate::proto::etcdserverpb::{kv_client::KvClient, PutRequest, RangeRequest};
+use metastore::proto::etcdserverpb::{kv_client::KvClient, PutRequest, RangeRequest};
 
 #[derive(Debug, Parser)]
 #[command(name = "metastore bench")]
@@ -46,8 +52,8 @@ struct Args {
 
 pub fn main(args: &[String]) -> i32 {
     match args.first().map(String::as_str) {
-        Some("watch") => return cli("watch", &args[1..], crate::bench_watch::run),
-        Some("keepalive") => return cli("keepalive", &args[1..], crate::bench_lease::run),
+        Some("watch") => return cli("watch", &args[1..], watch::run),
+        Some("keepalive") => return cli("keepalive", &args[1..], lease::run),
         _ => {}
     }
     cli("bench", args, run)
@@ -137,7 +143,7 @@ async fn run(a: Args) -> Result<(), Box<dyn std::error::Error>> {
         )
         .into());
     }
-    let channels = crate::bench::connect(&a.endpoints, a.conns).await?;
+    let channels = connect(&a.endpoints, a.conns).await?;
     let issued = Arc::new(AtomicU64::new(0));
     let value = Bytes::from(vec![b'v'; a.val_size]);
     let range_key = Bytes::from(a.key.clone().unwrap_or_else(|| "foo".into()));
@@ -189,7 +195,7 @@ async fn run(a: Args) -> Result<(), Box<dyn std::error::Error>> {
             (lat, errors)
         }));
     }
-    let (lat, errors) = crate::bench::join(tasks).await?;
+    let (lat, errors) = join(tasks).await?;
     let elapsed = start.elapsed();
     report(&a, elapsed, &lat, errors);
     Ok(())
