@@ -312,3 +312,63 @@ async fn snapshot_build_and_install_survive_a_crash_at_every_step() {
         eprintln!("{point}: snapshot whole: {whole}");
     }
 }
+
+fn rss_kib(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Measurement, not a check (run by hand with --ignored --nocapture): the time and the
+/// peak memory of building and installing a snapshot of 1,000,000 keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn measure_snapshot_of_a_million_keys() {
+    let n: u64 = std::env::var("SNAPSHOT_KEYS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let tmp = tempfile::tempdir().unwrap();
+    let mut a = open(&tmp.path().join("src"));
+    fill(&mut a, "k/", n, 9).await;
+    let before = rss_kib("VmRSS:");
+    std::fs::write("/proc/self/clear_refs", "5").unwrap();
+    let t = std::time::Instant::now();
+    let snap = a
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap();
+    let build = t.elapsed();
+    let build_peak = rss_kib("VmHWM:");
+    let size = snap.snapshot.metadata().await.unwrap().len();
+    let mut dst = open(&tmp.path().join("dst"));
+    std::fs::write("/proc/self/clear_refs", "5").unwrap();
+    let base = rss_kib("VmRSS:");
+    let t = std::time::Instant::now();
+    let meta = snap.meta.clone();
+    let mut rx = dst.begin_receiving_snapshot().await.unwrap();
+    let mut f = snap.snapshot;
+    tokio::io::copy(&mut *f, &mut *rx).await.unwrap();
+    dst.install_snapshot(&meta, rx).await.unwrap();
+    let install = t.elapsed();
+    let install_peak = rss_kib("VmHWM:");
+    assert_eq!(
+        dst.shared.kv.read().unwrap().current_rev(),
+        a.shared.kv.read().unwrap().current_rev()
+    );
+    eprintln!(
+        "{n} keys, snapshot {} MiB: build {build:?}, RSS {} MiB before, peak {} MiB during; \
+         install (copy in + install) {install:?}, RSS {} MiB before, peak {} MiB during",
+        size >> 20,
+        before >> 10,
+        build_peak >> 10,
+        base >> 10,
+        install_peak >> 10
+    );
+}
