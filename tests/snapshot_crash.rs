@@ -24,7 +24,10 @@ use openraft::{CommittedLeaderId, EntryPayload, Membership};
 const CHILD_ENV: &str = "SNAPSHOT_CRASH_CHILD";
 
 fn open(dir: &Path) -> StateMachine {
-    let backend: Arc<dyn Backend> = Arc::new(SledBackend::open(&dir.join("db")).unwrap());
+    let db = dir.join("db");
+    let backend: Arc<dyn Backend> = Arc::new(
+        SledBackend::open(&db).unwrap_or_else(|e| panic!("open {}: {e}", db.display())),
+    );
     StateMachine::open(backend, 1, dir.join("snap"), 1_000_000).unwrap()
 }
 
