@@ -36,6 +36,7 @@ pub fn code_and_message(e: &Error) -> (Code, String) {
         Error::NoLeader => (Code::Unavailable, "etcdserver: no leader"),
         Error::Stopped => (Code::Unavailable, "etcdserver: server stopped"),
         Error::Timeout => (Code::Unavailable, "etcdserver: request timed out"),
+        Error::TooManyRequests => (Code::ResourceExhausted, "etcdserver: too many requests"),
         Error::Internal(m) => return (Code::Unknown, m.clone()),
     };
     (code, msg.to_string())
@@ -92,6 +93,11 @@ mod tests {
                 "etcdserver: request is too large",
             ),
             (Error::NoLeader, Code::Unavailable, "etcdserver: no leader"),
+            (
+                Error::TooManyRequests,
+                Code::ResourceExhausted,
+                "etcdserver: too many requests",
+            ),
         ];
         for (e, code, msg) in table {
             let s: Status = e.into();

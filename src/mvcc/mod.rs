@@ -3,14 +3,16 @@
 //! Owns: revisions, the key index, the store of key versions, compaction.
 //! Imports: `storage`, `proto`. Must never: import `apply`, `raft`, `server` or `api`.
 
+pub mod compaction;
 pub mod index;
 pub mod key_index;
 pub mod kvstore;
+pub mod live_keys;
 pub mod revision;
 pub mod watchable_store;
 
 pub use index::KeyRange;
-pub use kvstore::{KvStore, RangeOptions, RangeResult, ReadView, WriteTxn};
+pub use kvstore::{KvStore, RangeOptions, RangePlan, RangeResult, ReadView, RevFilter, WriteTxn};
 pub use revision::Revision;
 pub use watchable_store::{Notice, WatchSpec, WatchableStore, WatcherId};
 

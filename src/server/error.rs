@@ -38,6 +38,8 @@ pub enum Error {
     Stopped,
     #[error("request timed out")]
     Timeout,
+    #[error("too many requests")]
+    TooManyRequests,
     #[error("internal: {0}")]
     Internal(String),
 }
