@@ -126,7 +126,16 @@ impl Member {
                 fatal.send_replace(Some(format!("compaction failed: {e}")));
             }
         };
-        compaction::start(&state.kv, compaction::PAUSE, on_compaction_error);
+        let failpoints = std::env::var("METASTORE_FAILPOINTS").unwrap_or_default();
+        let fail_compaction = failpoints
+            .split(',')
+            .any(|f| f == compaction::FAILPOINT_STEP);
+        compaction::start(
+            &state.kv,
+            compaction::PAUSE,
+            fail_compaction,
+            on_compaction_error,
+        );
         if !raft.is_initialized().await.map_err(|e| internal(&e))? {
             let mut nodes = BTreeMap::new();
             nodes.insert(
@@ -537,4 +546,43 @@ pub fn is_txn_read_only(r: &TxnRequest) -> bool {
             Some(Request::RequestTxn(t)) => is_txn_read_only(t),
             _ => false,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed(
+        metrics: openraft::RaftMetrics<u64, BasicNode>,
+        closing: bool,
+    ) -> tokio::sync::watch::Receiver<Option<String>> {
+        let (tx, rx) = tokio::sync::watch::channel(metrics);
+        let (_closing_tx, closing_rx) = tokio::sync::watch::channel(closing);
+        let fatal = tokio::sync::watch::Sender::new(None);
+        let seen = fatal.subscribe();
+        let task = tokio::spawn(watch_raft_fatal(rx, closing_rx, fatal));
+        drop(tx);
+        drop(task);
+        seen
+    }
+
+    #[tokio::test]
+    async fn a_fatal_raft_state_is_recorded_and_a_requested_stop_is_not() {
+        let mut m = openraft::RaftMetrics::new_initial(1);
+        m.running_state = Err(openraft::error::Fatal::Panicked);
+        let mut seen = failed(m, false);
+        let e = seen.wait_for(Option::is_some).await.unwrap().clone();
+        assert_eq!(e.as_deref(), Some("raft: panicked"));
+
+        let mut m = openraft::RaftMetrics::new_initial(1);
+        m.running_state = Err(openraft::error::Fatal::Stopped);
+        let mut seen = failed(m, true);
+        // The watcher ends without recording anything: the sender is dropped.
+        assert!(seen.wait_for(Option::is_some).await.is_err());
+
+        // Raft gone while nobody asked it to stop is fatal too.
+        let mut seen = failed(openraft::RaftMetrics::new_initial(1), false);
+        let e = seen.wait_for(Option::is_some).await.unwrap().clone();
+        assert_eq!(e.as_deref(), Some("raft: stopped"));
+    }
 }
