@@ -13,6 +13,7 @@ mod common;
 mod client;
 mod ctl;
 mod lease;
+mod range;
 mod watch;
 
 use common::{Kind, Server};
