@@ -7,14 +7,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "v3lockpb/v3lock.proto",
         "v3electionpb/v3election.proto",
         "metastorepb/peer.proto",
+        "metastorepb/raft_internal.proto",
+        "metastorepb/raft_storage.proto",
+        "leasepb/lease.proto",
     ];
     println!("cargo:rerun-if-changed=proto");
     let fds = protox::compile(files, ["proto"])?;
     tonic_prost_build::configure()
         .bytes(".")
-        // Commands and their results travel through the raft log with serde (openraft's
-        // requirement), so every message derives it.
-        .type_attribute(".", "#[derive(serde::Serialize, serde::Deserialize)]")
         .generate_default_stubs(true)
         .compile_fds(fds)?;
     Ok(())

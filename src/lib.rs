@@ -13,6 +13,7 @@
 //! `proto` and `config` are leaves. A lower layer signals upward only through a channel or
 //! trait it defines itself (the state machine's `EventSink`). `tests/layering.rs` checks it.
 
+pub mod alarm;
 pub mod api;
 pub mod apply;
 pub mod bench;
@@ -22,6 +23,7 @@ pub mod config;
 pub mod embed;
 pub mod lease;
 pub mod logline;
+pub mod membership;
 pub mod meta;
 pub mod mvcc;
 pub mod proto;

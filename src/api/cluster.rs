@@ -1,11 +1,11 @@
-//! The Cluster service: the member list from raft's membership (etcd: v3rpc/member.go).
-//! Membership changes need the multi-member transport and answer `Unimplemented` until then.
+//! The Cluster service: the member list from the replicated member records (etcd:
+//! v3rpc/member.go). Membership changes need the multi-member transport and answer
+//! `Unimplemented` until then.
 
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::header::fill;
 use crate::proto::etcdserverpb::{
     cluster_server::Cluster, Member as PbMember, MemberListRequest, MemberListResponse,
 };
@@ -33,11 +33,11 @@ impl Cluster for ClusterService {
                 is_learner: m.is_learner,
             })
             .collect();
-        let mut resp = MemberListResponse {
-            header: None,
+        // etcd's cluster service header carries no revision.
+        let resp = MemberListResponse {
+            header: Some(self.member.header(0)),
             members,
         };
-        fill(&self.member, &mut resp.header);
         Ok(Response::new(resp))
     }
 }

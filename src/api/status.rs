@@ -33,6 +33,10 @@ pub fn code_and_message(e: &Error) -> (Code, String) {
         Error::LeaseExists => (Code::FailedPrecondition, "etcdserver: lease already exists"),
         Error::LeaseTtlTooLarge => (Code::OutOfRange, "etcdserver: too large lease TTL"),
         Error::RequestTooLarge => (Code::InvalidArgument, "etcdserver: request is too large"),
+        Error::NoSpace => (
+            Code::ResourceExhausted,
+            "etcdserver: mvcc: database space exceeded",
+        ),
         Error::NoLeader => (Code::Unavailable, "etcdserver: no leader"),
         Error::Stopped => (Code::Unavailable, "etcdserver: server stopped"),
         Error::Timeout => (Code::Unavailable, "etcdserver: request timed out"),

@@ -1,43 +1,33 @@
 //! Deterministic execution of committed commands: no clock, no IO but the batch.
 //!
 //! Owns: the [`Command`] replicated through raft, its result [`Applied`], and the rules of
-//! each command (etcd: etcdserver/apply.go, txn/txn.go). Imports: `mvcc`, `storage`, `proto`.
+//! each command (etcd: etcdserver/apply.go, txn/txn.go). Imports: `mvcc`, `lease`, `membership`,
+//! `alarm`, `storage`, `proto`.
 //! Must never: import `raft`, `server` or `api`, read a clock, or wait on anything.
 
+pub mod command;
 pub mod kv;
 pub mod txn;
 
-use serde::{Deserialize, Serialize};
+pub use command::{
+    decode_versioned, encode_versioned, Command, DecodeError, Request, FORMAT_VERSION,
+};
 
+use crate::alarm::AlarmStore;
 use crate::lease::{Lessor, MAX_LEASE_TTL};
+use crate::membership::Members;
 use crate::mvcc::{self, KvStore};
 use crate::proto::etcdserverpb::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
-    LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, PutRequest,
-    PutResponse, ResponseHeader, TxnRequest, TxnResponse,
+    alarm_request::AlarmAction, request_op, AlarmRequest, AlarmResponse, AlarmType,
+    CompactionResponse, DeleteRangeResponse, LeaseGrantRequest, LeaseGrantResponse,
+    LeaseRevokeResponse, PutResponse, ResponseHeader, TxnRequest, TxnResponse,
 };
 use crate::proto::mvccpb::Event;
 use crate::storage::WriteBatch;
 
-/// A command replicated through the raft log (etcd's InternalRaftRequest).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum Command {
-    Put(PutRequest),
-    DeleteRange(DeleteRangeRequest),
-    Txn(TxnRequest),
-    Compaction(CompactionRequest),
-    /// A grant; the server has chosen the id when the client did not.
-    LeaseGrant(LeaseGrantRequest),
-    /// A revoke, asked by a client or by the leader's expiry loop.
-    LeaseRevoke(LeaseRevokeRequest),
-    /// Commands that waited together, proposed as one log entry (group commit); each is
-    /// applied as its own write transaction with its own revision, in order.
-    Batch(Vec<Command>),
-}
-
 /// A command's outcome that the client sees. Refusals are values: the log entry is applied
 /// (it consumed an index) but the store did not change.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Default)]
 pub enum Applied {
     #[default]
     None,
@@ -47,13 +37,14 @@ pub enum Applied {
     Compaction(CompactionResponse),
     LeaseGrant(LeaseGrantResponse),
     LeaseRevoke(LeaseRevokeResponse),
+    Alarm(AlarmResponse),
     Refused(Refusal),
-    /// The results of a [`Command::Batch`], in order.
+    /// The results of a batch command, in order.
     Batch(Vec<Applied>),
 }
 
 /// Why a committed command was refused; each maps to one etcd error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
     #[error("mvcc: required revision has been compacted")]
     Compacted,
@@ -67,6 +58,9 @@ pub enum Refusal {
     LeaseExists,
     #[error("too large lease TTL")]
     LeaseTtlTooLarge,
+    /// A NOSPACE alarm is raised: writes that add data are refused (etcd's capped applier).
+    #[error("mvcc: database space exceeded")]
+    NoSpace,
 }
 
 /// Failures that stop the member: the store cannot be trusted to go on.
@@ -98,6 +92,8 @@ pub struct Output {
 pub struct Applier<'a> {
     pub kv: &'a mut KvStore,
     pub leases: &'a mut Lessor,
+    pub members: &'a mut Members,
+    pub alarms: &'a mut AlarmStore,
     pub batch: &'a mut WriteBatch,
 }
 
@@ -106,6 +102,19 @@ fn header(revision: i64) -> Option<ResponseHeader> {
         revision,
         ..Default::default()
     })
+}
+
+/// Whether a txn would add data: some op, in either branch, nested or not, is a put
+/// (etcd: the quota's cost of a txn, which the capped applier refuses when non-zero).
+fn txn_adds_data(r: &TxnRequest) -> bool {
+    r.success
+        .iter()
+        .chain(r.failure.iter())
+        .any(|op| match &op.request {
+            Some(request_op::Request::RequestPut(_)) => true,
+            Some(request_op::Request::RequestTxn(t)) => txn_adds_data(t),
+            _ => false,
+        })
 }
 
 impl Applier<'_> {
@@ -123,39 +132,53 @@ impl Applier<'_> {
         })
     }
 
+    /// A NOSPACE alarm refuses what adds data (etcd's applierV3Capped).
+    fn capped(&self, req: &Request) -> bool {
+        let adds = match req {
+            Request::Put(_) | Request::LeaseGrant(_) => true,
+            Request::Txn(t) => txn_adds_data(t),
+            _ => false,
+        };
+        adds && self.alarms.is_raised(AlarmType::Nospace)
+    }
+
     pub fn apply(&mut self, cmd: Command) -> Result<Output> {
         let before = self.kv.current_rev();
+        let Some(req) = cmd.request else {
+            // An envelope with no request changes nothing (a newer kind this build does
+            // not know would decode this way, and must not be half-applied).
+            return Ok(Output {
+                applied: Applied::None,
+                events: Vec::new(),
+            });
+        };
+        if self.capped(&req) {
+            return Ok(Output {
+                applied: Applied::Refused(Refusal::NoSpace),
+                events: Vec::new(),
+            });
+        }
         let (applied, events) =
-            match cmd {
-                Command::Put(req) => self
+            match req {
+                Request::Put(req) => self
                     .write(|txn, leases| kv::put(txn, leases, req).map(|r| r.map(Applied::Put)))?,
-                Command::DeleteRange(req) => self.write(|txn, leases| {
+                Request::DeleteRange(req) => self.write(|txn, leases| {
                     kv::delete_range(txn, leases, req).map(|r| r.map(Applied::DeleteRange))
                 })?,
-                Command::Txn(req) => self
+                Request::Txn(req) => self
                     .write(|txn, leases| txn::txn(txn, leases, req).map(|r| r.map(Applied::Txn)))?,
-                Command::Batch(cmds) => return self.apply_batch(cmds),
-                Command::LeaseGrant(req) => {
-                    let applied = if req.ttl > MAX_LEASE_TTL {
-                        Applied::Refused(Refusal::LeaseTtlTooLarge)
-                    } else if self.leases.contains(req.id) {
-                        Applied::Refused(Refusal::LeaseExists)
-                    } else {
-                        let ttl = self.leases.grant(req.id, req.ttl, self.batch);
-                        let hdr = header(self.kv.current_rev());
-                        Applied::LeaseGrant(LeaseGrantResponse {
-                            header: hdr,
-                            id: req.id,
-                            ttl,
-                            error: String::new(),
-                        })
-                    };
-                    (applied, Vec::new())
-                }
-                Command::LeaseRevoke(req) => {
+                Request::Batch(b) => return self.apply_batch(b.requests),
+                Request::LeaseGrant(req) => (self.lease_grant(&req), Vec::new()),
+                Request::LeaseRevoke(req) => {
                     self.write(|txn, leases| kv::revoke(txn, leases, req.id))?
                 }
-                Command::Compaction(req) => {
+                Request::LeaseCheckpoint(req) => {
+                    for c in req.checkpoints {
+                        self.leases.checkpoint(c.id, c.remaining_ttl, self.batch);
+                    }
+                    (Applied::None, Vec::new())
+                }
+                Request::Compaction(req) => {
                     let applied = match self.kv.compact(req.revision, self.batch) {
                         Ok(()) => Applied::Compaction(CompactionResponse {
                             header: header(self.kv.current_rev()),
@@ -163,6 +186,17 @@ impl Applier<'_> {
                         Err(e) => Applied::Refused(refuse(e)?),
                     };
                     (applied, Vec::new())
+                }
+                Request::Alarm(req) => (Applied::Alarm(self.alarm(&req)), Vec::new()),
+                Request::MemberAttrSet(req) => {
+                    let attrs = req.member_attributes.unwrap_or_default();
+                    self.members.set_attributes(
+                        req.member_id,
+                        attrs.name,
+                        attrs.client_urls,
+                        self.batch,
+                    );
+                    (Applied::None, Vec::new())
                 }
             };
         let revision = self.kv.current_rev();
@@ -175,6 +209,46 @@ impl Applier<'_> {
         Ok(Output { applied, events })
     }
 
+    fn lease_grant(&mut self, req: &LeaseGrantRequest) -> Applied {
+        if req.ttl > MAX_LEASE_TTL {
+            Applied::Refused(Refusal::LeaseTtlTooLarge)
+        } else if self.leases.contains(req.id) {
+            Applied::Refused(Refusal::LeaseExists)
+        } else {
+            let ttl = self.leases.grant(req.id, req.ttl, self.batch);
+            Applied::LeaseGrant(LeaseGrantResponse {
+                header: header(self.kv.current_rev()),
+                id: req.id,
+                ttl,
+                error: String::new(),
+            })
+        }
+    }
+
+    /// etcd's applierV3backend.Alarm: GET lists (all alarms for NONE), ACTIVATE raises and
+    /// answers the alarm, DEACTIVATE clears and answers it if it was raised.
+    fn alarm(&mut self, req: &AlarmRequest) -> AlarmResponse {
+        let mut resp = AlarmResponse {
+            header: None,
+            alarms: Vec::new(),
+        };
+        match AlarmAction::try_from(req.action) {
+            Ok(AlarmAction::Get) => resp.alarms = self.alarms.get(req.alarm),
+            Ok(AlarmAction::Activate) => {
+                if req.alarm != AlarmType::None as i32 {
+                    let m = self.alarms.activate(req.member_id, req.alarm, self.batch);
+                    resp.alarms.push(m);
+                }
+            }
+            Ok(AlarmAction::Deactivate) => {
+                if let Some(m) = self.alarms.deactivate(req.member_id, req.alarm, self.batch) {
+                    resp.alarms.push(m);
+                }
+            }
+            Err(_) => {}
+        }
+        resp
+    }
     /// Runs `f` in one write transaction. A refusal must come before any change.
     fn write(
         &mut self,

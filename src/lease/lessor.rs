@@ -4,7 +4,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use prost::Message;
 
+use crate::proto::leasepb::Lease as LeaseRecord;
 use crate::storage::{schema, WriteBatch};
 
 pub type LeaseId = i64;
@@ -20,16 +22,44 @@ pub struct Lease {
     pub keys: BTreeSet<Bytes>,
     /// When it expires on this member (renewed by keep-alives and on promotion).
     pub expiry: Instant,
+    /// The TTL left at the last checkpoint (etcd's remainingTTL); 0 when none was taken.
+    pub remaining_ttl: i64,
 }
 
 impl Lease {
-    fn new(id: LeaseId, ttl: i64, now: Instant) -> Self {
-        Lease {
+    fn new(id: LeaseId, ttl: i64, remaining_ttl: i64, now: Instant) -> Self {
+        let mut l = Lease {
             id,
             ttl,
             keys: BTreeSet::new(),
-            expiry: expiry_from(now, ttl),
+            expiry: now,
+            remaining_ttl,
+        };
+        l.refresh(now);
+        l
+    }
+
+    /// The TTL a refresh grants: the checkpointed remainder if there is one (etcd's
+    /// getRemainingTTL).
+    fn refresh_ttl(&self) -> i64 {
+        if self.remaining_ttl > 0 {
+            self.remaining_ttl
+        } else {
+            self.ttl
         }
+    }
+
+    fn refresh(&mut self, now: Instant) {
+        self.expiry = expiry_from(now, self.refresh_ttl());
+    }
+
+    fn record(&self) -> Vec<u8> {
+        LeaseRecord {
+            id: self.id,
+            ttl: self.ttl,
+            remaining_ttl: self.remaining_ttl,
+        }
+        .encode_to_vec()
     }
 }
 
@@ -63,20 +93,21 @@ impl Lessor {
         i64::try_from(ms.div_ceil(1000)).unwrap_or(i64::MAX)
     }
 
-    /// Rebuild from stored `(id, ttl)` records; keys are attached afterwards from the KV
-    /// store. Every lease gets its full TTL from now.
-    pub fn restore(&mut self, records: impl IntoIterator<Item = (Bytes, Bytes)>) {
+    /// Rebuild from stored leasepb.Lease records; keys are attached afterwards from the KV
+    /// store. Every lease gets its full TTL (or its checkpointed remainder) from now.
+    pub fn restore(
+        &mut self,
+        records: impl IntoIterator<Item = (Bytes, Bytes)>,
+    ) -> Result<(), prost::DecodeError> {
         self.leases.clear();
         self.key_lease.clear();
         let now = Instant::now();
-        for (k, v) in records {
-            if k.len() != 9 || v.len() != 8 {
-                continue;
-            }
-            let id = i64::from_be_bytes(k[1..9].try_into().expect("9-byte key"));
-            let ttl = i64::from_be_bytes(v[..8].try_into().expect("8-byte value"));
-            self.leases.insert(id, Lease::new(id, ttl, now));
+        for (_, v) in records {
+            let r = LeaseRecord::decode(v.as_ref())?;
+            self.leases
+                .insert(r.id, Lease::new(r.id, r.ttl, r.remaining_ttl, now));
         }
+        Ok(())
     }
 
     pub fn contains(&self, id: LeaseId) -> bool {
@@ -109,9 +140,20 @@ impl Lessor {
     /// Grant (apply side). The caller has checked that the id is free.
     pub fn grant(&mut self, id: LeaseId, ttl: i64, batch: &mut WriteBatch) -> i64 {
         let ttl = self.effective_ttl(ttl);
-        batch.put(backend_key(id), ttl.to_be_bytes().to_vec());
-        self.leases.insert(id, Lease::new(id, ttl, Instant::now()));
+        let lease = Lease::new(id, ttl, 0, Instant::now());
+        batch.put(backend_key(id), lease.record());
+        self.leases.insert(id, lease);
         ttl
+    }
+
+    /// Record the TTL a lease had left (apply side, etcd's Checkpoint), so that a restart
+    /// or a new leader gives it that remainder rather than its full TTL. Unknown ids are
+    /// ignored, as etcd ignores them.
+    pub fn checkpoint(&mut self, id: LeaseId, remaining_ttl: i64, batch: &mut WriteBatch) {
+        if let Some(l) = self.leases.get_mut(&id) {
+            l.remaining_ttl = remaining_ttl.max(0);
+            batch.put(backend_key(id), l.record());
+        }
     }
 
     /// Remove a lease (apply side); returns its keys, for the caller to delete.
@@ -151,11 +193,12 @@ impl Lessor {
         Some(l.ttl)
     }
 
-    /// Every lease gets its full TTL from now (a member became leader, etcd's Promote).
+    /// Every lease gets its full TTL (or checkpointed remainder) from now: a member became
+    /// leader (etcd's Promote).
     pub fn promote(&mut self) {
         let now = Instant::now();
         for l in self.leases.values_mut() {
-            l.expiry = expiry_from(now, l.ttl);
+            l.refresh(now);
         }
     }
 
@@ -213,5 +256,24 @@ mod tests {
         l.detach(&k);
         assert!(l.get(1).unwrap().keys.is_empty());
         assert_eq!(Lessor::min_ttl_for(Duration::from_millis(1000)), 2);
+    }
+
+    #[test]
+    fn a_checkpointed_remainder_survives_a_restore() {
+        let mut l = Lessor::new(1);
+        let mut b = WriteBatch::default();
+        l.grant(5, 600, &mut b);
+        l.checkpoint(5, 30, &mut b);
+        l.checkpoint(6, 30, &mut b);
+        let mut stored = std::collections::BTreeMap::new();
+        for (k, v) in b.ops {
+            stored.insert(k, v.unwrap());
+        }
+        assert_eq!(stored.len(), 1, "an unknown lease is not checkpointed");
+        let mut back = Lessor::new(1);
+        back.restore(stored).unwrap();
+        let lease = back.get(5).unwrap();
+        assert_eq!((lease.ttl, lease.remaining_ttl), (600, 30));
+        assert!(back.remaining(5).unwrap() <= 30);
     }
 }

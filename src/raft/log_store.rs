@@ -17,9 +17,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, OptionalSend};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 
+use super::codec;
 use super::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 use crate::storage::{schema, Backend, Tree, WriteBatch};
 
@@ -30,20 +29,6 @@ pub struct LogStore {
 
 fn index_key(index: u64) -> Bytes {
     Bytes::copy_from_slice(&index.to_be_bytes())
-}
-
-pub(crate) fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StorageError> {
-    bincode::serialize(v)
-        .map_err(|e| StorageError::from_io_error(ErrorSubject::Store, ErrorVerb::Write, invalid(e)))
-}
-
-pub(crate) fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, StorageError> {
-    bincode::deserialize(b)
-        .map_err(|e| StorageError::from_io_error(ErrorSubject::Store, ErrorVerb::Read, invalid(e)))
-}
-
-fn invalid(e: impl std::fmt::Display) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
 }
 
 pub(crate) fn io_err(
@@ -59,17 +44,15 @@ impl LogStore {
         Self { backend }
     }
 
-    fn meta<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StorageError> {
-        match self.backend.get(Tree::RaftMeta, key) {
-            Ok(Some(v)) => decode(&v).map(Some),
-            Ok(None) => Ok(None),
-            Err(e) => Err(io_err(ErrorSubject::Store, ErrorVerb::Read, e)),
-        }
+    fn meta(&self, key: &[u8]) -> Result<Option<Bytes>, StorageError> {
+        self.backend
+            .get(Tree::RaftMeta, key)
+            .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Read, e))
     }
 
-    fn put_meta<T: Serialize>(&self, key: &'static [u8], v: &T) -> Result<(), StorageError> {
+    fn put_meta(&self, key: &'static [u8], v: Vec<u8>) -> Result<(), StorageError> {
         let mut b = WriteBatch::default();
-        b.put(Bytes::from_static(key), encode(v)?);
+        b.put(Bytes::from_static(key), v);
         self.backend
             .write(Tree::RaftMeta, b)
             .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))
@@ -110,7 +93,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
             .backend
             .range(Tree::RaftLog, &index_key(start), &end, 0)
             .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
-        found.iter().map(|(_, v)| decode(v)).collect()
+        found.iter().map(|(_, v)| codec::decode_entry(v)).collect()
     }
 }
 
@@ -118,13 +101,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
-        let last_purged_log_id: Option<LogId> = self.meta(schema::RAFT_PURGED)?;
+        let last_purged_log_id = match self.meta(schema::RAFT_PURGED)? {
+            Some(v) => Some(codec::decode_log_id(&v)?),
+            None => None,
+        };
         let last = self
             .backend
             .last(Tree::RaftLog)
             .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
         let last_log_id = match last {
-            Some((_, v)) => Some(decode::<Entry>(&v)?.log_id),
+            Some((_, v)) => Some(codec::decode_entry(&v)?.log_id),
             None => last_purged_log_id,
         };
         Ok(LogState {
@@ -138,14 +124,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
-        self.put_meta(schema::RAFT_VOTE, vote)?;
+        self.put_meta(schema::RAFT_VOTE, codec::encode_vote(vote))?;
         self.backend
             .flush()
             .map_err(|e| io_err(ErrorSubject::Vote, ErrorVerb::Write, e))
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
-        self.meta(schema::RAFT_VOTE)
+        match self.meta(schema::RAFT_VOTE)? {
+            Some(v) => codec::decode_vote(&v).map(Some),
+            None => Ok(None),
+        }
     }
 
     async fn append<I>(
@@ -159,7 +148,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let mut b = WriteBatch::default();
         for e in entries {
-            b.put(index_key(e.log_id.index), encode(&e)?);
+            b.put(index_key(e.log_id.index), codec::encode_entry(&e));
         }
         self.backend
             .write(Tree::RaftLog, b)
@@ -183,7 +172,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        self.put_meta(schema::RAFT_PURGED, &log_id)?;
+        self.put_meta(schema::RAFT_PURGED, codec::encode_log_id(&log_id))?;
         self.remove_range(0, Some(log_id.index + 1))
     }
 }

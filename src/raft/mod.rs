@@ -1,16 +1,18 @@
 //! openraft 0.9 (storage-v2) glue: type config, log store, state machine, peer network.
 //!
-//! Imports: `apply`, `mvcc`, `storage`, `proto`. Must never: import `server` or `api`.
+//! Imports: `apply`, `mvcc`, `lease`, `membership`, `alarm`, `storage`, `proto`. Must never: import `server` or `api`.
 
 // openraft's traits fix the error types (`StorageError`, `RPCError`), which are large.
 #![allow(clippy::result_large_err)]
 
+pub mod codec;
 pub mod log_store;
 pub mod network;
+pub mod snapshot;
 pub mod state_machine;
 pub mod types;
 
 pub use log_store::LogStore;
 pub use network::Network;
 pub use state_machine::{SharedState, StateMachine};
-pub use types::{NodeId, Raft, TypeConfig};
+pub use types::{MemberNode, NodeId, Raft, TypeConfig};

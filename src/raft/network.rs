@@ -9,12 +9,11 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::transport::Channel;
 
-use super::types::{NodeId, TypeConfig};
+use super::types::{MemberNode, NodeId, TypeConfig};
 use crate::proto::metastorepb::{peer_client::PeerClient, PeerMessage};
 
 #[derive(Clone, Default)]
@@ -23,10 +22,10 @@ pub struct Network;
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerConnection;
 
-    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerConnection {
+    async fn new_client(&mut self, target: NodeId, node: &MemberNode) -> PeerConnection {
         PeerConnection {
             target,
-            addr: node.addr.clone(),
+            addr: node.peer_urls.first().cloned().unwrap_or_default(),
             client: None,
         }
     }
@@ -38,7 +37,7 @@ pub struct PeerConnection {
     client: Option<PeerClient<Channel>>,
 }
 
-type RpcErr<E> = RPCError<NodeId, BasicNode, RaftError<NodeId, E>>;
+type RpcErr<E> = RPCError<NodeId, MemberNode, RaftError<NodeId, E>>;
 
 impl PeerConnection {
     fn client<E: std::error::Error>(&mut self) -> Result<PeerClient<Channel>, RpcErr<E>> {

@@ -15,15 +15,19 @@ use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{
     EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, SnapshotMeta as OSnapshotMeta,
 };
-use serde::{Deserialize, Serialize};
 
-use super::log_store::{decode, encode, io_err};
+use super::codec;
+use super::log_store::io_err;
+use super::snapshot;
 use super::types::{
     Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
-use crate::apply::{Applied, Applier};
+use crate::alarm::AlarmStore;
+use crate::apply::{Applied, Applier, FORMAT_VERSION};
 use crate::lease::Lessor;
+use crate::membership::Members;
 use crate::mvcc::{KvStore, WatchableStore};
+use crate::proto::metastorepb::SnapshotHeader;
 use crate::storage::{schema, Backend, Tree, WriteBatch};
 
 /// State shared between the state machine and the readers above it.
@@ -31,13 +35,17 @@ pub struct SharedState {
     pub kv: Arc<RwLock<KvStore>>,
     /// The lease table; locked after `kv` when both are needed.
     pub leases: Mutex<Lessor>,
+    /// The member records (etcd's `members` bucket); locked after `leases`.
+    pub members: RwLock<Members>,
+    /// Raised alarms; locked after `members`.
+    pub alarms: Mutex<AlarmStore>,
     applied: RwLock<(Option<LogId>, StoredMembership)>,
     snapshot: RwLock<Option<StoredSnapshot>>,
     backend: Arc<dyn Backend>,
     watch: RwLock<Option<Arc<WatchableStore>>>,
 }
 
-#[derive(Serialize, Deserialize, Clone)]
+#[derive(Clone)]
 struct StoredSnapshot {
     meta: SnapshotMeta,
     data: Vec<u8>,
@@ -65,27 +73,19 @@ impl SharedState {
 
 impl StateMachine {
     pub fn open(backend: Arc<dyn Backend>, min_lease_ttl: i64) -> Result<Self, StorageError> {
+        check_format(&*backend)?;
         let mut kv = KvStore::open(backend.clone())
             .map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Read, e))?;
         let mut leases = Lessor::new(min_lease_ttl);
         restore_leases(&*backend, &mut kv, &mut leases)?;
-        let read = |key: &[u8]| {
-            backend
-                .get(Tree::State, key)
-                .map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Read, e))
-        };
-        let last_applied: Option<LogId> = match read(schema::META_LAST_APPLIED)? {
-            Some(v) => decode(&v)?,
-            None => None,
-        };
-        let membership: StoredMembership = match read(schema::META_MEMBERSHIP)? {
-            Some(v) => decode(&v)?,
-            None => StoredMembership::default(),
-        };
+        let (members, alarms) = restore_cluster(&*backend)?;
+        let (last_applied, membership) = restore_applied(&*backend)?;
         Ok(Self {
             shared: Arc::new(SharedState {
                 kv: Arc::new(RwLock::new(kv)),
                 leases: Mutex::new(leases),
+                members: RwLock::new(members),
+                alarms: Mutex::new(alarms),
                 applied: RwLock::new((last_applied, membership)),
                 snapshot: RwLock::new(None),
                 backend,
@@ -95,18 +95,83 @@ impl StateMachine {
     }
 }
 
+/// The state tree is in this build's format: a new tree is stamped with it, and a tree in
+/// another format (or an unstamped one from before formats were versioned) is refused.
+fn check_format(backend: &dyn Backend) -> Result<(), StorageError> {
+    let read = |key: &[u8]| {
+        backend
+            .get(Tree::State, key)
+            .map_err(|e| sm_err(ErrorVerb::Read, e))
+    };
+    match read(schema::META_FORMAT)? {
+        Some(v) if v.as_ref() == [FORMAT_VERSION] => Ok(()),
+        Some(v) => Err(sm_err(
+            ErrorVerb::Read,
+            format!("the data dir is in format {v:?}; this build reads format {FORMAT_VERSION}"),
+        )),
+        None if read(schema::META_LAST_APPLIED)?.is_some() => Err(sm_err(
+            ErrorVerb::Read,
+            "the data dir was written by a metastore from before versioned formats",
+        )),
+        None => {
+            let mut b = WriteBatch::default();
+            b.put(
+                Bytes::from_static(schema::META_FORMAT),
+                vec![FORMAT_VERSION],
+            );
+            backend
+                .write(Tree::State, b)
+                .map_err(|e| sm_err(ErrorVerb::Write, e))
+        }
+    }
+}
+
+fn restore_applied(
+    backend: &dyn Backend,
+) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+    let read = |key: &[u8]| {
+        backend
+            .get(Tree::State, key)
+            .map_err(|e| sm_err(ErrorVerb::Read, e))
+    };
+    let last_applied = match read(schema::META_LAST_APPLIED)? {
+        Some(v) => Some(codec::decode_log_id(&v)?),
+        None => None,
+    };
+    let membership = match read(schema::META_MEMBERSHIP)? {
+        Some(v) => codec::decode_stored_membership(&v)?,
+        None => StoredMembership::default(),
+    };
+    Ok((last_applied, membership))
+}
+
+fn prefixed(backend: &dyn Backend, prefix: u8) -> Result<Vec<(Bytes, Bytes)>, StorageError> {
+    backend
+        .range(Tree::State, &[prefix], &[prefix + 1], 0)
+        .map_err(|e| sm_err(ErrorVerb::Read, e))
+}
+
+/// The member records and alarms, from the state tree.
+fn restore_cluster(backend: &dyn Backend) -> Result<(Members, AlarmStore), StorageError> {
+    let members = Members::restore(prefixed(backend, schema::MEMBER)?)
+        .map_err(|e| sm_err(ErrorVerb::Read, e))?;
+    let alarms = AlarmStore::restore(
+        prefixed(backend, schema::ALARM)?
+            .into_iter()
+            .map(|(k, _)| k),
+    );
+    Ok((members, alarms))
+}
+
 /// Rebuild the lease table from its records and re-attach the live keys that carry a lease.
 fn restore_leases(
     backend: &dyn Backend,
     kv: &mut KvStore,
     leases: &mut Lessor,
 ) -> Result<(), StorageError> {
-    let start = [schema::LEASE];
-    let end = [schema::LEASE + 1];
-    let records = backend
-        .range(Tree::State, &start, &end, 0)
+    leases
+        .restore(prefixed(backend, schema::LEASE)?)
         .map_err(|e| sm_err(ErrorVerb::Read, e))?;
-    leases.restore(records);
     for (key, id) in kv.take_restored_leases() {
         leases.attach(&key, id);
     }
@@ -135,9 +200,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             shared.applied.read().expect("applied lock").clone();
         let mut results = Vec::new();
         let mut published = Vec::new();
+        let mut membership_changed = false;
         {
             let mut kv = shared.kv.write().expect("kv lock");
             let mut leases = shared.leases.lock().expect("leases lock");
+            let mut members = shared.members.write().expect("members lock");
+            let mut alarms = shared.alarms.lock().expect("alarms lock");
             let mut batch = WriteBatch::default();
             for entry in entries {
                 last_applied = Some(entry.log_id);
@@ -147,6 +215,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         let out = Applier {
                             kv: &mut kv,
                             leases: &mut leases,
+                            members: &mut members,
+                            alarms: &mut alarms,
                             batch: &mut batch,
                         }
                         .apply(cmd)
@@ -157,19 +227,25 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         results.push(out.applied);
                     }
                     EntryPayload::Membership(m) => {
+                        members.set_config(codec::member_records(&m), &mut batch);
                         membership = StoredMembership::new(Some(entry.log_id), m);
+                        membership_changed = true;
                         results.push(Applied::None);
                     }
                 }
             }
-            batch.put(
-                Bytes::from_static(schema::META_LAST_APPLIED),
-                encode(&last_applied)?,
-            );
-            batch.put(
-                Bytes::from_static(schema::META_MEMBERSHIP),
-                encode(&membership)?,
-            );
+            if let Some(l) = &last_applied {
+                batch.put(
+                    Bytes::from_static(schema::META_LAST_APPLIED),
+                    codec::encode_log_id(l),
+                );
+            }
+            if membership_changed {
+                batch.put(
+                    Bytes::from_static(schema::META_MEMBERSHIP),
+                    codec::encode_stored_membership(&membership),
+                );
+            }
             shared
                 .backend
                 .write(Tree::State, batch)
@@ -201,25 +277,31 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
-        let entries: Vec<(Bytes, Bytes)> = decode(&data)?;
+        let mut reader =
+            snapshot::Reader::new(data.as_slice()).map_err(|e| sm_err(ErrorVerb::Read, e))?;
+        let mut batch = WriteBatch::default();
+        while let Some((k, v)) = reader
+            .next_record()
+            .map_err(|e| sm_err(ErrorVerb::Read, e))?
+        {
+            batch.put(k, v);
+        }
+        if let Some(l) = &meta.last_log_id {
+            batch.put(
+                Bytes::from_static(schema::META_LAST_APPLIED),
+                codec::encode_log_id(l),
+            );
+        }
+        batch.put(
+            Bytes::from_static(schema::META_MEMBERSHIP),
+            codec::encode_stored_membership(&meta.last_membership),
+        );
         let shared = &self.shared;
         let mut kv = shared.kv.write().expect("kv lock");
         shared
             .backend
             .clear(Tree::State)
             .map_err(|e| sm_err(ErrorVerb::Write, e))?;
-        let mut batch = WriteBatch::default();
-        for (k, v) in entries {
-            batch.put(k, v);
-        }
-        batch.put(
-            Bytes::from_static(schema::META_LAST_APPLIED),
-            encode(&meta.last_log_id)?,
-        );
-        batch.put(
-            Bytes::from_static(schema::META_MEMBERSHIP),
-            encode(&meta.last_membership)?,
-        );
         shared
             .backend
             .write(Tree::State, batch)
@@ -234,6 +316,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             &mut kv,
             &mut shared.leases.lock().expect("leases lock"),
         )?;
+        let (members, alarms) = restore_cluster(&**shared.backend())?;
+        *shared.members.write().expect("members lock") = members;
+        *shared.alarms.lock().expect("alarms lock") = alarms;
         *shared.applied.write().expect("applied lock") =
             (meta.last_log_id, meta.last_membership.clone());
         *shared.snapshot.write().expect("snapshot lock") = Some(StoredSnapshot {
@@ -265,11 +350,21 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             let (a, m) = shared.applied.read().expect("applied lock").clone();
             (entries, a, m)
         };
-        let data = encode(&entries)?;
         let snapshot_id = match last_applied {
-            Some(l) => format!("{}-{}-{}", l.leader_id, l.index, data.len()),
-            None => format!("none-{}", data.len()),
+            Some(l) => format!("{}-{}-{}", l.leader_id, l.index, entries.len()),
+            None => format!("none-{}", entries.len()),
         };
+        let header = SnapshotHeader {
+            last_log_id: last_applied.as_ref().map(codec::log_id_to_pb),
+            last_membership: Some(codec::stored_membership_to_pb(&membership)),
+            snapshot_id: snapshot_id.clone(),
+        };
+        let mut w =
+            snapshot::Writer::new(Vec::new(), &header).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        for (k, v) in entries {
+            w.record(k, v).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        }
+        let data = w.finish().map_err(|e| sm_err(ErrorVerb::Write, e))?;
         let meta = OSnapshotMeta {
             last_log_id: last_applied,
             last_membership: membership,

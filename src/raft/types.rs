@@ -4,13 +4,27 @@ use std::io::Cursor;
 
 use crate::apply::{Applied, Command};
 
+/// A member as raft's membership carries it (etcd's member: name and peer URLs). Client
+/// URLs are not here: a member publishes them once it runs (`membership::Members`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MemberNode {
+    pub name: String,
+    pub peer_urls: Vec<String>,
+}
+
+impl std::fmt::Display for MemberNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}={}", self.name, self.peer_urls.join(","))
+    }
+}
+
 openraft::declare_raft_types!(
     /// metastore's raft: commands are etcd requests, node ids are etcd member ids.
     pub TypeConfig:
         D = Command,
         R = Applied,
         NodeId = u64,
-        Node = openraft::BasicNode,
+        Node = MemberNode,
         Entry = openraft::Entry<TypeConfig>,
         SnapshotData = Cursor<Vec<u8>>,
         AsyncRuntime = openraft::TokioRuntime,
@@ -22,6 +36,7 @@ pub type LogId = openraft::LogId<NodeId>;
 pub type Entry = openraft::Entry<TypeConfig>;
 pub type Vote = openraft::Vote<NodeId>;
 pub type StorageError = openraft::StorageError<NodeId>;
-pub type StoredMembership = openraft::StoredMembership<NodeId, openraft::BasicNode>;
-pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, openraft::BasicNode>;
+pub type Membership = openraft::Membership<NodeId, MemberNode>;
+pub type StoredMembership = openraft::StoredMembership<NodeId, MemberNode>;
+pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, MemberNode>;
 pub type Snapshot = openraft::Snapshot<TypeConfig>;

@@ -30,6 +30,8 @@ pub enum Error {
     LeaseExists,
     #[error("too large lease TTL")]
     LeaseTtlTooLarge,
+    #[error("mvcc: database space exceeded")]
+    NoSpace,
     #[error("request is too large")]
     RequestTooLarge,
     #[error("no leader")]
@@ -55,6 +57,7 @@ impl From<Refusal> for Error {
             Refusal::LeaseNotFound => Error::LeaseNotFound,
             Refusal::LeaseExists => Error::LeaseExists,
             Refusal::LeaseTtlTooLarge => Error::LeaseTtlTooLarge,
+            Refusal::NoSpace => Error::NoSpace,
         }
     }
 }

@@ -6,24 +6,24 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::BasicNode;
 use prost::Message;
 
 use super::error::{Error, Result};
 use super::ids::{self, IdGenerator};
 use super::propose::{Proposer, ReadBarrier};
-use crate::apply::{self, Applied, Command};
+use crate::apply::{self, Applied, Command, Request};
 use crate::config::Config;
 use crate::lease::Lessor;
 use crate::mvcc::{compaction, KeyRange, RangeOptions, WatchableStore};
 use crate::proto::etcdserverpb::{
-    request_op::Request, CompactionRequest, CompactionResponse, DeleteRangeRequest,
-    DeleteRangeResponse, LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest,
-    LeaseRevokeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader,
-    TxnRequest, TxnResponse,
+    request_op, AlarmRequest, AlarmResponse, CompactionRequest, CompactionResponse,
+    DeleteRangeRequest, DeleteRangeResponse, LeaseGrantRequest, LeaseGrantResponse,
+    LeaseRevokeRequest, LeaseRevokeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse,
+    ResponseHeader, TxnRequest, TxnResponse,
 };
+use crate::proto::metastorepb::{MemberAttrSetRequest, MemberAttributes};
 use crate::proto::mvccpb::KeyValue;
-use crate::raft::{LogStore, Network, Raft, SharedState, StateMachine};
+use crate::raft::{LogStore, MemberNode, Network, Raft, SharedState, StateMachine};
 use crate::storage::{Backend, SledBackend};
 
 /// How long a proposal may wait for its result (etcd: 5s plus two election timeouts).
@@ -140,8 +140,9 @@ impl Member {
             let mut nodes = BTreeMap::new();
             nodes.insert(
                 member_id,
-                BasicNode {
-                    addr: settings.peer_urls[0].clone(),
+                MemberNode {
+                    name: settings.name.clone(),
+                    peer_urls: settings.peer_urls.clone(),
                 },
             );
             raft.initialize(nodes).await.map_err(|e| internal(&e))?;
@@ -178,7 +179,23 @@ impl Member {
         tokio::time::timeout(Duration::from_secs(60), member.reads.wait())
             .await
             .map_err(|_| Error::Timeout)??;
+        member.publish().await?;
         Ok(member)
+    }
+
+    /// Announce this member's name and client URLs to the cluster through the log (etcd's
+    /// publish), so that every member lists them.
+    async fn publish(&self) -> Result<()> {
+        let req = MemberAttrSetRequest {
+            member_id: self.member_id,
+            member_attributes: Some(MemberAttributes {
+                name: self.settings.name.clone(),
+                client_urls: self.settings.client_urls.clone(),
+            }),
+        };
+        let size = req.encoded_len();
+        self.propose(Request::MemberAttrSet(req), size).await?;
+        Ok(())
     }
 
     /// Resolves with the error once raft or the store has failed for good: the member
@@ -280,8 +297,9 @@ impl Member {
         self.raft.metrics().borrow().current_leader
     }
 
-    /// Propose a command and wait for the result of its apply.
-    async fn propose(&self, cmd: Command, size: usize) -> Result<Applied> {
+    /// Propose a request, under a new request id, and wait for the result of its apply.
+    async fn propose(&self, req: Request, size: usize) -> Result<Applied> {
+        let cmd = Command::new(self.ids.next(), req);
         // etcd compares the encoded internal request (the request plus a small header).
         if size + 16 > self.settings.max_request_bytes as usize {
             return Err(Error::RequestTooLarge);
@@ -335,7 +353,7 @@ impl Member {
 
     pub async fn put(&self, req: PutRequest) -> Result<PutResponse> {
         let size = req.encoded_len();
-        match self.propose(Command::Put(req), size).await? {
+        match self.propose(Request::Put(req), size).await? {
             Applied::Put(r) => Ok(r),
             other => Err(unexpected(other)),
         }
@@ -343,7 +361,7 @@ impl Member {
 
     pub async fn delete_range(&self, req: DeleteRangeRequest) -> Result<DeleteRangeResponse> {
         let size = req.encoded_len();
-        match self.propose(Command::DeleteRange(req), size).await? {
+        match self.propose(Request::DeleteRange(req), size).await? {
             Applied::DeleteRange(r) => Ok(r),
             other => Err(unexpected(other)),
         }
@@ -359,7 +377,7 @@ impl Member {
             return Ok(apply::txn::txn_read_only(&*kv, &req)??);
         }
         let size = req.encoded_len();
-        match self.propose(Command::Txn(req), size).await? {
+        match self.propose(Request::Txn(req), size).await? {
             Applied::Txn(r) => Ok(r),
             other => Err(unexpected(other)),
         }
@@ -374,7 +392,7 @@ impl Member {
             .expect("kv lock")
             .finished_compactions();
         let size = req.encoded_len();
-        let resp = match self.propose(Command::Compaction(req), size).await? {
+        let resp = match self.propose(Request::Compaction(req), size).await? {
             Applied::Compaction(r) => r,
             other => return Err(unexpected(other)),
         };
@@ -389,6 +407,16 @@ impl Member {
         Ok(resp)
     }
 
+    /// An alarm request, applied through the log on every member as etcd does (GET too, so
+    /// the answer is the cluster's committed alarms).
+    pub async fn alarm(&self, req: AlarmRequest) -> Result<AlarmResponse> {
+        let size = req.encoded_len();
+        match self.propose(Request::Alarm(req), size).await? {
+            Applied::Alarm(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// Grant a lease; the server picks a free id when the client gives none (etcd).
     pub async fn lease_grant(&self, mut req: LeaseGrantRequest) -> Result<LeaseGrantResponse> {
         if req.id == 0 {
@@ -400,7 +428,7 @@ impl Member {
             };
         }
         let size = req.encoded_len();
-        match self.propose(Command::LeaseGrant(req), size).await? {
+        match self.propose(Request::LeaseGrant(req), size).await? {
             Applied::LeaseGrant(r) => Ok(r),
             other => Err(unexpected(other)),
         }
@@ -410,7 +438,7 @@ impl Member {
     pub async fn lease_revoke(&self, id: i64) -> Result<LeaseRevokeResponse> {
         let req = LeaseRevokeRequest { id };
         let size = req.encoded_len();
-        match self.propose(Command::LeaseRevoke(req), size).await? {
+        match self.propose(Request::LeaseRevoke(req), size).await? {
             Applied::LeaseRevoke(r) => Ok(r),
             other => Err(unexpected(other)),
         }
@@ -464,25 +492,20 @@ impl Member {
         }
     }
 
-    /// The members of the cluster as raft knows them: (id, name, peer urls, client urls).
+    /// Every member of the cluster, from the replicated member records.
     pub fn members(&self) -> Vec<MemberInfo> {
-        let membership = self.state.membership();
-        membership
-            .nodes()
-            .map(|(id, node)| MemberInfo {
-                id: *id,
-                name: if *id == self.member_id {
-                    self.settings.name.clone()
-                } else {
-                    String::new()
-                },
-                peer_urls: vec![node.addr.clone()],
-                client_urls: if *id == self.member_id {
-                    self.settings.client_urls.clone()
-                } else {
-                    Vec::new()
-                },
-                is_learner: !membership.membership().voter_ids().any(|v| v == *id),
+        self.state
+            .members
+            .read()
+            .expect("members lock")
+            .list()
+            .into_iter()
+            .map(|r| MemberInfo {
+                id: r.id,
+                name: r.name,
+                peer_urls: r.peer_urls,
+                client_urls: r.client_urls,
+                is_learner: r.is_learner,
             })
             .collect()
     }
@@ -542,8 +565,8 @@ pub fn is_txn_read_only(r: &TxnRequest) -> bool {
         .iter()
         .chain(r.failure.iter())
         .all(|op| match &op.request {
-            Some(Request::RequestRange(_)) => true,
-            Some(Request::RequestTxn(t)) => is_txn_read_only(t),
+            Some(request_op::Request::RequestRange(_)) => true,
+            Some(request_op::Request::RequestTxn(t)) => is_txn_read_only(t),
             _ => false,
         })
 }
@@ -553,7 +576,7 @@ mod tests {
     use super::*;
 
     fn failed(
-        metrics: openraft::RaftMetrics<u64, BasicNode>,
+        metrics: openraft::RaftMetrics<u64, MemberNode>,
         closing: bool,
     ) -> tokio::sync::watch::Receiver<Option<String>> {
         let (tx, rx) = tokio::sync::watch::channel(metrics);

@@ -2,7 +2,7 @@
 //!
 //! openraft 0.9 appends and fsyncs each client write on its own, with the raft core waiting
 //! for the fsync. So commands are queued here, and every command that waited while the
-//! previous batches were in flight rides one log entry ([`Command::Batch`]): one append,
+//! previous batches were in flight rides one log entry ([`Command::batch`]): one append,
 //! one fsync and one apply batch for all of them. Each still gets its own revision and its
 //! own result. Linearizable reads share read barriers the same way: a read waits for a
 //! barrier that started after it arrived, and one barrier serves every read waiting then.
@@ -91,7 +91,7 @@ async fn propose_loop(raft: Raft, mut rx: Queue) {
             let cmd = if single {
                 cmds.into_iter().next().expect("one command")
             } else {
-                Command::Batch(cmds)
+                Command::batch(cmds)
             };
             let result = raft.client_write(cmd).await;
             drop(permit);

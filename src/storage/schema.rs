@@ -26,12 +26,17 @@ impl Tree {
 
 /// Key versions: prefix + 17-byte revision (+ tombstone mark) -> encoded mvccpb.KeyValue.
 pub const KEY: u8 = b'k';
-/// Leases: prefix + big-endian lease id -> encoded lease.
+/// Leases: prefix + big-endian lease id -> encoded leasepb.Lease.
 pub const LEASE: u8 = b'l';
-/// Members of the cluster: prefix + big-endian member id -> encoded member.
+/// Members of the cluster: prefix + big-endian member id -> encoded MemberRecord.
 pub const MEMBER: u8 = b'c';
+/// Alarms: prefix + alarm type byte + big-endian member id -> empty.
+pub const ALARM: u8 = b'a';
 /// Meta records (the names below) -> values.
 pub const META: u8 = b'm';
+
+/// The format version the state tree is written in (apply::FORMAT_VERSION).
+pub const META_FORMAT: &[u8] = b"mformat";
 
 pub const META_LAST_APPLIED: &[u8] = b"mlast_applied";
 pub const META_MEMBERSHIP: &[u8] = b"mmembership";

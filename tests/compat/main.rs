@@ -11,6 +11,7 @@
 mod common;
 
 mod client;
+mod cluster;
 mod ctl;
 mod lease;
 mod range;
