@@ -16,8 +16,9 @@ fn a_storage_error_in_compaction_stops_the_process_with_a_fatal_line() {
     for v in ["a", "b", "c"] {
         assert_eq!(s.etcdctl(&["put", "k", v], None).code, 0);
     }
-    let out = s.etcdctl(&["compact", "3"], None);
-    assert_eq!(out.code, 0, "{out:?}");
+    // The compaction is applied and answered; its first delete batch fails at once, so the
+    // process may be gone before the answer reaches etcdctl: either outcome is fine here.
+    let _ = s.etcdctl(&["compact", "3"], None);
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
         if let Some(status) = s.child.try_wait().unwrap() {

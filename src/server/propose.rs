@@ -166,12 +166,13 @@ impl ReadBarrier {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::apply::Request;
     use crate::proto::etcdserverpb::PutRequest;
 
     #[test]
     fn a_full_queue_refuses_with_too_many_requests() {
         let (p, mut rx) = Proposer::with_queue(3);
-        let put = || Command::Put(PutRequest::default());
+        let put = || Command::new(1, Request::Put(PutRequest::default()));
         let mut waiting = Vec::new();
         for _ in 0..3 {
             waiting.push(p.enqueue(put(), 1).expect("room in the queue"));
