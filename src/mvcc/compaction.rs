@@ -96,7 +96,8 @@ impl KvStore {
             // A tombstone at exactly `rev` stays stored (not indexed): a watcher may start
             // at the compacted revision and must still see that revision's deletes. The next
             // compaction above `rev` removes it.
-            if !job.available.contains(&r) && !(tombstone && r.main == rev) {
+            let keep = job.available.contains(&r) || tombstone && r.main == rev;
+            if !keep {
                 batch.remove(k.clone());
             }
         }
