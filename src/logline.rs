@@ -31,12 +31,23 @@ fn civil(now: SystemTime) -> (i64, u32, u32, u32, u32, u32, u32) {
 
 /// One line on stderr: capnslog's `date time L | pkg: msg`, or zap's JSON.
 pub fn info(logger: &str, pkg: &str, msg: &str, fields: &[(&str, String)]) {
+    line(logger, ('I', "info"), pkg, msg, fields);
+}
+
+/// The line etcd logs before it exits on an error it cannot go on from (zap's `fatal`
+/// level; capnslog's `C`, which its Fatal uses).
+pub fn fatal(logger: &str, pkg: &str, msg: &str, fields: &[(&str, String)]) {
+    line(logger, ('C', "fatal"), pkg, msg, fields);
+}
+
+fn line(logger: &str, level: (char, &str), pkg: &str, msg: &str, fields: &[(&str, String)]) {
     let (y, mo, d, h, mi, s, us) = civil(SystemTime::now());
+    let (short, long) = level;
     if logger == "capnslog" {
-        eprintln!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}.{us:06} I | {pkg}: {msg}");
+        eprintln!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}.{us:06} {short} | {pkg}: {msg}");
     } else {
         let mut line = format!(
-            r#"{{"level":"info","ts":"{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{:03}Z","caller":"{pkg}","msg":{}"#,
+            r#"{{"level":"{long}","ts":"{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{:03}Z","caller":"{pkg}","msg":{}"#,
             us / 1000,
             serde_json::to_string(msg).unwrap_or_default()
         );

@@ -35,6 +35,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
+    let logger = cfg.logger.clone();
     let code = rt.block_on(async move {
         let server = match Server::start(cfg).await {
             Ok(s) => s,
@@ -43,7 +44,20 @@ fn main() {
                 return 1;
             }
         };
-        wait_for_signal().await;
+        tokio::select! {
+            _ = wait_for_signal() => {}
+            e = server.member.fatal() => {
+                // etcd's lg.Fatal: log and exit at once; the state cannot be trusted to
+                // advance, so nothing more is served from it.
+                metastore::logline::fatal(
+                    &logger,
+                    "etcdserver",
+                    "stopping the member after a fatal error",
+                    &[("error", e)],
+                );
+                return 1;
+            }
+        }
         server.close().await;
         0
     });

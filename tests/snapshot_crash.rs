@@ -24,10 +24,17 @@ use openraft::{CommittedLeaderId, EntryPayload, Membership};
 const CHILD_ENV: &str = "SNAPSHOT_CRASH_CHILD";
 
 fn open(dir: &Path) -> StateMachine {
+    // sled lets go of a dropped database's file lock a little after the drop.
     let db = dir.join("db");
-    let backend: Arc<dyn Backend> = Arc::new(
-        SledBackend::open(&db).unwrap_or_else(|e| panic!("open {}: {e}", db.display())),
-    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let sled = loop {
+        match SledBackend::open(&db) {
+            Ok(b) => break b,
+            Err(e) if std::time::Instant::now() > deadline => panic!("open {}: {e}", db.display()),
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+    };
+    let backend: Arc<dyn Backend> = Arc::new(sled);
     StateMachine::open(backend, 1, dir.join("snap"), 1_000_000).unwrap()
 }
 

@@ -27,6 +27,7 @@ pub fn code_and_message(e: &Error) -> (Code, String) {
         Error::NoLeader => Code::Unavailable,
         Error::Stopped => Code::Unavailable,
         Error::Timeout => Code::Unavailable,
+        Error::TooManyRequests => Code::ResourceExhausted,
         Error::Internal(m) => return (Code::Unknown, m.clone()),
     };
     (code, format!("{}{e}", rpctypes::PREFIX))
@@ -105,6 +106,8 @@ mod tests {
                 Code::Unavailable, "etcdserver: server stopped";
             Error::Timeout => Error::Timeout,
                 Code::Unavailable, "etcdserver: request timed out";
+            Error::TooManyRequests => Error::TooManyRequests,
+                Code::ResourceExhausted, "etcdserver: too many requests";
             // etcd's togRPCError sends an unknown error's own text with code Unknown
             Error::Internal(_) => Error::Internal("disk on fire".into()),
                 Code::Unknown, "disk on fire";

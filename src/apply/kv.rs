@@ -4,7 +4,7 @@ use std::cmp::Ordering;
 
 use super::{header, refuse, Applied, Refusal, Result};
 use crate::lease::{LeaseId, Lessor};
-use crate::mvcc::{KeyRange, RangeOptions, ReadView, WriteTxn};
+use crate::mvcc::{KeyRange, RangeOptions, RangeResult, ReadView, RevFilter, WriteTxn};
 use crate::proto::etcdserverpb::{
     range_request::{SortOrder, SortTarget},
     DeleteRangeRequest, DeleteRangeResponse, LeaseRevokeResponse, PutRequest, PutResponse,
@@ -14,81 +14,109 @@ use crate::proto::mvccpb::KeyValue;
 
 pub type Outcome<T> = Result<std::result::Result<T, Refusal>>;
 
-/// A range read with etcd's filters, sort and limit, over any read view.
-pub fn range(view: &impl ReadView, r: &RangeRequest) -> Outcome<RangeResponse> {
-    let sort_order = SortOrder::try_from(r.sort_order).unwrap_or(SortOrder::None);
-    let sort_target = SortTarget::try_from(r.sort_target).unwrap_or(SortTarget::Key);
-    let filtered = r.min_mod_revision != 0
-        || r.max_mod_revision != 0
-        || r.min_create_revision != 0
-        || r.max_create_revision != 0;
-    // Fetch everything when sorting or filtering; one extra to know whether there is more.
-    let mut limit = if sort_order != SortOrder::None || filtered {
-        0
-    } else {
-        r.limit.max(0)
-    };
-    if limit > 0 {
-        limit += 1;
-    }
-    let opts = RangeOptions {
-        limit: usize::try_from(limit).unwrap_or(usize::MAX),
-        rev: r.revision,
-        count_only: r.count_only,
-    };
-    let range = KeyRange::new(r.key.clone(), r.range_end.clone());
-    let mut rr = match view.range(&range, opts) {
-        Ok(rr) => rr,
-        Err(e) => return Ok(Err(refuse(e)?)),
-    };
-    let keep = |kv: &KeyValue| {
-        !(r.max_mod_revision != 0 && kv.mod_revision > r.max_mod_revision
-            || r.min_mod_revision != 0 && kv.mod_revision < r.min_mod_revision
-            || r.max_create_revision != 0 && kv.create_revision > r.max_create_revision
-            || r.min_create_revision != 0 && kv.create_revision < r.min_create_revision)
-    };
-    rr.kvs.retain(keep);
+/// How a `RangeRequest` is read from the store, and what is left to do to the result.
+///
+/// etcd (etcdserver/apply.go Range) fetches every key when the request sorts or filters,
+/// then filters, sorts, and truncates to `limit`; otherwise it fetches `limit + 1` keys in
+/// key order. `count` is always every key of the range. The store here filters by mod and
+/// create revision from the index and walks keys in either order, so only a sort on a
+/// target other than the key still needs every value; every other request reads at most
+/// `limit + 1` values, with the same answer as etcd's.
+#[derive(Debug, Clone)]
+pub struct RangePlan {
+    pub range: KeyRange,
+    pub opts: RangeOptions,
+    /// Sort the fetched keys by a target other than the key.
+    sort: Option<(SortTarget, SortOrder)>,
+    limit: usize,
+    keys_only: bool,
+}
 
-    // The store returns keys in ascending order: sort only when that is not what was asked.
-    let order = match (sort_target, sort_order) {
-        (SortTarget::Key, SortOrder::Ascend) => SortOrder::None,
+pub fn range_plan(r: &RangeRequest) -> RangePlan {
+    let raw_order = SortOrder::try_from(r.sort_order).unwrap_or(SortOrder::None);
+    let target = SortTarget::try_from(r.sort_target).unwrap_or(SortTarget::Key);
+    let filter = RevFilter {
+        min_mod: r.min_mod_revision,
+        max_mod: r.max_mod_revision,
+        min_create: r.min_create_revision,
+        max_create: r.max_create_revision,
+    };
+    // etcd sorts ascending when a target other than the key is named without an order.
+    let order = match (target, raw_order) {
         (t, SortOrder::None) if t != SortTarget::Key => SortOrder::Ascend,
         (_, o) => o,
     };
-    if order != SortOrder::None {
-        let cmp = |a: &KeyValue, b: &KeyValue| -> Ordering {
-            match sort_target {
-                SortTarget::Key => a.key.cmp(&b.key),
-                SortTarget::Version => a.version.cmp(&b.version),
-                SortTarget::Create => a.create_revision.cmp(&b.create_revision),
-                SortTarget::Mod => a.mod_revision.cmp(&b.mod_revision),
-                SortTarget::Value => a.value.cmp(&b.value),
-            }
-        };
-        if order == SortOrder::Descend {
-            rr.kvs.sort_by(|a, b| cmp(b, a));
-        } else {
-            rr.kvs.sort_by(cmp);
-        }
+    let limit = usize::try_from(r.limit.max(0)).unwrap_or(usize::MAX);
+    let sort = (target != SortTarget::Key && order != SortOrder::None).then_some((target, order));
+    // With a sort on another target, etcd reads everything if it sorts or filters, else it
+    // sorts the first `limit + 1` keys only (and so does this).
+    let fetch_all = sort.is_some() && (raw_order != SortOrder::None || !filter.is_empty());
+    let store_limit = if fetch_all || limit == 0 {
+        0
+    } else {
+        limit.saturating_add(1)
+    };
+    RangePlan {
+        range: KeyRange::new(r.key.clone(), r.range_end.clone()),
+        opts: RangeOptions {
+            limit: store_limit,
+            rev: r.revision,
+            count_only: r.count_only,
+            keys_only: r.keys_only && sort != Some((SortTarget::Value, order)),
+            descend: target == SortTarget::Key && order == SortOrder::Descend,
+            filter,
+        },
+        sort,
+        limit,
+        keys_only: r.keys_only,
     }
-    let mut more = false;
-    if let Ok(l) = usize::try_from(r.limit) {
-        if l > 0 && rr.kvs.len() > l {
-            rr.kvs.truncate(l);
+}
+
+impl RangePlan {
+    /// The response from what the store returned for [`RangePlan::opts`].
+    pub fn response(&self, mut rr: RangeResult) -> RangeResponse {
+        if let Some((target, order)) = self.sort {
+            let cmp = |a: &KeyValue, b: &KeyValue| -> Ordering {
+                match target {
+                    SortTarget::Key => a.key.cmp(&b.key),
+                    SortTarget::Version => a.version.cmp(&b.version),
+                    SortTarget::Create => a.create_revision.cmp(&b.create_revision),
+                    SortTarget::Mod => a.mod_revision.cmp(&b.mod_revision),
+                    SortTarget::Value => a.value.cmp(&b.value),
+                }
+            };
+            if order == SortOrder::Descend {
+                rr.kvs.sort_by(|a, b| cmp(b, a));
+            } else {
+                rr.kvs.sort_by(cmp);
+            }
+        }
+        let mut more = false;
+        if self.limit > 0 && rr.kvs.len() > self.limit {
+            rr.kvs.truncate(self.limit);
             more = true;
         }
-    }
-    if r.keys_only {
-        for kv in &mut rr.kvs {
-            kv.value = Default::default();
+        if self.keys_only {
+            for kv in &mut rr.kvs {
+                kv.value = Default::default();
+            }
+        }
+        RangeResponse {
+            header: header(rr.rev),
+            kvs: rr.kvs,
+            more,
+            count: i64::try_from(rr.count).expect("count fits i64"),
         }
     }
-    Ok(Ok(RangeResponse {
-        header: header(rr.rev),
-        kvs: rr.kvs,
-        more,
-        count: i64::try_from(rr.count).expect("count fits i64"),
-    }))
+}
+
+/// A range read with etcd's filters, sort and limit, over any read view.
+pub fn range(view: &impl ReadView, r: &RangeRequest) -> Outcome<RangeResponse> {
+    let plan = range_plan(r);
+    match view.range(&plan.range, plan.opts) {
+        Ok(rr) => Ok(Ok(plan.response(rr))),
+        Err(e) => Ok(Err(refuse(e)?)),
+    }
 }
 
 /// Checks a put against the state before it changes anything (etcd: checkPut).

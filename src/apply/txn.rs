@@ -140,6 +140,57 @@ pub fn txn(txn: &mut WriteTxn<'_>, leases: &mut Lessor, r: TxnRequest) -> Outcom
     Ok(Ok(resp))
 }
 
+/// A txn of ranges only (etcd: isTxnReadonly), run as a read over `view`: it takes no
+/// revision and needs no write lock. A refusal can come at any op, since nothing changes.
+pub fn txn_read_only(view: &impl ReadView, r: &TxnRequest) -> Outcome<TxnResponse> {
+    let mut path = Vec::new();
+    compare_to_path(view, r, &mut path)?;
+    let mut resp = match read_path(view, r, &path, &mut 0)? {
+        Ok(resp) => resp,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    resp.header = header(view.rev());
+    Ok(Ok(resp))
+}
+
+fn read_path(
+    view: &impl ReadView,
+    r: &TxnRequest,
+    path: &[bool],
+    at: &mut usize,
+) -> Outcome<TxnResponse> {
+    let ok = path[*at];
+    *at += 1;
+    let mut responses = Vec::new();
+    for op in branch(r, ok) {
+        let response = match &op.request {
+            Some(Request::RequestRange(g)) => match kv::range(view, g)? {
+                Ok(rr) => Response::ResponseRange(rr),
+                Err(refusal) => return Ok(Err(refusal)),
+            },
+            Some(Request::RequestTxn(t)) => match read_path(view, t, path, at)? {
+                Ok(mut tr) => {
+                    tr.header = Some(Default::default());
+                    Response::ResponseTxn(tr)
+                }
+                Err(refusal) => return Ok(Err(refusal)),
+            },
+            Some(Request::RequestPut(_)) | Some(Request::RequestDeleteRange(_)) => {
+                panic!("txn_read_only called with a write op")
+            }
+            None => continue,
+        };
+        responses.push(ResponseOp {
+            response: Some(response),
+        });
+    }
+    Ok(Ok(TxnResponse {
+        header: None,
+        succeeded: ok,
+        responses,
+    }))
+}
+
 fn apply_path(
     txn: &mut WriteTxn<'_>,
     leases: &mut Lessor,

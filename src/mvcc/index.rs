@@ -1,12 +1,14 @@
 //! The in-memory key index: key -> [`KeyIndex`], ordered by key (etcd: storage/mvcc/index.go).
-//! It is rebuilt from the backend at start; values stay in the backend.
+//! It is rebuilt from the backend at start; values stay in the backend. Beside it, the set
+//! of keys live at the latest revision ([`LiveKeys`]) counts a range without walking it.
 
 use std::collections::{BTreeMap, HashSet};
-use std::ops::Bound;
+use std::ops::{Bound, ControlFlow};
 
 use bytes::Bytes;
 
 use super::key_index::{KeyAt, KeyIndex};
+use super::live_keys::LiveKeys;
 use super::revision::Revision;
 
 /// The keys a request names, after etcd's `range_end` rules: an empty end names the key
@@ -47,11 +49,14 @@ impl KeyRange {
 #[derive(Debug, Default)]
 pub struct TreeIndex {
     keys: BTreeMap<Bytes, KeyIndex>,
+    /// The keys whose current generation is not empty (live at the latest revision).
+    live: LiveKeys,
 }
 
 impl TreeIndex {
     pub fn put(&mut self, key: &Bytes, rev: Revision) {
         self.keys.entry(key.clone()).or_default().put(rev);
+        self.live.insert(key);
     }
 
     pub fn restore(&mut self, key: &Bytes, created: Revision, modified: Revision, ver: i64) {
@@ -59,10 +64,69 @@ impl TreeIndex {
             .entry(key.clone())
             .or_default()
             .restore(created, modified, ver);
+        self.live.insert(key);
     }
 
     pub fn tombstone(&mut self, key: &Bytes, rev: Revision) {
         self.keys.entry(key.clone()).or_default().tombstone(rev);
+        self.live.remove(key);
+    }
+
+    /// Keys of the range live at the latest revision, counted without visiting them.
+    pub fn count_latest(&self, range: &KeyRange) -> usize {
+        match range {
+            KeyRange::Single(k) => usize::from(self.live.contains(k)),
+            KeyRange::Range { start, end } => {
+                if end.as_ref().is_some_and(|e| e <= start) {
+                    return 0;
+                }
+                self.live.count(start, end.as_deref())
+            }
+        }
+    }
+
+    /// Calls `f` with every key of the range that exists at `at_main` and what it was then,
+    /// in key order (descending if `descend`), until `f` breaks. Allocates nothing.
+    pub fn visit_at(
+        &self,
+        range: &KeyRange,
+        at_main: i64,
+        descend: bool,
+        mut f: impl FnMut(&Bytes, KeyAt) -> ControlFlow<()>,
+    ) {
+        let mut each = |k: &Bytes, ki: &KeyIndex| match ki.get(at_main) {
+            Some(at) => f(k, at),
+            None => ControlFlow::Continue(()),
+        };
+        match range {
+            KeyRange::Single(k) => {
+                if let Some((k, ki)) = self.keys.get_key_value(k.as_ref()) {
+                    let _ = each(k, ki);
+                }
+            }
+            KeyRange::Range { start, end } => {
+                if end.as_ref().is_some_and(|e| e <= start) {
+                    return;
+                }
+                let upper = end
+                    .as_ref()
+                    .map_or(Bound::Unbounded, |e| Bound::Excluded(e.clone()));
+                let iter = self.keys.range((Bound::Included(start.clone()), upper));
+                if descend {
+                    for (k, ki) in iter.rev() {
+                        if each(k, ki).is_break() {
+                            return;
+                        }
+                    }
+                } else {
+                    for (k, ki) in iter {
+                        if each(k, ki).is_break() {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
     }
 
     pub fn get(&self, key: &[u8], at_main: i64) -> Option<KeyAt> {
@@ -105,11 +169,40 @@ impl TreeIndex {
     /// Compact every key at `at_main`; returns the revisions that stay readable.
     pub fn compact(&mut self, at_main: i64) -> HashSet<Revision> {
         let mut available = HashSet::new();
-        self.keys.retain(|_, ki| {
-            ki.compact(at_main, &mut available);
-            !ki.is_empty()
-        });
+        let mut from = Some(Bytes::new());
+        while let Some(start) = from {
+            from = self.compact_chunk(at_main, &start, usize::MAX, &mut available);
+        }
         available
+    }
+
+    /// Compact at `at_main` the keys from `start` on, at most `max` of them, adding the
+    /// revisions that stay readable to `available`; returns where to go on, if anywhere.
+    /// Compacting key by key is safe between writes: a write only adds revisions above
+    /// every compaction's (etcd: treeIndex.Compact takes its lock per key).
+    pub fn compact_chunk(
+        &mut self,
+        at_main: i64,
+        start: &Bytes,
+        max: usize,
+        available: &mut HashSet<Revision>,
+    ) -> Option<Bytes> {
+        let mut emptied = Vec::new();
+        let mut next = None;
+        for (n, (k, ki)) in self.keys.range_mut(start.clone()..).enumerate() {
+            if n == max {
+                next = Some(k.clone());
+                break;
+            }
+            ki.compact(at_main, available);
+            if ki.is_empty() {
+                emptied.push(k.clone());
+            }
+        }
+        for k in emptied {
+            self.keys.remove(&k);
+        }
+        next
     }
 
     pub fn len(&self) -> usize {

@@ -5,54 +5,147 @@
 //! transaction ([`WriteTxn`]) runs inside the apply loop, adds its changes to the apply
 //! batch and keeps them in `pending` until the batch is written, so that later commands of
 //! the same batch read them.
+//!
+//! A range is planned under the lock (which revisions, the count) and its values may be
+//! read after the lock is released ([`RangePlan::fetch`]): versions are immutable once
+//! written, and only a later compaction or a snapshot install can remove one, which
+//! `fetch` reports so that the caller plans again.
+//!
+//! Compaction is split as etcd splits it (kvstore_compaction.go): the apply only checks the
+//! revision and records it (the scheduled compaction); the index and the stored versions
+//! are compacted afterwards in bounded steps by [`super::compaction`], which records the
+//! finished compaction last. A restart with a compaction scheduled and not finished runs it
+//! again (etcd's scheduledCompactRev / finishedCompactRev).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::ops::ControlFlow;
+use std::sync::{mpsc, Arc};
 
 use bytes::Bytes;
 use prost::Message;
 
 use super::index::{KeyRange, TreeIndex};
+use super::key_index::KeyAt;
 use super::revision::Revision;
 use super::{Error, Result};
 use crate::proto::mvccpb::{event::EventType, Event, KeyValue};
 use crate::storage::{schema, Backend, Tree, WriteBatch};
 
 pub struct KvStore {
-    backend: Arc<dyn Backend>,
-    index: TreeIndex,
+    pub(super) backend: Arc<dyn Backend>,
+    pub(super) index: TreeIndex,
     current_rev: i64,
-    /// The last compaction's revision; -1 before the first one (etcd's compactMainRev).
+    /// The last compaction's revision; -1 before the first one (etcd's compactMainRev). It
+    /// is recorded by the apply of the compaction (etcd's scheduledCompactRev).
     compact_rev: i64,
     /// Versions written by the batch being applied and not yet in the backend.
     pending: HashMap<Revision, KeyValue>,
     /// Live keys with a lease, as found by the last restore (for the lessor to re-attach).
     restored_leases: HashMap<Bytes, i64>,
+    /// Compactions to run, in order, and their receiving end until a compactor takes it.
+    compactions: mpsc::Sender<i64>,
+    pub(super) compaction_rx: std::sync::Mutex<Option<mpsc::Receiver<i64>>>,
+    /// The revision of the last compaction whose stored versions are all removed.
+    pub(super) finished: tokio::sync::watch::Sender<i64>,
+    /// Changes on every restore: a compaction started before a reload stops.
+    pub(super) epoch: u64,
+    /// Held shared by whoever copies stored versions without the kv lock (a snapshot
+    /// build); each compaction delete step holds it exclusively, so it waits for the copy.
+    pub(super) compaction_gate: Arc<std::sync::RwLock<()>>,
 }
 
-/// What a range read returns before the request's filters and sort are applied.
+/// What a range read returns before the request's sort and limit are applied.
 #[derive(Debug, Default)]
 pub struct RangeResult {
     pub kvs: Vec<KeyValue>,
-    /// Keys in the range at the read revision (before any limit).
+    /// Keys in the range at the read revision (before any limit or filter).
     pub count: usize,
     /// The store's current revision at the time of the read.
     pub rev: i64,
 }
 
+/// Bounds on the mod and create revisions of the keys a range returns (0 = no bound). They
+/// thin `kvs`, never `count` (etcd filters after counting).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RevFilter {
+    pub min_mod: i64,
+    pub max_mod: i64,
+    pub min_create: i64,
+    pub max_create: i64,
+}
+
+impl RevFilter {
+    pub fn is_empty(&self) -> bool {
+        *self == RevFilter::default()
+    }
+
+    fn keeps(&self, at: &KeyAt) -> bool {
+        let (m, c) = (at.modified.main, at.created.main);
+        !(self.max_mod != 0 && m > self.max_mod
+            || self.min_mod != 0 && m < self.min_mod
+            || self.max_create != 0 && c > self.max_create
+            || self.min_create != 0 && c < self.min_create)
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RangeOptions {
-    /// At most this many keys (0 = all).
+    /// At most this many keys in `kvs` (0 = all).
     pub limit: usize,
     /// Read at this revision (<= 0 = current).
     pub rev: i64,
     /// Only count, read no values.
     pub count_only: bool,
+    /// Leave the values out of `kvs`.
+    pub keys_only: bool,
+    /// Return keys in descending key order (the limit takes the greatest keys).
+    pub descend: bool,
+    pub filter: RevFilter,
+}
+
+/// A range decided under the store's lock: the versions to read, in answer order.
+#[derive(Debug)]
+pub struct RangePlan {
+    revs: Vec<Revision>,
+    count: usize,
+    rev: i64,
+    keys_only: bool,
+}
+
+impl RangePlan {
+    /// Read the planned versions from the backend; the store's lock need not be held.
+    /// `Ok(None)`: a version was removed since the plan (a later compaction or a snapshot
+    /// install), so plan again.
+    pub fn fetch(self, backend: &dyn Backend) -> Result<Option<RangeResult>> {
+        let mut kvs = Vec::with_capacity(self.revs.len());
+        for rev in &self.revs {
+            let Some(raw) = backend.get(Tree::State, &rev.to_backend_key(false))? else {
+                return Ok(None);
+            };
+            let mut kv = KeyValue::decode(raw).map_err(|e| Error::Corrupt(e.to_string()))?;
+            if self.keys_only {
+                kv.value = Bytes::new();
+            }
+            kvs.push(kv);
+        }
+        Ok(Some(RangeResult {
+            kvs,
+            count: self.count,
+            rev: self.rev,
+        }))
+    }
 }
 
 impl KvStore {
+    /// The gate a copy of stored versions holds (shared) so that no compaction deletes
+    /// a version under it.
+    pub fn compaction_gate(&self) -> Arc<std::sync::RwLock<()>> {
+        self.compaction_gate.clone()
+    }
+
     /// Open the store over a backend, rebuilding the key index from every stored version.
     pub fn open(backend: Arc<dyn Backend>) -> Result<Self> {
+        let (compactions, compaction_rx) = mpsc::channel();
         let mut store = KvStore {
             backend,
             index: TreeIndex::default(),
@@ -60,6 +153,11 @@ impl KvStore {
             compact_rev: -1,
             pending: HashMap::new(),
             restored_leases: HashMap::new(),
+            compactions,
+            compaction_rx: std::sync::Mutex::new(Some(compaction_rx)),
+            compaction_gate: Arc::default(),
+            finished: tokio::sync::watch::Sender::new(-1),
+            epoch: 0,
         };
         store.restore()?;
         Ok(store)
@@ -69,10 +167,23 @@ impl KvStore {
         self.index = TreeIndex::default();
         self.pending.clear();
         self.restored_leases.clear();
+        self.epoch += 1;
         self.compact_rev = match self.backend.get(Tree::State, schema::META_COMPACT_REV)? {
             Some(v) => decode_i64(&v)?,
             None => -1,
         };
+        let finished = match self
+            .backend
+            .get(Tree::State, super::compaction::META_FINISHED_COMPACT_REV)?
+        {
+            Some(v) => decode_i64(&v)?,
+            None => -1,
+        };
+        self.finished.send_replace(finished);
+        if self.compact_rev > finished {
+            // Killed in the middle of a compaction: run it again (etcd: kvstore.go restore).
+            let _ = self.compactions.send(self.compact_rev);
+        }
         // An empty store is at revision 1, so the first write gets 2 (etcd's currentRev).
         let mut current = self.compact_rev.max(1);
         if let Some(v) = self.backend.get(Tree::State, schema::META_CURRENT_REV)? {
@@ -142,32 +253,72 @@ impl KvStore {
 
     pub fn range(&self, range: &KeyRange, opts: RangeOptions) -> Result<RangeResult> {
         let rev = self.check_rev(opts.rev)?;
-        self.range_at(range, rev, opts)
+        self.range_at(range, rev, opts, self.current_rev)
     }
 
-    fn range_at(&self, range: &KeyRange, rev: i64, opts: RangeOptions) -> Result<RangeResult> {
-        let found = self.index.range(range, rev);
-        let count = found.len();
-        if opts.count_only {
-            return Ok(RangeResult {
-                kvs: Vec::new(),
-                count,
-                rev: self.current_rev,
+    /// Plan a range: check the revision, count, and choose the versions to read. The
+    /// values are read by [`RangePlan::fetch`], after the caller has released the lock.
+    pub fn plan_range(&self, range: &KeyRange, opts: RangeOptions) -> Result<RangePlan> {
+        let rev = self.check_rev(opts.rev)?;
+        Ok(self.plan_at(range, rev, opts, self.current_rev))
+    }
+
+    /// `latest` is the revision the index's live-key set reflects (counts at it need no walk).
+    fn plan_at(&self, range: &KeyRange, rev: i64, opts: RangeOptions, latest: i64) -> RangePlan {
+        let want = if opts.count_only {
+            0
+        } else if opts.limit == 0 {
+            usize::MAX
+        } else {
+            opts.limit
+        };
+        let counted = rev == latest;
+        let mut count = 0;
+        let mut revs = Vec::new();
+        if want > 0 || !counted {
+            self.index.visit_at(range, rev, opts.descend, |_, at| {
+                count += 1;
+                if revs.len() < want && opts.filter.keeps(&at) {
+                    revs.push(at.modified);
+                }
+                if counted && revs.len() >= want {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
             });
         }
-        let n = if opts.limit == 0 {
-            count
-        } else {
-            opts.limit.min(count)
-        };
-        let mut kvs = Vec::with_capacity(n);
-        for (_, at) in found.into_iter().take(n) {
-            kvs.push(self.read_version(at.modified)?);
+        if counted {
+            count = self.index.count_latest(range);
+        }
+        RangePlan {
+            revs,
+            count,
+            rev: self.current_rev,
+            keys_only: opts.keys_only,
+        }
+    }
+
+    fn range_at(
+        &self,
+        range: &KeyRange,
+        rev: i64,
+        opts: RangeOptions,
+        latest: i64,
+    ) -> Result<RangeResult> {
+        let plan = self.plan_at(range, rev, opts, latest);
+        let mut kvs = Vec::with_capacity(plan.revs.len());
+        for at in &plan.revs {
+            let mut kv = self.read_version(*at)?;
+            if opts.keys_only {
+                kv.value = Bytes::new();
+            }
+            kvs.push(kv);
         }
         Ok(RangeResult {
             kvs,
-            count,
-            rev: self.current_rev,
+            count: plan.count,
+            rev: plan.rev,
         })
     }
 
@@ -199,8 +350,9 @@ impl KvStore {
         self.pending.clear();
     }
 
-    /// Compact at `rev` into `batch` (etcd: kvstore.go compact + kvstore_compaction.go).
-    /// Checks are made here, so a refused compaction changes nothing.
+    /// Compact at `rev` (etcd: kvstore.go compact): checks it, records it in `batch` and
+    /// schedules the removal of what it makes unreadable (see [`super::compaction`]). A
+    /// refused compaction changes nothing. Reads below `rev` are refused from now on.
     pub fn compact(&mut self, rev: i64, batch: &mut WriteBatch) -> Result<()> {
         if rev <= self.compact_rev {
             return Err(Error::Compacted);
@@ -213,30 +365,16 @@ impl KvStore {
             Bytes::from_static(schema::META_COMPACT_REV),
             encode_i64(rev),
         );
-        let keep = self.index.compact(rev);
-        // Tombstones at exactly `rev` stay stored (not indexed): a watcher may start at the
-        // compacted revision and must still see that revision's deletes. The next
-        // compaction above `rev` removes them.
-        let dropped = |r: &Revision, tombstone: bool| {
-            r.main <= rev && !keep.contains(r) && !(tombstone && r.main == rev)
-        };
-        let start = Revision::backend_key_from_main(0);
-        let end = Revision::backend_key_from_main(rev + 1);
-        for (k, _) in self.backend.range(Tree::State, &start, &end, 0)? {
-            let (r, tomb) = Revision::from_backend_key(&k)
-                .ok_or_else(|| Error::Corrupt(format!("bad key {k:?}")))?;
-            if dropped(&r, tomb) {
-                batch.remove(k);
-            }
-        }
-        // Versions put earlier in this apply batch are not in the backend yet (only puts are
-        // pending; a tombstone of this batch stays stored until the next compaction).
-        for r in self.pending.keys() {
-            if dropped(r, false) {
-                batch.remove(r.to_backend_key(false));
-            }
-        }
+        // The compactor takes the store's lock first, so it starts after this batch is
+        // written; the receiver lives as long as the store.
+        let _ = self.compactions.send(rev);
         Ok(())
+    }
+
+    /// The revision of the last compaction that has removed all it makes unreadable, as
+    /// it changes (a `physical` compaction waits on it).
+    pub fn finished_compactions(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.finished.subscribe()
     }
 
     /// Every stored version and tombstone with `main` in `[from, to]`, in revision order,
@@ -328,7 +466,7 @@ impl WriteTxn<'_> {
         if rev < self.store.compact_rev {
             return Err(Error::Compacted);
         }
-        let mut r = self.store.range_at(range, rev, opts)?;
+        let mut r = self.store.range_at(range, rev, opts, self.read_rev())?;
         r.rev = self.read_rev();
         Ok(r)
     }

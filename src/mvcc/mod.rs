@@ -3,9 +3,11 @@
 //! Owns: revisions, the key index, the store of key versions, compaction.
 //! Imports: `storage`, `proto`. Must never: import `apply`, `raft`, `server` or `api`.
 
+pub mod compaction;
 pub mod index;
 pub mod key_index;
 pub mod kvstore;
+pub mod live_keys;
 #[cfg(test)]
 mod model_test;
 pub mod revision;
@@ -14,7 +16,7 @@ pub mod watcher;
 mod watcher_group;
 
 pub use index::KeyRange;
-pub use kvstore::{KvStore, RangeOptions, RangeResult, ReadView, WriteTxn};
+pub use kvstore::{KvStore, RangeOptions, RangePlan, RangeResult, ReadView, RevFilter, WriteTxn};
 pub use revision::Revision;
 pub use watchable_store::WatchableStore;
 pub use watcher::{Notice, WatchSpec, WatchStream, WatcherId};

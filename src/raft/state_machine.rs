@@ -44,9 +44,6 @@ pub struct SharedState {
     backend: Arc<dyn Backend>,
     watch: RwLock<Option<Arc<WatchableStore>>>,
     snapshotter: Snapshotter,
-    /// Held (shared) by a snapshot build while it streams key versions; a compaction's
-    /// deletes take it exclusively, so they wait for the build.
-    pub compaction_gate: RwLock<()>,
     /// The file a snapshot is being received into.
     incoming: Mutex<Option<PathBuf>>,
     /// Requests applied since the last snapshot was taken (etcd's --snapshot-count counts
@@ -106,7 +103,6 @@ impl StateMachine {
                 backend,
                 watch: RwLock::new(None),
                 snapshotter,
-                compaction_gate: RwLock::new(()),
                 incoming: Mutex::new(None),
                 applied_requests: AtomicU64::new(0),
                 snapshot_due: tokio::sync::Notify::new(),
@@ -121,15 +117,6 @@ fn requests_in(cmd: &crate::apply::Command) -> u64 {
     match &cmd.request {
         Some(crate::apply::Request::Batch(b)) => b.requests.iter().map(requests_in).sum(),
         _ => 1,
-    }
-}
-
-/// Whether a command holds a compaction, whose deletes must wait for a snapshot build.
-fn compacts(cmd: &crate::apply::Command) -> bool {
-    match &cmd.request {
-        Some(crate::apply::Request::Batch(b)) => b.requests.iter().any(compacts),
-        Some(crate::apply::Request::Compaction(_)) => true,
-        _ => false,
     }
 }
 
@@ -309,7 +296,6 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut published = Vec::new();
         let mut membership_changed = false;
         let mut requests = 0u64;
-        let mut compaction = false;
         {
             let mut kv = shared.kv.write().expect("kv lock");
             let mut leases = shared.leases.lock().expect("leases lock");
@@ -322,7 +308,6 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     EntryPayload::Blank => results.push(Applied::None),
                     EntryPayload::Normal(cmd) => {
                         requests += requests_in(&cmd);
-                        compaction |= compacts(&cmd);
                         let out = Applier {
                             kv: &mut kv,
                             leases: &mut leases,
@@ -358,14 +343,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     codec::encode_stored_membership(&membership),
                 );
             }
-            {
-                // A compaction's deletes wait for a snapshot build streaming the versions.
-                let _gate = compaction.then(|| shared.compaction_gate.write().expect("gate"));
-                shared
-                    .backend
-                    .write(Tree::State, batch)
-                    .map_err(|e| sm_err(ErrorVerb::Write, e))?;
-            }
+            shared
+                .backend
+                .write(Tree::State, batch)
+                .map_err(|e| sm_err(ErrorVerb::Write, e))?;
             kv.batch_written();
             *shared.applied.write().expect("applied lock") = (last_applied, membership);
         }
@@ -447,22 +428,19 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
         let shared = self.shared.clone();
         let snap = tokio::task::spawn_blocking(move || {
-            let captured = {
+            let (captured, gate) = {
                 // Under the kv lock only long enough to note the applied index and copy
                 // the small prefixes; the key versions are streamed without it.
                 let kv = shared.kv.read().expect("kv lock");
                 let (applied, membership) = shared.applied.read().expect("applied lock").clone();
                 shared.applied_requests.store(0, Ordering::Relaxed);
-                Captured::take(&**shared.backend(), applied, membership, kv.current_rev())
-            }
-            .map_err(|e| sm_err(ErrorVerb::Read, e))?;
-            snapshot_io::build(
-                &**shared.backend(),
-                &shared.snapshotter,
-                &shared.compaction_gate,
-                captured,
-            )
-            .map_err(|e| sm_err(ErrorVerb::Write, e))
+                let captured =
+                    Captured::take(&**shared.backend(), applied, membership, kv.current_rev())
+                        .map_err(|e| sm_err(ErrorVerb::Read, e))?;
+                (captured, kv.compaction_gate())
+            };
+            snapshot_io::build(&**shared.backend(), &shared.snapshotter, &gate, captured)
+                .map_err(|e| sm_err(ErrorVerb::Write, e))
         })
         .await
         .map_err(|e| sm_err(ErrorVerb::Write, e))??;

@@ -41,6 +41,8 @@ pub enum Error {
     Stopped,
     #[error("{}", rpctypes::TIMEOUT)]
     Timeout,
+    #[error("{}", rpctypes::TOO_MANY_REQUESTS)]
+    TooManyRequests,
     #[error("internal: {0}")]
     Internal(String),
 }

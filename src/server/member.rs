@@ -14,7 +14,7 @@ use super::propose::{Proposer, ReadBarrier};
 use crate::apply::{self, Applied, Command, Request};
 use crate::config::Config;
 use crate::lease::Lessor;
-use crate::mvcc::{KeyRange, KvStore, RangeOptions, WatchableStore, WriteTxn};
+use crate::mvcc::{compaction, KeyRange, RangeOptions, WatchableStore};
 use crate::proto::etcdserverpb::{
     request_op, AlarmRequest, AlarmResponse, CompactionRequest, CompactionResponse,
     DeleteRangeRequest, DeleteRangeResponse, LeaseGrantRequest, LeaseGrantResponse,
@@ -24,7 +24,7 @@ use crate::proto::etcdserverpb::{
 use crate::proto::metastorepb::{MemberAttrSetRequest, MemberAttributes};
 use crate::proto::mvccpb::KeyValue;
 use crate::raft::{LogStore, MemberNode, Network, Raft, SharedState, StateMachine};
-use crate::storage::{Backend, SledBackend, WriteBatch};
+use crate::storage::{Backend, SledBackend};
 
 /// How long a proposal may wait for its result (etcd: 5s plus two election timeouts).
 fn request_timeout(election_ms: u64) -> Duration {
@@ -64,6 +64,8 @@ pub struct Member {
     /// Set when the member stops: long-lived client streams (watch, lease keep-alive) end,
     /// so that the client server's graceful shutdown can finish.
     closing: tokio::sync::watch::Sender<bool>,
+    /// Set once raft or the store failed for good (see [`Member::fatal`]).
+    fatal: tokio::sync::watch::Sender<Option<String>>,
 }
 
 impl Member {
@@ -118,6 +120,20 @@ impl Member {
         let raft = Raft::new(member_id, raft_config, Network, log_store, sm)
             .await
             .map_err(|e| internal(&e))?;
+        let fatal = tokio::sync::watch::Sender::new(None);
+        let closing = tokio::sync::watch::Sender::new(false);
+        tokio::spawn(watch_raft_fatal(
+            raft.metrics(),
+            closing.subscribe(),
+            fatal.clone(),
+        ));
+        let on_compaction_error = {
+            let fatal = fatal.clone();
+            move |e: crate::mvcc::Error| {
+                fatal.send_replace(Some(format!("compaction failed: {e}")));
+            }
+        };
+        compaction::start(&state.kv, compaction::PAUSE, on_compaction_error);
         if !raft.is_initialized().await.map_err(|e| internal(&e))? {
             let mut nodes = BTreeMap::new();
             nodes.insert(
@@ -144,7 +160,16 @@ impl Member {
             backend,
             member_id,
             cluster_id,
-            closing: tokio::sync::watch::Sender::new(false),
+            closing,
+            fatal,
+        });
+        // A fatal error ends every client stream; reads are refused from then on.
+        let mut fatal_rx = member.fatal.subscribe();
+        let closing = member.closing.clone();
+        tokio::spawn(async move {
+            if fatal_rx.wait_for(Option::is_some).await.is_ok() {
+                closing.send_replace(true);
+            }
         });
         member.wait_for_leader(Duration::from_secs(60)).await?;
         // Serve nothing older than the log: apply every entry committed before the restart
@@ -169,6 +194,30 @@ impl Member {
         };
         let size = req.encoded_len();
         self.propose(Request::MemberAttrSet(req), size).await?;
+        Ok(())
+    }
+
+    /// Resolves with the error once raft or the store has failed for good: the member
+    /// serves nothing from then on, and the process should log it and exit (etcd: lg.Fatal).
+    pub fn fatal(&self) -> impl std::future::Future<Output = String> + Send + 'static {
+        let mut rx = self.fatal.subscribe();
+        async move {
+            let found = rx
+                .wait_for(Option::is_some)
+                .await
+                .map(|v| v.clone().unwrap_or_default());
+            match found {
+                Ok(e) => e,
+                // The member is gone without a fatal error: never resolve.
+                Err(_) => std::future::pending().await,
+            }
+        }
+    }
+
+    fn check_not_fatal(&self) -> Result<()> {
+        if self.fatal.borrow().is_some() {
+            return Err(Error::Stopped);
+        }
         Ok(())
     }
 
@@ -274,8 +323,28 @@ impl Member {
     }
 
     pub async fn range(&self, req: RangeRequest) -> Result<RangeResponse> {
+        self.check_not_fatal()?;
         if !req.serializable {
             self.read_barrier().await?;
+        }
+        // Plan under the lock (revision checks, count, which versions), read the values
+        // after it; a version removed in between (a later compaction) means plan again.
+        let plan = apply::kv::range_plan(&req);
+        for _ in 0..3 {
+            let planned = {
+                let kv = self.state.kv.read().expect("kv lock");
+                kv.plan_range(&plan.range, plan.opts)
+            };
+            let planned = match planned {
+                Ok(p) => p,
+                Err(e) => return Err(apply::refuse(e)?.into()),
+            };
+            let fetched = planned
+                .fetch(&**self.backend())
+                .map_err(|e| Error::from(apply::Error::Mvcc(e)))?;
+            if let Some(rr) = fetched {
+                return Ok(plan.response(rr));
+            }
         }
         let kv = self.state.kv.read().expect("kv lock");
         Ok(apply::kv::range(&*kv, &req)??)
@@ -299,16 +368,12 @@ impl Member {
 
     pub async fn txn(&self, req: TxnRequest) -> Result<TxnResponse> {
         if is_txn_read_only(&req) {
-            // Like etcd, a txn of ranges only is a read: barrier, then run it locally.
+            // Like etcd, a txn of ranges only is a read: barrier, then run it locally under
+            // the shared lock (applies wait, other reads do not).
+            self.check_not_fatal()?;
             self.read_barrier().await?;
-            let mut kv = self.state.kv.write().expect("kv lock");
-            let mut scratch = WriteBatch::default();
-            let mut txn: WriteTxn<'_> = KvStore::write(&mut kv, &mut scratch);
-            let mut leases = self.state.leases.lock().expect("leases lock");
-            let out = apply::txn::txn(&mut txn, &mut leases, req)??;
-            let _ = txn.end();
-            debug_assert!(scratch.is_empty(), "a read-only txn wrote");
-            return Ok(out);
+            let kv = self.state.kv.read().expect("kv lock");
+            return Ok(apply::txn::txn_read_only(&*kv, &req)??);
         }
         let size = req.encoded_len();
         match self.propose(Request::Txn(req), size).await? {
@@ -318,11 +383,27 @@ impl Member {
     }
 
     pub async fn compact(&self, req: CompactionRequest) -> Result<CompactionResponse> {
+        let (rev, physical) = (req.revision, req.physical);
+        let mut finished = self
+            .state
+            .kv
+            .read()
+            .expect("kv lock")
+            .finished_compactions();
         let size = req.encoded_len();
-        match self.propose(Request::Compaction(req), size).await? {
-            Applied::Compaction(r) => Ok(r),
-            other => Err(unexpected(other)),
+        let resp = match self.propose(Request::Compaction(req), size).await? {
+            Applied::Compaction(r) => r,
+            other => return Err(unexpected(other)),
+        };
+        if physical {
+            // etcd: with `physical`, answer once the compacted versions are removed.
+            let mut fatal = self.fatal.subscribe();
+            tokio::select! {
+                r = finished.wait_for(|f| *f >= rev) => { r.map_err(|_| Error::Stopped)?; }
+                _ = fatal.wait_for(Option::is_some) => return Err(Error::Stopped),
+            }
         }
+        Ok(resp)
     }
 
     /// An alarm request, applied through the log on every member as etcd does (GET too, so
@@ -458,6 +539,32 @@ async fn snapshot_loop(raft: Raft, state: Arc<SharedState>) {
     }
 }
 
+/// Watch raft's metrics for a fatal error (a storage error or a panic in its core, or raft
+/// stopping when nobody asked it to) and record it.
+async fn watch_raft_fatal<N: openraft::Node>(
+    mut metrics: tokio::sync::watch::Receiver<openraft::RaftMetrics<u64, N>>,
+    closing: tokio::sync::watch::Receiver<bool>,
+    fatal: tokio::sync::watch::Sender<Option<String>>,
+) {
+    loop {
+        let failed = match &metrics.borrow_and_update().running_state {
+            Ok(()) => None,
+            Err(openraft::error::Fatal::Stopped) if *closing.borrow() => return,
+            Err(f) => Some(format!("raft: {f}")),
+        };
+        if let Some(e) = failed {
+            fatal.send_replace(Some(e));
+            return;
+        }
+        if metrics.changed().await.is_err() {
+            if !*closing.borrow() {
+                fatal.send_replace(Some("raft: stopped".to_string()));
+            }
+            return;
+        }
+    }
+}
+
 fn unexpected(a: Applied) -> Error {
     Error::Internal(format!("unexpected apply result {a:?}"))
 }
@@ -472,4 +579,43 @@ pub fn is_txn_read_only(r: &TxnRequest) -> bool {
             Some(request_op::Request::RequestTxn(t)) => is_txn_read_only(t),
             _ => false,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed(
+        metrics: openraft::RaftMetrics<u64, MemberNode>,
+        closing: bool,
+    ) -> tokio::sync::watch::Receiver<Option<String>> {
+        let (tx, rx) = tokio::sync::watch::channel(metrics);
+        let (_closing_tx, closing_rx) = tokio::sync::watch::channel(closing);
+        let fatal = tokio::sync::watch::Sender::new(None);
+        let seen = fatal.subscribe();
+        let task = tokio::spawn(watch_raft_fatal(rx, closing_rx, fatal));
+        drop(tx);
+        drop(task);
+        seen
+    }
+
+    #[tokio::test]
+    async fn a_fatal_raft_state_is_recorded_and_a_requested_stop_is_not() {
+        let mut m = openraft::RaftMetrics::new_initial(1);
+        m.running_state = Err(openraft::error::Fatal::Panicked);
+        let mut seen = failed(m, false);
+        let e = seen.wait_for(Option::is_some).await.unwrap().clone();
+        assert_eq!(e.as_deref(), Some("raft: panicked"));
+
+        let mut m = openraft::RaftMetrics::new_initial(1);
+        m.running_state = Err(openraft::error::Fatal::Stopped);
+        let mut seen = failed(m, true);
+        // The watcher ends without recording anything: the sender is dropped.
+        assert!(seen.wait_for(Option::is_some).await.is_err());
+
+        // Raft gone while nobody asked it to stop is fatal too.
+        let mut seen = failed(openraft::RaftMetrics::new_initial(1), false);
+        let e = seen.wait_for(Option::is_some).await.unwrap().clone();
+        assert_eq!(e.as_deref(), Some("raft: stopped"));
+    }
 }

@@ -6,6 +6,10 @@
 //! one fsync and one apply batch for all of them. Each still gets its own revision and its
 //! own result. Linearizable reads share read barriers the same way: a read waits for a
 //! barrier that started after it arrived, and one barrier serves every read waiting then.
+//!
+//! The queue is bounded: past [`MAX_QUEUED`] waiting commands a write is refused at once
+//! with etcd's `too many requests` (etcd refuses when the applied index falls more than
+//! 5,000 entries behind the committed one), so memory stays bounded under overload.
 
 use std::sync::Arc;
 
@@ -21,30 +25,48 @@ const IN_FLIGHT: usize = 2;
 /// At most this many commands, or about this many bytes, in one log entry.
 const MAX_BATCH: usize = 2048;
 const MAX_BATCH_BYTES: usize = 4 << 20;
+/// Commands that may wait for a batch (etcd: maxGapBetweenApplyAndCommitIndex).
+pub const MAX_QUEUED: usize = 5000;
 
 type Waiter = oneshot::Sender<Result<Applied>>;
 
 #[derive(Clone)]
 pub struct Proposer {
-    tx: mpsc::UnboundedSender<(Command, usize, Waiter)>,
+    tx: mpsc::Sender<(Command, usize, Waiter)>,
 }
+
+type Queue = mpsc::Receiver<(Command, usize, Waiter)>;
 
 impl Proposer {
     pub fn start(raft: Raft) -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (proposer, rx) = Self::with_queue(MAX_QUEUED);
         tokio::spawn(propose_loop(raft, rx));
-        Self { tx }
+        proposer
+    }
+
+    fn with_queue(bound: usize) -> (Self, Queue) {
+        let (tx, rx) = mpsc::channel(bound);
+        (Self { tx }, rx)
+    }
+
+    /// Queue one command (of `size` encoded bytes); refused when the queue is full.
+    fn enqueue(&self, cmd: Command, size: usize) -> Result<oneshot::Receiver<Result<Applied>>> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.try_send((cmd, size, tx)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => Error::TooManyRequests,
+            mpsc::error::TrySendError::Closed(_) => Error::Stopped,
+        })?;
+        Ok(rx)
     }
 
     /// Propose one command (of `size` encoded bytes) and wait for its apply result.
     pub async fn propose(&self, cmd: Command, size: usize) -> Result<Applied> {
-        let (tx, rx) = oneshot::channel();
-        self.tx.send((cmd, size, tx)).map_err(|_| Error::Stopped)?;
+        let rx = self.enqueue(cmd, size)?;
         rx.await.map_err(|_| Error::Stopped)?
     }
 }
 
-async fn propose_loop(raft: Raft, mut rx: mpsc::UnboundedReceiver<(Command, usize, Waiter)>) {
+async fn propose_loop(raft: Raft, mut rx: Queue) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     while let Some(first) = rx.recv().await {
         let Ok(permit) = slots.clone().acquire_owned().await else {
@@ -138,5 +160,28 @@ impl ReadBarrier {
         let (tx, rx) = oneshot::channel();
         self.tx.send(tx).map_err(|_| Error::Stopped)?;
         rx.await.map_err(|_| Error::Stopped)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apply::Request;
+    use crate::proto::etcdserverpb::PutRequest;
+
+    #[test]
+    fn a_full_queue_refuses_with_too_many_requests() {
+        let (p, mut rx) = Proposer::with_queue(3);
+        let put = || Command::new(1, Request::Put(PutRequest::default()));
+        let mut waiting = Vec::new();
+        for _ in 0..3 {
+            waiting.push(p.enqueue(put(), 1).expect("room in the queue"));
+        }
+        assert_eq!(p.enqueue(put(), 1).err(), Some(Error::TooManyRequests));
+        // Once the loop takes one, there is room again.
+        assert!(rx.try_recv().is_ok());
+        assert!(p.enqueue(put(), 1).is_ok());
+        drop(rx);
+        assert_eq!(p.enqueue(put(), 1).err(), Some(Error::Stopped));
     }
 }

@@ -10,7 +10,7 @@ use crate::common::normalize_debug;
 use crate::{Fut, Obs, Pair, Report};
 
 /// One observation: a normalised response, or the gRPC code and message of an error.
-fn obs<T: std::fmt::Debug>(r: Result<T, etcd_client::Error>) -> String {
+pub(crate) fn obs<T: std::fmt::Debug>(r: Result<T, etcd_client::Error>) -> String {
     match r {
         Ok(v) => normalize_debug(&format!("{v:?}")),
         Err(etcd_client::Error::GRpcStatus(s)) => format!("error {:?}: {}", s.code(), s.message()),
@@ -18,7 +18,7 @@ fn obs<T: std::fmt::Debug>(r: Result<T, etcd_client::Error>) -> String {
     }
 }
 
-async fn run(
+pub(crate) async fn run(
     pair: &Pair,
     rep: &mut Report,
     name: &str,

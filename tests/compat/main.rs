@@ -14,6 +14,7 @@ mod client;
 mod cluster;
 mod ctl;
 mod lease;
+mod range;
 mod watch;
 
 use common::{Kind, Server};
