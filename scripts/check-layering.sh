@@ -11,11 +11,23 @@ check() { # layer, forbidden upper layers...
     fi
   done
 }
-check storage api server raft apply mvcc embed meta
-check mvcc api server raft apply embed meta
-check apply api server raft embed meta
-check raft api server embed meta
+check storage api server raft apply mvcc lease membership alarm embed meta config
+check lease api server raft apply mvcc membership alarm embed meta config
+check membership api server raft apply mvcc lease alarm embed meta config
+check alarm api server raft apply mvcc lease membership embed meta config
+check mvcc api server raft apply lease membership alarm embed meta config
+check apply api server raft embed meta config
+check raft api server embed meta config
 check server api embed meta
 check api raft apply mvcc storage
 check meta api server raft apply mvcc storage lease embed
+# Leaves: the proto bindings, etcd's flags, the log line format, the error messages and the
+# failpoints import nothing of the crate but the proto bindings and the error messages.
+leaf() {
+  local file=$1
+  if grep -nE "crate::[a-z_]+" "src/$file" 2>/dev/null | grep -v '^\s*//' | grep -vE "crate::(proto|rpctypes)\b" ; then
+    echo "layering: src/$file is a leaf and must import only proto and rpctypes"; fail=1
+  fi
+}
+for f in config.rs logline.rs failpoint.rs rpctypes.rs proto.rs; do leaf "$f"; done
 exit $fail
