@@ -145,7 +145,11 @@ impl Member {
             );
             raft.initialize(nodes).await.map_err(|e| internal(&e))?;
         }
-        tokio::spawn(snapshot_loop(raft.clone(), state.clone()));
+        tokio::spawn(snapshot_loop(
+            raft.clone(),
+            Arc::downgrade(&state),
+            closing.subscribe(),
+        ));
         let proposer = Proposer::start(raft.clone());
         let reads = ReadBarrier::start(raft.clone());
         let member = Arc::new(Member {
@@ -530,9 +534,27 @@ pub struct MemberInfo {
 
 /// Ask raft for a snapshot whenever the state machine says --snapshot-count requests were
 /// applied since the last one.
-async fn snapshot_loop(raft: Raft, state: Arc<SharedState>) {
+async fn snapshot_loop(
+    raft: Raft,
+    state: std::sync::Weak<SharedState>,
+    mut closing: tokio::sync::watch::Receiver<bool>,
+) {
     loop {
-        state.snapshot_due.notified().await;
+        // Hold the state only while waiting for the bell: a stopped member lets go of it
+        // (and of its database) at once.
+        let due = async {
+            match state.upgrade() {
+                Some(s) => {
+                    s.snapshot_due.notified().await;
+                    true
+                }
+                None => false,
+            }
+        };
+        tokio::select! {
+            rang = due => if !rang { return },
+            _ = closing.wait_for(|c| *c) => return,
+        }
         if raft.trigger().snapshot().await.is_err() {
             return;
         }
