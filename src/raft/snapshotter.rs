@@ -37,7 +37,7 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 
 /// The snapshot's file name: its last log index and term, so names sort by index.
 fn file_name(header: &SnapshotHeader) -> String {
-    let l = header.last_log_id.clone().unwrap_or_default();
+    let l = header.last_log_id.unwrap_or_default();
     format!(
         "{:016x}-{:016x}-{:016x}{SUFFIX}",
         l.index, l.term, l.node_id
