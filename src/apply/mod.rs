@@ -269,3 +269,6 @@ impl Applier<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
