@@ -4,8 +4,9 @@
 
 use etcd_client::{AlarmAction, AlarmOptions, AlarmType, Client, PutOptions, Txn, TxnOp};
 
+use crate::client::run;
 use crate::common::normalize_debug;
-use crate::{Fut, Obs, Pair, Report};
+use crate::{Obs, Pair, Report};
 
 /// A normalised observation; loopback ports differ between the two servers.
 fn obs<T: std::fmt::Debug>(r: Result<T, etcd_client::Error>) -> String {
@@ -28,31 +29,6 @@ fn on(member: u64) -> Option<AlarmOptions> {
     let mut o = AlarmOptions::new();
     o.with_member(member);
     Some(o)
-}
-
-async fn run(
-    pair: &Pair,
-    rep: &mut Report,
-    name: &str,
-    f: for<'a> fn(&'a mut Client, String) -> Fut<'a>,
-) {
-    let (oe, om) = crate::observe(pair, name, f).await;
-    rep.scenarios += 1;
-    rep.steps += oe.len();
-    for (i, (a, b)) in oe.iter().zip(om.iter()).enumerate() {
-        if a != b {
-            rep.diffs.push(format!(
-                "[{name}] step {i}\n  etcd:      {a}\n  metastore: {b}"
-            ));
-        }
-    }
-    if oe.len() != om.len() {
-        rep.diffs.push(format!(
-            "[{name}] {} observations from etcd, {} from metastore",
-            oe.len(),
-            om.len()
-        ));
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
