@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use openraft::{CommittedLeaderId, EntryPayload, ErrorSubject, ErrorVerb, LeaderId};
 
 use super::types::{Entry, LogId, MemberNode, Membership, StorageError, StoredMembership, Vote};
-use crate::apply::{decode_versioned, encode_versioned, Command};
+use crate::apply::{decode_versioned, encode_versioned};
 use crate::membership::MemberRecord;
 use crate::proto::metastorepb as pb;
 
@@ -179,15 +179,10 @@ pub fn decode_stored_membership(bytes: &[u8]) -> Result<StoredMembership, Storag
     Ok(stored_membership_from_pb(m))
 }
 
-/// A command's bytes in the log, for the golden test and for tools.
-pub fn encode_command(c: &Command) -> Vec<u8> {
-    encode_versioned(c)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::apply::Request;
+    use crate::apply::{Command, Request};
     use crate::proto::etcdserverpb::{
         alarm_request::AlarmAction, compare, request_op, AlarmRequest, AlarmType,
         CompactionRequest, Compare, DeleteRangeRequest, LeaseCheckpoint, LeaseCheckpointRequest,
@@ -337,14 +332,14 @@ mod tests {
         let mut ok = true;
         for ((name, req), (gname, gbytes)) in kinds.into_iter().zip(GOLDEN) {
             assert_eq!(name, *gname);
-            let bytes = encode_command(&Command::new(1, req));
+            let bytes = encode_versioned(&Command::new(1, req));
             let got = hex(&bytes);
             report.push_str(&format!("(\"{name}\", \"{got}\"),\n"));
             if got != *gbytes {
                 ok = false;
             }
             let back: Command = decode_versioned(&bytes).unwrap();
-            assert_eq!(encode_command(&back), bytes, "{name} round-trips");
+            assert_eq!(encode_versioned(&back), bytes, "{name} round-trips");
         }
         assert!(
             ok,

@@ -14,6 +14,7 @@ use super::propose::{Proposer, ReadBarrier};
 use crate::apply::{self, Applied, Command, Request};
 use crate::config::Config;
 use crate::lease::Lessor;
+pub use crate::membership::MemberRecord;
 use crate::mvcc::{compaction, KeyRange, RangeOptions, WatchableStore};
 use crate::proto::etcdserverpb::{
     request_op, AlarmRequest, AlarmResponse, CompactionRequest, CompactionResponse,
@@ -496,21 +497,8 @@ impl Member {
     }
 
     /// Every member of the cluster, from the replicated member records.
-    pub fn members(&self) -> Vec<MemberInfo> {
-        self.state
-            .members
-            .read()
-            .expect("members lock")
-            .list()
-            .into_iter()
-            .map(|r| MemberInfo {
-                id: r.id,
-                name: r.name,
-                peer_urls: r.peer_urls,
-                client_urls: r.client_urls,
-                is_learner: r.is_learner,
-            })
-            .collect()
+    pub fn members(&self) -> Vec<MemberRecord> {
+        self.state.members.read().expect("members lock").list()
     }
 }
 
@@ -521,15 +509,6 @@ pub struct RaftStatus {
     pub index: u64,
     pub applied: u64,
     pub db_size: u64,
-}
-
-#[derive(Debug, Clone)]
-pub struct MemberInfo {
-    pub id: u64,
-    pub name: String,
-    pub peer_urls: Vec<String>,
-    pub client_urls: Vec<String>,
-    pub is_learner: bool,
 }
 
 /// Ask raft for a snapshot whenever the state machine says --snapshot-count requests were

@@ -15,4 +15,4 @@ pub use crate::mvcc::KeyRange;
 /// Watch types the stream protocol at the edge needs.
 pub use crate::mvcc::{Notice, WatchSpec, WatchStream, WatcherId};
 pub use error::{Error, Result};
-pub use member::{Member, MemberInfo, RaftStatus};
+pub use member::{Member, MemberRecord, RaftStatus};
