@@ -19,7 +19,11 @@ check mvcc api server raft apply lease membership alarm embed meta config
 check apply api server raft embed meta config
 check raft api server embed meta config
 check server api embed meta
-check api raft apply mvcc storage
+check api raft apply mvcc storage lease membership alarm
+# Inside the client port: etcd's services and our product's paths know nothing of each other.
+check api/v3rpc api::metahttp api::etcdhttp meta
+check api/etcdhttp api::metahttp api::v3rpc meta
+check api/metahttp api::v3rpc api::etcdhttp server
 check meta api server raft apply mvcc storage lease embed
 # Leaves: the proto bindings, etcd's flags, the log line format, the error messages and the
 # failpoints import nothing of the crate but the proto bindings and the error messages.

@@ -78,7 +78,7 @@ impl Server {
                 tracing::error!(error = %e, "client server stopped");
             }
         });
-        let (_, cluster_version) = crate::api::http::versions(&member);
+        let (_, cluster_version) = crate::api::etcdhttp::versions(&member);
         let minor = cluster_version
             .rsplit_once('.')
             .map(|(v, _)| v.to_string())

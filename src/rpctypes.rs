@@ -4,7 +4,7 @@
 //! without the `etcdserver: ` prefix, the way etcd's own packages spell their errors
 //! (`mvcc.ErrCompacted` is "mvcc: required revision has been compacted"): the error enums'
 //! `Display` (`mvcc::Error`, `apply::Refusal`, `server::Error`) use these constants, and
-//! `api::status` sends [`PREFIX`] followed by `server::Error`'s `Display`.
+//! `api::v3rpc::status` sends [`PREFIX`] followed by `server::Error`'s `Display`.
 //!
 //! A leaf: imports nothing, so every layer may use it.
 

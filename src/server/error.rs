@@ -1,6 +1,7 @@
 //! `server::Error`: one flat variant per condition a client can see (etcd's rpctypes is a
-//! flat list). Lower layers convert in; `api::status` maps each variant to etcd's code, in one
-//! exhaustive match, and sends `etcdserver: ` + this `Display` (whose text is `rpctypes`').
+//! flat list). Lower layers convert in; `api::v3rpc::status` maps each variant to etcd's code,
+//! in one exhaustive match, and sends `etcdserver: ` + this `Display` (whose text is
+//! `rpctypes`').
 
 use crate::apply::Refusal;
 use crate::rpctypes;

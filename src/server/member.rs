@@ -15,7 +15,7 @@ use crate::apply::{self, Applied, Command, Request};
 use crate::config::Config;
 use crate::lease::Lessor;
 pub use crate::membership::MemberRecord;
-use crate::mvcc::{compaction, KeyRange, RangeOptions, WatchableStore};
+use crate::mvcc::{compaction, KeyRange, Notice, RangeOptions, WatchStream, WatchableStore};
 use crate::proto::etcdserverpb::{
     request_op, AlarmRequest, AlarmResponse, CompactionRequest, CompactionResponse,
     DeleteRangeRequest, DeleteRangeResponse, LeaseGrantRequest, LeaseGrantResponse,
@@ -43,7 +43,7 @@ pub struct MemberSettings {
     pub max_txn_ops: u32,
     pub quota_backend_bytes: u64,
     pub report_version: String,
-    /// For the metadata HTTP paths the client port serves (api::meta_http).
+    /// For the metadata HTTP paths the client port serves (api::metahttp).
     pub meta_root: String,
     pub meta_write_role: String,
     pub election_timeout_ms: u64,
@@ -51,14 +51,14 @@ pub struct MemberSettings {
 
 pub struct Member {
     pub settings: MemberSettings,
-    pub raft: Raft,
+    pub(super) raft: Raft,
     proposer: Proposer,
     reads: ReadBarrier,
     /// Every watcher of the member (etcd's watchable store).
-    pub watch: Arc<WatchableStore>,
+    pub(super) watch: Arc<WatchableStore>,
     progress_notify_interval: Duration,
     ids: IdGenerator,
-    pub state: Arc<SharedState>,
+    pub(super) state: Arc<SharedState>,
     backend: Arc<dyn Backend>,
     pub member_id: u64,
     pub cluster_id: u64,
@@ -260,8 +260,26 @@ impl Member {
         let _ = self.backend.flush();
     }
 
-    pub fn backend(&self) -> &Arc<dyn Backend> {
+    fn backend(&self) -> &Arc<dyn Backend> {
         &self.backend
+    }
+
+    /// etcd's defragment: sled reclaims space by itself, so this makes everything written
+    /// so far durable and returns.
+    pub fn defragment(&self) -> Result<()> {
+        self.backend
+            .flush()
+            .map_err(|e| Error::Internal(e.to_string()))
+    }
+
+    /// A new watch stream of this member's watchable store; its notices arrive on the
+    /// receiver, at most `capacity` queued (the store falls back to catching up from the
+    /// store for a stream that lags).
+    pub fn new_watch_stream(
+        &self,
+        capacity: usize,
+    ) -> (WatchStream, tokio::sync::mpsc::Receiver<Notice>) {
+        self.watch.new_stream(capacity)
     }
 
     /// etcd's response header: ids, the current term and the given revision.

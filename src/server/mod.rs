@@ -8,6 +8,8 @@ pub mod error;
 pub mod ids;
 pub mod lease_loop;
 pub mod member;
+#[cfg(test)]
+mod member_tests;
 pub mod propose;
 
 /// Key ranges by etcd's `range_end` rules, for request checks at the edge.

@@ -250,7 +250,7 @@ pub async fn serve_meta_http(
     env: &Env,
     role: metastore::meta::resource_group::WriteRole,
 ) -> (String, tokio::task::JoinHandle<()>) {
-    use metastore::api::meta_http::{serve, MetaHttp};
+    use metastore::api::metahttp::{serve, MetaHttp};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = format!("http://{}", listener.local_addr().unwrap());
     let ctx = MetaHttp::new(env.endpoint.clone(), env.layout.clone(), role);

@@ -5,6 +5,9 @@
 //! this member's own client URL (made on first use), so the same router also serves in
 //! front of any etcd endpoint (`serve`, used by the tests against real etcd).
 
+pub mod captures;
+pub mod resource_manager;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +17,6 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::OnceCell;
 
-use super::{captures, resource_manager};
 use crate::meta::resource_group::WriteRole;
 use crate::meta::{self, Client, Layout};
 

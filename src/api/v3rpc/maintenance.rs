@@ -51,11 +51,7 @@ impl Maintenance for MaintenanceService {
         &self,
         _req: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
-        // sled reclaims space by itself; a defragment makes everything durable and returns.
-        self.member
-            .backend()
-            .flush()
-            .map_err(|e| Status::unknown(e.to_string()))?;
+        self.member.defragment()?;
         let mut resp = DefragmentResponse { header: None };
         fill(&self.member, &mut resp.header);
         Ok(Response::new(resp))

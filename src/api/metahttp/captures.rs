@@ -18,7 +18,7 @@ use axum::routing::put;
 use axum::{Json, Router};
 use serde::Serialize;
 
-use super::meta_http::MetaHttp;
+use super::MetaHttp;
 use crate::meta::drain::{self, Refusal, Status};
 
 pub fn routes() -> Router<Arc<MetaHttp>> {

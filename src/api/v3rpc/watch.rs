@@ -71,7 +71,7 @@ impl WatchStream {
         member: Arc<Member>,
         out: mpsc::Sender<Result<WatchResponse, Status>>,
     ) -> (Self, mpsc::Receiver<Notice>) {
-        let (store, rx) = member.watch.new_stream(NOTICE_QUEUE);
+        let (store, rx) = member.new_watch_stream(NOTICE_QUEUE);
         let s = WatchStream {
             member,
             out,

@@ -19,7 +19,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde::Deserialize;
 
-use super::meta_http::MetaHttp;
+use super::MetaHttp;
 use crate::meta;
 use crate::meta::resource_group::{
     Outcome, Refusal, ResourceGroup, ResourceGroups, NULL_KEYSPACE_ID,
