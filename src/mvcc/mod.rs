@@ -10,6 +10,7 @@ pub mod kvstore;
 pub mod live_keys;
 #[cfg(test)]
 mod model_test;
+pub mod pinned_view;
 pub mod revision;
 pub mod watchable_store;
 pub mod watcher;
@@ -17,6 +18,7 @@ mod watcher_group;
 
 pub use index::KeyRange;
 pub use kvstore::{KvStore, RangeOptions, RangePlan, RangeResult, ReadView, RevFilter, WriteTxn};
+pub use pinned_view::PinnedView;
 pub use revision::Revision;
 pub use watchable_store::WatchableStore;
 pub use watcher::{Notice, WatchSpec, WatchStream, WatcherId};

@@ -15,7 +15,9 @@ use crate::apply::{self, Applied, Command, Request};
 use crate::config::Config;
 use crate::lease::Lessor;
 pub use crate::membership::MemberRecord;
-use crate::mvcc::{compaction, KeyRange, Notice, RangeOptions, WatchStream, WatchableStore};
+use crate::mvcc::{
+    compaction, KeyRange, Notice, PinnedView, RangeOptions, WatchStream, WatchableStore,
+};
 use crate::proto::etcdserverpb::{
     request_op, AlarmRequest, AlarmResponse, CompactionRequest, CompactionResponse,
     DeleteRangeRequest, DeleteRangeResponse, LeaseGrantRequest, LeaseGrantResponse,
@@ -391,10 +393,19 @@ impl Member {
 
     pub async fn txn(&self, req: TxnRequest) -> Result<TxnResponse> {
         if is_txn_read_only(&req) {
-            // Like etcd, a txn of ranges only is a read: barrier, then run it locally under
-            // the shared lock (applies wait, other reads do not).
+            // Like etcd, a txn of ranges only is a read: barrier, then run it locally at one
+            // pinned revision, the lock held only to plan each read (applies and other
+            // reads go on while values are read). A view overtaken by a compaction starts
+            // over; after a few tries, the txn runs under the shared lock.
             self.check_not_fatal()?;
             self.read_barrier().await?;
+            for _ in 0..3 {
+                let view = PinnedView::pin(&self.state.kv, &**self.backend());
+                let answer = apply::txn::txn_read_only(&view, &req);
+                if !view.is_stale() {
+                    return Ok(answer??);
+                }
+            }
             let kv = self.state.kv.read().expect("kv lock");
             return Ok(apply::txn::txn_read_only(&*kv, &req)??);
         }
