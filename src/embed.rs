@@ -30,11 +30,18 @@ pub enum Error {
     Member(#[from] crate::server::Error),
     #[error("listen: {0}")]
     Listen(#[from] std::io::Error),
+    #[error("{0}")]
+    Tls(#[from] crate::tls::Error),
 }
 
 pub struct Server {
     pub member: Arc<Member>,
     client_addrs: Vec<SocketAddr>,
+    /// A URL of each client listener that serves gRPC, as a client reaches it.
+    client_urls: Vec<String>,
+    /// How a client dials a TLS-only client port: the CA that signed the member's
+    /// certificate, and the certificate itself as the client's.
+    client_tls: Option<etcd_client::TlsOptions>,
     stop: Option<oneshot::Sender<()>>,
     serve: JoinHandle<()>,
     compactor: Option<JoinHandle<()>>,
@@ -43,10 +50,15 @@ pub struct Server {
 
 impl Server {
     pub async fn start(cfg: Config) -> Result<Server, Error> {
-        let listeners = crate::api::bind(&cfg.client_urls()?).await?;
-        let client_addrs: Vec<SocketAddr> = listeners
+        let (port, client_tls) = bind_client_port(&cfg).await?;
+        let client_addrs: Vec<SocketAddr> =
+            port.client.iter().filter_map(|l| l.local_addr()).collect();
+        let client_urls: Vec<String> = port.client.iter().map(|l| l.reach_url()).collect();
+        let serving: Vec<(String, bool)> = port
+            .client
             .iter()
-            .filter_map(|l| l.local_addr().ok())
+            .chain(port.http.iter())
+            .map(|l| (l.reach_url(), l.serves_plain()))
             .collect();
         let member = Member::start(&cfg).await?;
         let advertised = cfg.advertise_client_urls()?.join(" ");
@@ -70,7 +82,7 @@ impl Server {
         let serve_member = member.clone();
         let max_streams = cfg.max_concurrent_streams;
         let serve = tokio::spawn(async move {
-            if let Err(e) = crate::api::serve(serve_member, listeners, max_streams, async move {
+            if let Err(e) = crate::api::serve(serve_member, port, max_streams, async move {
                 let _ = stopped.await;
             })
             .await
@@ -90,13 +102,14 @@ impl Server {
             &[("cluster-version", minor.clone())],
         );
         logline::info(&cfg.logger, "embed", "ready to serve client requests", &[]);
-        for a in &client_addrs {
-            logline::info(
-                &cfg.logger,
-                "embed",
-                &format!("serving insecure client requests on {a}, this is strongly discouraged!"),
-                &[("address", a.to_string())],
-            );
+        for (url, plain) in &serving {
+            let addr = url.split_once("://").map_or(url.as_str(), |(_, a)| a);
+            let msg = if *plain {
+                format!("serving insecure client requests on {addr}, this is strongly discouraged!")
+            } else {
+                format!("serving client requests on {addr}")
+            };
+            logline::info(&cfg.logger, "embed", &msg, &[("address", addr.to_string())]);
         }
         let compactor = cfg
             .auto_compaction()?
@@ -106,6 +119,8 @@ impl Server {
             lease_loop,
             member,
             client_addrs,
+            client_urls,
+            client_tls,
             stop: Some(stop),
             serve,
             compactor,
@@ -117,14 +132,20 @@ impl Server {
         &self.client_addrs
     }
 
-    /// `http://ip:port` of the first client listener.
+    /// The URL of the first client listener (`http://ip:port`, or `https://` for a
+    /// listener that serves TLS only).
     pub fn client_url(&self) -> String {
-        format!("http://{}", self.client_addrs[0])
+        self.client_urls[0].clone()
     }
 
-    /// A client of this server over its first client URL (the one `meta` takes).
+    /// A client of this server over its first client URL (the one `meta` takes), over
+    /// TLS when that listener serves TLS only.
     pub async fn client(&self) -> Result<etcd_client::Client, etcd_client::Error> {
-        etcd_client::Client::connect([self.client_url()], None).await
+        let options = self
+            .client_tls
+            .clone()
+            .map(|tls| etcd_client::ConnectOptions::new().with_tls(tls));
+        etcd_client::Client::connect([self.client_url()], options).await
     }
 
     /// Stop serving and shut the member down.
@@ -142,4 +163,83 @@ impl Server {
         let _ = (&mut self.serve).await;
         self.member.shutdown().await;
     }
+}
+
+/// Bind every client-side listener the flags name, with the client port's TLS (a
+/// generated certificate for `--auto-tls`), and say how the member reaches itself as a
+/// client.
+async fn bind_client_port(
+    cfg: &Config,
+) -> Result<
+    (
+        crate::api::transport::ClientPort,
+        Option<etcd_client::TlsOptions>,
+    ),
+    Error,
+> {
+    let info = match cfg.client_tls()? {
+        Some(mut info) => {
+            if info.self_signed {
+                let (cert, key) = crate::tls::self_signed(
+                    &cfg.auto_tls_dir(),
+                    &cfg.client_hosts()?,
+                    cfg.self_signed_cert_validity,
+                )?;
+                info.cert_file = Some(cert);
+                info.key_file = Some(key);
+            }
+            Some(info)
+        }
+        None => None,
+    };
+    let server = info.as_ref().map(crate::tls::server_config).transpose()?;
+    let bind = crate::api::transport::bind;
+    let port = crate::api::transport::ClientPort {
+        client: bind(&cfg.client_urls()?, server.clone()).await?,
+        http: bind(&cfg.client_http_urls()?, server.clone()).await?,
+        metrics: bind(&cfg.metrics_urls()?, server).await?,
+        self_client: None,
+    };
+    let client_tls = match &info {
+        Some(info) => Some(dial_options(info)?),
+        None => None,
+    };
+    let plain = port.client.iter().find(|l| l.serves_plain());
+    let self_client = match (plain, port.client.first()) {
+        (Some(l), _) => Some((l.reach_url(), None)),
+        (None, Some(l)) => Some((
+            l.reach_url(),
+            client_tls
+                .clone()
+                .map(|tls| etcd_client::ConnectOptions::new().with_tls(tls)),
+        )),
+        (None, None) => None,
+    };
+    Ok((
+        crate::api::transport::ClientPort {
+            self_client,
+            ..port
+        },
+        client_tls,
+    ))
+}
+
+/// How a client of this member dials its TLS: trusting the member's CA (or its own
+/// generated certificate), presenting the member's certificate as the client's.
+fn dial_options(info: &crate::tls::TlsInfo) -> Result<etcd_client::TlsOptions, Error> {
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).map_err(|e| crate::tls::Error::File(format!("read {}: {e}", p.display())))
+    };
+    let cert_file = info.cert_file.as_deref().expect("TLS has a certificate");
+    let key_file = info.key_file.as_deref().expect("TLS has a key");
+    let ca = match &info.trusted_ca_file {
+        Some(ca) => read(ca)?,
+        None => read(cert_file)?,
+    };
+    Ok(etcd_client::TlsOptions::new()
+        .ca_certificate(etcd_client::Certificate::from_pem(ca))
+        .identity(etcd_client::Identity::from_pem(
+            read(cert_file)?,
+            read(key_file)?,
+        )))
 }

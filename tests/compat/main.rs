@@ -15,6 +15,7 @@ mod cluster;
 mod ctl;
 mod lease;
 mod range;
+mod tls;
 mod watch;
 
 use common::{Kind, Server};

@@ -24,6 +24,14 @@ pub fn router(member: Arc<Member>) -> Router {
         .with_state(member)
 }
 
+/// What a `--listen-metrics-urls` listener serves: `/metrics` and `/health`.
+pub fn metrics_router(member: Arc<Member>) -> Router {
+    Router::new()
+        .route("/health", get(health::health))
+        .route("/metrics", get(metrics::metrics))
+        .with_state(member)
+}
+
 /// A JSON answer, as etcd's handlers write them.
 fn json(status: StatusCode, body: String) -> axum::response::Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()

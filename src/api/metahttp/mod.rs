@@ -29,15 +29,28 @@ pub struct MetaHttp {
     pub layout: Layout,
     /// What this server may write of the resource groups.
     pub role: WriteRole,
+    options: Option<etcd_client::ConnectOptions>,
     client: OnceCell<Client>,
 }
 
 impl MetaHttp {
     pub fn new(endpoint: impl Into<String>, layout: Layout, role: WriteRole) -> Arc<Self> {
+        MetaHttp::with_options(endpoint, layout, role, None)
+    }
+
+    /// As [`MetaHttp::new`], dialling the store with `options` (TLS, for a member whose
+    /// client port serves TLS only).
+    pub fn with_options(
+        endpoint: impl Into<String>,
+        layout: Layout,
+        role: WriteRole,
+        options: Option<etcd_client::ConnectOptions>,
+    ) -> Arc<Self> {
         Arc::new(MetaHttp {
             endpoint: endpoint.into(),
             layout,
             role,
+            options,
             client: OnceCell::new(),
         })
     }
@@ -46,7 +59,7 @@ impl MetaHttp {
     pub async fn client(&self) -> meta::Result<Client> {
         let c = self
             .client
-            .get_or_try_init(|| Client::connect([self.endpoint.as_str()], None))
+            .get_or_try_init(|| Client::connect([self.endpoint.as_str()], self.options.clone()))
             .await?;
         Ok(c.clone())
     }

@@ -19,12 +19,11 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, BufMut, BytesMut};
-use futures::{Stream, StreamExt};
+
 use http::uri::Authority;
 use loona_hpack::{Decoder, Encoder};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
-use tokio_stream::wrappers::TcpListenerStream;
+
 use tonic::transport::server::Connected;
 
 /// What an HTTP/2 client sends first.
@@ -45,22 +44,6 @@ const MAX_FRAME_PAYLOAD: usize = 16_384;
 const MAX_HEADER_BLOCK: usize = 1 << 20;
 const READ_CHUNK: usize = 16 * 1024;
 const AUTHORITY: &[u8] = b":authority";
-
-/// The client listener's connections, each wrapped in [`AuthorityFix`].
-///
-/// Wrapping does no I/O, so the accept loop never waits on a client.
-pub fn incoming(
-    listener: TcpListener,
-) -> impl Stream<Item = io::Result<AuthorityFix<TcpStream>>> + Send + 'static {
-    TcpListenerStream::new(listener).map(|conn| {
-        conn.map(|stream| {
-            // tonic's tcp_nodelay applies to its own listener only; without it small
-            // responses wait for the client's delayed ACK (Nagle).
-            let _ = stream.set_nodelay(true);
-            AuthorityFix::new(stream)
-        })
-    })
-}
 
 /// A client connection that rewrites URL-shaped `:authority` values h2 would reject.
 pub struct AuthorityFix<S> {

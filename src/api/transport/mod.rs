@@ -2,11 +2,11 @@
 //! listener (HTTP/2 for gRPC, HTTP/1.1 for the plain paths), graceful shutdown.
 
 pub mod authority;
+pub mod listener;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
+pub use listener::{bind, ClientInfo, ClientListener};
 
 use super::{etcdhttp, metahttp, v3rpc};
 use crate::server::Member;
@@ -16,57 +16,48 @@ use crate::server::Member;
 pub fn routes(member: Arc<Member>, meta: Arc<metahttp::MetaHttp>) -> tonic::service::Routes {
     let router = v3rpc::services(&member)
         .into_axum_router()
-        .merge(etcdhttp::router(member.clone()))
-        .merge(metahttp::router(meta));
+        .merge(http_routes(member, meta));
     tonic::service::Routes::from(router)
 }
 
-/// Bind every listen URL (a host name binds every address it resolves to).
-pub async fn bind(urls: &[String]) -> std::io::Result<Vec<TcpListener>> {
-    let mut out = Vec::new();
-    for url in urls {
-        let hostport = url
-            .trim_start_matches("http://")
-            .trim_start_matches("https://");
-        let hostport = hostport.split('/').next().unwrap_or(hostport);
-        let mut addrs: Vec<SocketAddr> = tokio::net::lookup_host(hostport).await?.collect();
-        addrs.dedup();
-        for addr in addrs {
-            out.push(TcpListener::bind(addr).await?);
-        }
-    }
-    Ok(out)
+/// The HTTP-only routes (etcd's `--listen-client-http-urls`).
+fn http_routes(member: Arc<Member>, meta: Arc<metahttp::MetaHttp>) -> axum::Router {
+    etcdhttp::router(member).merge(metahttp::router(meta))
 }
 
-/// Serve the client API on the listeners until `shutdown` resolves.
+/// What each group of listeners serves.
+#[derive(Default)]
+pub struct ClientPort {
+    /// `--listen-client-urls`: gRPC and HTTP, or gRPC only when `http` is not empty.
+    pub client: Vec<ClientListener>,
+    /// `--listen-client-http-urls`: HTTP only.
+    pub http: Vec<ClientListener>,
+    /// `--listen-metrics-urls`: `/metrics` and `/health` only.
+    pub metrics: Vec<ClientListener>,
+    /// How the metadata paths reach this member as a client: a URL and, for a TLS-only
+    /// port, the TLS to dial it with.
+    pub self_client: Option<(String, Option<etcd_client::ConnectOptions>)>,
+}
+
+/// Serve the client port until `shutdown` resolves.
 pub async fn serve(
     member: Arc<Member>,
-    listeners: Vec<TcpListener>,
+    port: ClientPort,
     max_concurrent_streams: u32,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     let (tx, _) = tokio::sync::broadcast::channel::<()>(1);
     let mut tasks = Vec::new();
-    // the address a listener is bound to, not an advertised URL, which may name another host
-    let self_url = match listeners.first().map(|l| l.local_addr()) {
-        Some(Ok(mut addr)) => {
-            if addr.ip().is_unspecified() {
-                // a wildcard listener answers on loopback too
-                addr.set_ip(match addr {
-                    std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-                    std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-                });
-            }
-            format!("http://{addr}")
-        }
-        _ => member
+    let (self_url, self_options) = port.self_client.clone().unwrap_or_else(|| {
+        let url = member
             .settings
             .client_urls
             .first()
             .cloned()
-            .unwrap_or_default(),
-    };
-    let shared = metahttp::MetaHttp::new(
+            .unwrap_or_default();
+        (url, None)
+    });
+    let shared = metahttp::MetaHttp::with_options(
         self_url,
         crate::meta::Layout::new(member.settings.meta_root.clone()),
         member
@@ -74,22 +65,40 @@ pub async fn serve(
             .meta_write_role
             .parse()
             .expect("the command line admits only the three roles"),
+        self_options,
     );
-    for l in listeners {
-        let routes = routes(member.clone(), shared.clone());
-        let mut rx = tx.subscribe();
-        let server = tonic::transport::Server::builder()
-            .accept_http1(true)
-            .tcp_nodelay(true)
-            .max_concurrent_streams(max_concurrent_streams)
-            .add_routes(routes);
-        tasks.push(tokio::spawn(async move {
-            server
-                .serve_with_incoming_shutdown(authority::incoming(l), async move {
-                    let _ = rx.recv().await;
-                })
-                .await
-        }));
+    let grpc_only = !port.http.is_empty();
+    let groups = [
+        (port.client, Serves::Client { grpc_only }),
+        (port.http, Serves::Http),
+        (port.metrics, Serves::Metrics),
+    ];
+    for (listeners, serves) in groups {
+        for l in listeners {
+            let routes = match serves {
+                Serves::Client { grpc_only: true } => v3rpc::services(&member),
+                Serves::Client { grpc_only: false } => routes(member.clone(), shared.clone()),
+                Serves::Http => {
+                    tonic::service::Routes::from(http_routes(member.clone(), shared.clone()))
+                }
+                Serves::Metrics => {
+                    tonic::service::Routes::from(etcdhttp::metrics_router(member.clone()))
+                }
+            };
+            let mut rx = tx.subscribe();
+            let server = tonic::transport::Server::builder()
+                .accept_http1(true)
+                .tcp_nodelay(true)
+                .max_concurrent_streams(max_concurrent_streams)
+                .add_routes(routes);
+            tasks.push(tokio::spawn(async move {
+                server
+                    .serve_with_incoming_shutdown(l.incoming(), async move {
+                        let _ = rx.recv().await;
+                    })
+                    .await
+            }));
+        }
     }
     shutdown.await;
     let _ = tx.send(());
@@ -99,4 +108,11 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+#[derive(Clone, Copy)]
+enum Serves {
+    Client { grpc_only: bool },
+    Http,
+    Metrics,
 }

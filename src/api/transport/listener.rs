@@ -1,0 +1,391 @@
+//! The client port's listeners, as etcd's: several URLs, `http://` and `https://` on one
+//! address (told apart by the connection's first byte: a TLS handshake starts with 0x16,
+//! no HTTP request does), and `unix://` / `unixs://` sockets.
+//!
+//! TLS is terminated here, before the `:authority` repair and the routes see the bytes,
+//! and the verified client certificate's common name travels with the connection
+//! ([`ClientInfo`], which tonic hands every request in its extensions).
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio::sync::mpsc;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+use tonic::transport::server::Connected;
+
+use super::authority::AuthorityFix;
+
+/// How long a new connection may take to send its first byte and finish a TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections accepted and not yet taken by the server.
+const ACCEPTED_QUEUE: usize = 128;
+
+/// What a connection serves: plain, TLS, or both (on one address).
+#[derive(Clone, Default)]
+pub struct Schemes {
+    pub plain: bool,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// One bound socket and what it serves.
+pub struct ClientListener {
+    socket: Socket,
+    schemes: Schemes,
+    url: String,
+}
+
+enum Socket {
+    Tcp(TcpListener),
+    Unix(UnixListener, PathBuf),
+}
+
+/// Who is at the other end of a connection: its address and, over TLS with a client
+/// certificate, the certificate's common name.
+#[derive(Debug, Clone, Default)]
+pub struct ClientInfo {
+    pub remote: Option<SocketAddr>,
+    pub common_name: Option<String>,
+    pub tls: bool,
+}
+
+impl ClientListener {
+    /// The bound address of a TCP listener.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        match &self.socket {
+            Socket::Tcp(l) => l.local_addr().ok(),
+            Socket::Unix(..) => None,
+        }
+    }
+
+    /// A URL that reaches this listener: its scheme (`https` when it serves TLS only)
+    /// and its bound address, loopback for a wildcard.
+    pub fn reach_url(&self) -> String {
+        match (&self.socket, self.serves_plain()) {
+            (Socket::Tcp(l), plain) => {
+                let mut addr = l.local_addr().expect("a bound listener has an address");
+                if addr.ip().is_unspecified() {
+                    addr.set_ip(match addr {
+                        SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                        SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+                    });
+                }
+                let scheme = if plain { "http" } else { "https" };
+                format!("{scheme}://{addr}")
+            }
+            (Socket::Unix(_, path), plain) => {
+                let scheme = if plain { "unix" } else { "unixs" };
+                format!("{scheme}://{}", path.display())
+            }
+        }
+    }
+
+    pub fn serves_plain(&self) -> bool {
+        self.schemes.plain
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The accepted connections, handshakes done, ready for the HTTP server. Each
+    /// connection's first byte and handshake are awaited in its own task, so a slow or
+    /// silent client holds up no other.
+    pub fn incoming(self) -> impl futures::Stream<Item = io::Result<AuthorityFix<ClientConn>>> {
+        let (tx, rx) = mpsc::channel(ACCEPTED_QUEUE);
+        let schemes = self.schemes;
+        tokio::spawn(async move {
+            loop {
+                let accepted = match &self.socket {
+                    Socket::Tcp(l) => l.accept().await.map(|(s, addr)| {
+                        // tonic's tcp_nodelay applies to its own listener only; without
+                        // it small answers wait for the client's delayed ACK (Nagle)
+                        let _ = s.set_nodelay(true);
+                        (Stream::Tcp(s), Some(addr))
+                    }),
+                    Socket::Unix(l, _) => l.accept().await.map(|(s, _)| (Stream::Unix(s), None)),
+                };
+                let (stream, remote) = match accepted {
+                    Ok(a) => a,
+                    Err(e) if is_transient(&e) => {
+                        // out of file descriptors and the like: wait, as Go's server does
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                };
+                if tx.is_closed() {
+                    return;
+                }
+                let (tx, schemes) = (tx.clone(), schemes.clone());
+                tokio::spawn(async move {
+                    let conn =
+                        tokio::time::timeout(HANDSHAKE_TIMEOUT, open(stream, remote, &schemes))
+                            .await;
+                    match conn {
+                        Ok(Ok(conn)) => {
+                            let _ = tx.send(Ok(AuthorityFix::new(conn))).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(error = %e, "client connection refused"),
+                        Err(_) => tracing::debug!("client connection handshake timed out"),
+                    }
+                });
+            }
+        });
+        tokio_stream::wrappers::ReceiverStream::new(rx)
+    }
+}
+
+fn is_transient(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+            | io::ErrorKind::WouldBlock
+    ) || e.raw_os_error() == Some(24)
+        || e.raw_os_error() == Some(23)
+}
+
+/// Tell plain from TLS by the first byte, then finish the TLS handshake.
+async fn open(
+    mut stream: Stream,
+    remote: Option<SocketAddr>,
+    schemes: &Schemes,
+) -> io::Result<ClientConn> {
+    let info = ClientInfo {
+        remote,
+        ..Default::default()
+    };
+    let (tls, first) = match (&schemes.tls, schemes.plain) {
+        (None, _) => {
+            return Ok(ClientConn::Plain(Rewind::new(stream, Bytes::new()), info));
+        }
+        (Some(tls), false) => (tls, Bytes::new()),
+        (Some(tls), true) => {
+            let mut byte = [0u8; 1];
+            if stream.read(&mut byte).await? == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            let first = Bytes::copy_from_slice(&byte);
+            if byte[0] != 0x16 {
+                return Ok(ClientConn::Plain(Rewind::new(stream, first), info));
+            }
+            (tls, first)
+        }
+    };
+    let tls = TlsAcceptor::from(tls.clone())
+        .accept(Rewind::new(stream, first))
+        .await?;
+    let common_name = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|certs| certs.first())
+        .and_then(|leaf| crate::tls::common_name(leaf));
+    let info = ClientInfo {
+        common_name,
+        tls: true,
+        ..info
+    };
+    Ok(ClientConn::Tls(Box::new(tls), info))
+}
+
+/// Bind every listen URL; URLs naming one address share a listener that serves each of
+/// their schemes. A host name binds every address it resolves to. `tls` is what an
+/// `https://` or `unixs://` URL serves.
+pub async fn bind(
+    urls: &[String],
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> io::Result<Vec<ClientListener>> {
+    let mut tcp: BTreeMap<SocketAddr, (Schemes, String)> = BTreeMap::new();
+    let mut unix: BTreeMap<String, (Schemes, String)> = BTreeMap::new();
+    let want_tls = |scheme_tls: bool, schemes: &mut Schemes| -> io::Result<()> {
+        if scheme_tls {
+            schemes.tls = Some(tls.clone().ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, "a TLS URL needs a certificate")
+            })?);
+        } else {
+            schemes.plain = true;
+        }
+        Ok(())
+    };
+    for url in urls {
+        let (scheme, rest) = url.split_once("://").unwrap_or(("http", url.as_str()));
+        match scheme {
+            "unix" | "unixs" => {
+                let entry = unix
+                    .entry(rest.to_string())
+                    .or_insert_with(|| (Schemes::default(), url.clone()));
+                want_tls(scheme == "unixs", &mut entry.0)?;
+            }
+            _ => {
+                let hostport = rest.split('/').next().unwrap_or(rest);
+                let mut addrs: Vec<SocketAddr> = tokio::net::lookup_host(hostport).await?.collect();
+                addrs.dedup();
+                for addr in addrs {
+                    let entry = tcp
+                        .entry(addr)
+                        .or_insert_with(|| (Schemes::default(), url.clone()));
+                    want_tls(scheme == "https", &mut entry.0)?;
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (addr, (schemes, url)) in tcp {
+        out.push(ClientListener {
+            socket: Socket::Tcp(TcpListener::bind(addr).await?),
+            schemes,
+            url,
+        });
+    }
+    for (path, (schemes, url)) in unix {
+        // etcd removes a stale socket file before it listens
+        let _ = std::fs::remove_file(&path);
+        out.push(ClientListener {
+            socket: Socket::Unix(UnixListener::bind(&path)?, PathBuf::from(path)),
+            schemes,
+            url,
+        });
+    }
+    Ok(out)
+}
+
+/// A TCP or unix socket connection.
+pub enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+/// A connection with bytes already read from it put back in front.
+pub struct Rewind<S> {
+    head: Bytes,
+    io: S,
+}
+
+impl<S> Rewind<S> {
+    fn new(io: S, head: Bytes) -> Self {
+        Rewind { head, io }
+    }
+}
+
+/// One client connection, plain or TLS, and who is at its other end.
+pub enum ClientConn {
+    Plain(Rewind<Stream>, ClientInfo),
+    Tls(Box<TlsStream<Rewind<Stream>>>, ClientInfo),
+}
+
+impl Connected for ClientConn {
+    type ConnectInfo = ClientInfo;
+
+    fn connect_info(&self) -> ClientInfo {
+        match self {
+            ClientConn::Plain(_, info) | ClientConn::Tls(_, info) => info.clone(),
+        }
+    }
+}
+
+macro_rules! delegate_io {
+    ($ty:ty, $self:ident, $inner:ident => $pick:expr) => {
+        impl AsyncWrite for $ty {
+            fn poll_write(
+                mut $self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &[u8],
+            ) -> Poll<io::Result<usize>> {
+                let $inner = $pick;
+                $inner.poll_write(cx, buf)
+            }
+            fn poll_write_vectored(
+                mut $self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                bufs: &[io::IoSlice<'_>],
+            ) -> Poll<io::Result<usize>> {
+                let $inner = $pick;
+                $inner.poll_write_vectored(cx, bufs)
+            }
+            fn is_write_vectored(&$self) -> bool {
+                true
+            }
+            fn poll_flush(mut $self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                let $inner = $pick;
+                $inner.poll_flush(cx)
+            }
+            fn poll_shutdown(
+                mut $self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+            ) -> Poll<io::Result<()>> {
+                let $inner = $pick;
+                $inner.poll_shutdown(cx)
+            }
+        }
+    };
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+delegate_io!(Stream, self, inner => match self.as_mut().get_mut() {
+    Stream::Tcp(s) => Pin::new(s) as Pin<&mut (dyn AsyncWrite + Unpin + Send)>,
+    Stream::Unix(s) => Pin::new(s) as Pin<&mut (dyn AsyncWrite + Unpin + Send)>,
+});
+
+impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.head.is_empty() {
+            let n = this.head.len().min(buf.remaining());
+            buf.put_slice(&this.head[..n]);
+            this.head.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.io).poll_read(cx, buf)
+    }
+}
+
+delegate_io!(Rewind<Stream>, self, inner => Pin::new(&mut self.as_mut().get_mut().io));
+
+impl AsyncRead for ClientConn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientConn::Plain(s, _) => Pin::new(s).poll_read(cx, buf),
+            ClientConn::Tls(s, _) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+delegate_io!(ClientConn, self, inner => match self.as_mut().get_mut() {
+    ClientConn::Plain(s, _) => Pin::new(s) as Pin<&mut (dyn AsyncWrite + Unpin + Send)>,
+    ClientConn::Tls(s, _) => Pin::new(s.as_mut()) as Pin<&mut (dyn AsyncWrite + Unpin + Send)>,
+});
