@@ -17,9 +17,7 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
-use tokio::sync::mpsc;
-use tokio_rustls::server::TlsStream;
+use tokio::net::{TcpListener, UnixListener};
 use tokio_rustls::TlsAcceptor;
 use tonic::transport::server::Connected;
 
@@ -27,8 +25,8 @@ use super::authority::AuthorityFix;
 
 /// How long a new connection may take to send its first byte and finish a TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections accepted and not yet taken by the server.
-const ACCEPTED_QUEUE: usize = 128;
+/// Connections whose first byte and handshake are awaited at once.
+const HANDSHAKES: usize = 128;
 
 /// What a connection serves: plain, TLS, or both (on one address).
 #[derive(Clone, Default)]
@@ -97,54 +95,63 @@ impl ClientListener {
         &self.url
     }
 
-    /// The accepted connections, handshakes done, ready for the HTTP server. Each
-    /// connection's first byte and handshake are awaited in its own task, so a slow or
-    /// silent client holds up no other.
+    /// The accepted connections, handshakes done, ready for the HTTP server. Up to
+    /// `HANDSHAKES` connections wait for their first byte and handshake at once, so a slow
+    /// or silent client holds up no other. The stream owns the socket: when the server
+    /// drops it, the address is free to bind again.
     pub fn incoming(self) -> impl futures::Stream<Item = io::Result<AuthorityFix<ClientConn>>> {
-        let (tx, rx) = mpsc::channel(ACCEPTED_QUEUE);
-        let schemes = self.schemes;
-        tokio::spawn(async move {
-            loop {
-                let accepted = match &self.socket {
-                    Socket::Tcp(l) => l.accept().await.map(|(s, addr)| {
-                        // tonic's tcp_nodelay applies to its own listener only; without
-                        // it small answers wait for the client's delayed ACK (Nagle)
-                        let _ = s.set_nodelay(true);
-                        (Stream::Tcp(s), Some(addr))
-                    }),
-                    Socket::Unix(l, _) => l.accept().await.map(|(s, _)| (Stream::Unix(s), None)),
-                };
+        use futures::StreamExt;
+        let schemes = self.schemes.clone();
+        futures::stream::unfold(self, |l| async move {
+            let accepted = l.accept().await;
+            Some((accepted, l))
+        })
+        .map(move |accepted| {
+            let schemes = schemes.clone();
+            async move {
                 let (stream, remote) = match accepted {
                     Ok(a) => a,
-                    Err(e) if is_transient(&e) => {
-                        // out of file descriptors and the like: wait, as Go's server does
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(e)).await;
-                        return;
-                    }
+                    Err(e) => return Some(Err(e)),
                 };
-                if tx.is_closed() {
-                    return;
-                }
-                let (tx, schemes) = (tx.clone(), schemes.clone());
-                tokio::spawn(async move {
-                    let conn =
-                        tokio::time::timeout(HANDSHAKE_TIMEOUT, open(stream, remote, &schemes))
-                            .await;
-                    match conn {
-                        Ok(Ok(conn)) => {
-                            let _ = tx.send(Ok(AuthorityFix::new(conn))).await;
-                        }
-                        Ok(Err(e)) => tracing::debug!(error = %e, "client connection refused"),
-                        Err(_) => tracing::debug!("client connection handshake timed out"),
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, open(stream, remote, &schemes)).await
+                {
+                    Ok(Ok(conn)) => Some(Ok(AuthorityFix::new(conn))),
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, "client connection refused");
+                        None
                     }
-                });
+                    Err(_) => {
+                        tracing::debug!("client connection handshake timed out");
+                        None
+                    }
+                }
             }
-        });
-        tokio_stream::wrappers::ReceiverStream::new(rx)
+        })
+        .buffer_unordered(HANDSHAKES)
+        .filter_map(std::future::ready)
+    }
+
+    /// The next connection; out of file descriptors and the like, wait and try again, as
+    /// Go's server does.
+    async fn accept(&self) -> io::Result<(Box<dyn Io>, Option<SocketAddr>)> {
+        loop {
+            let accepted = match &self.socket {
+                Socket::Tcp(l) => l.accept().await.map(|(s, addr)| {
+                    // tonic's tcp_nodelay applies to its own listener only; without it
+                    // small answers wait for the client's delayed ACK (Nagle)
+                    let _ = s.set_nodelay(true);
+                    (Box::new(s) as Box<dyn Io>, Some(addr))
+                }),
+                Socket::Unix(l, _) => l
+                    .accept()
+                    .await
+                    .map(|(s, _)| (Box::new(s) as Box<dyn Io>, None)),
+            };
+            match accepted {
+                Err(e) if is_transient(&e) => tokio::time::sleep(Duration::from_millis(50)).await,
+                other => return other,
+            }
+        }
     }
 }
 
@@ -161,7 +168,7 @@ fn is_transient(e: &io::Error) -> bool {
 
 /// Tell plain from TLS by the first byte, then finish the TLS handshake.
 async fn open(
-    mut stream: Stream,
+    mut stream: Box<dyn Io>,
     remote: Option<SocketAddr>,
     schemes: &Schemes,
 ) -> io::Result<ClientConn> {
@@ -171,7 +178,7 @@ async fn open(
     };
     let (tls, first) = match (&schemes.tls, schemes.plain) {
         (None, _) => {
-            return Ok(ClientConn::Plain(Rewind::new(stream, Bytes::new()), info));
+            return Ok(ClientConn { io: stream, info });
         }
         (Some(tls), false) => (tls, Bytes::new()),
         (Some(tls), true) => {
@@ -181,7 +188,10 @@ async fn open(
             }
             let first = Bytes::copy_from_slice(&byte);
             if byte[0] != 0x16 {
-                return Ok(ClientConn::Plain(Rewind::new(stream, first), info));
+                return Ok(ClientConn {
+                    io: Box::new(Rewind::new(stream, first)),
+                    info,
+                });
             }
             (tls, first)
         }
@@ -200,7 +210,10 @@ async fn open(
         tls: true,
         ..info
     };
-    Ok(ClientConn::Tls(Box::new(tls), info))
+    Ok(ClientConn {
+        io: Box::new(tls),
+        info,
+    })
 }
 
 /// Bind every listen URL; URLs naming one address share a listener that serves each of
@@ -264,14 +277,12 @@ pub async fn bind(
     Ok(out)
 }
 
-/// A TCP or unix socket connection.
-pub enum Stream {
-    Tcp(TcpStream),
-    Unix(UnixStream),
-}
+/// A connection's bytes, whatever carries them (TCP, a unix socket, TLS over either).
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// A connection with bytes already read from it put back in front.
-pub struct Rewind<S> {
+struct Rewind<S> {
     head: Bytes,
     io: S,
 }
@@ -283,75 +294,18 @@ impl<S> Rewind<S> {
 }
 
 /// One client connection, plain or TLS, and who is at its other end.
-pub enum ClientConn {
-    Plain(Rewind<Stream>, ClientInfo),
-    Tls(Box<TlsStream<Rewind<Stream>>>, ClientInfo),
+pub struct ClientConn {
+    io: Box<dyn Io>,
+    info: ClientInfo,
 }
 
 impl Connected for ClientConn {
     type ConnectInfo = ClientInfo;
 
     fn connect_info(&self) -> ClientInfo {
-        match self {
-            ClientConn::Plain(_, info) | ClientConn::Tls(_, info) => info.clone(),
-        }
+        self.info.clone()
     }
 }
-
-macro_rules! delegate_io {
-    ($ty:ty, $self:ident, $inner:ident => $pick:expr) => {
-        impl AsyncWrite for $ty {
-            fn poll_write(
-                mut $self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
-                buf: &[u8],
-            ) -> Poll<io::Result<usize>> {
-                let $inner = $pick;
-                $inner.poll_write(cx, buf)
-            }
-            fn poll_write_vectored(
-                mut $self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
-                bufs: &[io::IoSlice<'_>],
-            ) -> Poll<io::Result<usize>> {
-                let $inner = $pick;
-                $inner.poll_write_vectored(cx, bufs)
-            }
-            fn is_write_vectored(&$self) -> bool {
-                true
-            }
-            fn poll_flush(mut $self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                let $inner = $pick;
-                $inner.poll_flush(cx)
-            }
-            fn poll_shutdown(
-                mut $self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
-            ) -> Poll<io::Result<()>> {
-                let $inner = $pick;
-                $inner.poll_shutdown(cx)
-            }
-        }
-    };
-}
-
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
-        }
-    }
-}
-
-delegate_io!(Stream, self, inner => match self.as_mut().get_mut() {
-    Stream::Tcp(s) => Pin::new(s) as Pin<&mut (dyn AsyncWrite + Unpin + Send)>,
-    Stream::Unix(s) => Pin::new(s) as Pin<&mut (dyn AsyncWrite + Unpin + Send)>,
-});
 
 impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
     fn poll_read(
@@ -370,22 +324,46 @@ impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
     }
 }
 
-delegate_io!(Rewind<Stream>, self, inner => Pin::new(&mut self.as_mut().get_mut().io));
-
 impl AsyncRead for ClientConn {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ClientConn::Plain(s, _) => Pin::new(s).poll_read(cx, buf),
-            ClientConn::Tls(s, _) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
     }
 }
 
-delegate_io!(ClientConn, self, inner => match self.as_mut().get_mut() {
-    ClientConn::Plain(s, _) => Pin::new(s) as Pin<&mut (dyn AsyncWrite + Unpin + Send)>,
-    ClientConn::Tls(s, _) => Pin::new(s.as_mut()) as Pin<&mut (dyn AsyncWrite + Unpin + Send)>,
-});
+/// Writes go straight to the inner connection.
+macro_rules! write_through {
+    ($ty:ty) => {
+        impl AsyncWrite for $ty {
+            fn poll_write(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &[u8],
+            ) -> Poll<io::Result<usize>> {
+                Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+            }
+            fn poll_write_vectored(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                bufs: &[io::IoSlice<'_>],
+            ) -> Poll<io::Result<usize>> {
+                Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+            }
+            fn is_write_vectored(&self) -> bool {
+                self.io.is_write_vectored()
+            }
+            fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Pin::new(&mut self.get_mut().io).poll_flush(cx)
+            }
+            fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+            }
+        }
+    };
+}
+
+write_through!(Rewind<Box<dyn Io>>);
+write_through!(ClientConn);
