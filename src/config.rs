@@ -394,23 +394,6 @@ impl Config {
             .chain(self.client_http_urls()?)
             .chain(self.metrics_urls()?)
             .collect();
-        let Some(secure) = urls
-            .iter()
-            .find(|u| u.starts_with("https://") || u.starts_with("unixs://"))
-        else {
-            return Ok(None);
-        };
-        let given = self.cert_file.is_some() || self.key_file.is_some();
-        if !given && !self.auto_tls {
-            return Err(Error::Invalid(format!(
-                "TLS key/cert (--cert-file, --key-file) must be provided for client url {secure} with HTTPS scheme"
-            )));
-        }
-        if given && (self.cert_file.is_none() || self.key_file.is_none()) {
-            return Err(Error::Invalid(
-                "--cert-file and --key-file must be given together".into(),
-            ));
-        }
         let tls_err = |e: crate::tls::Error| Error::Invalid(e.to_string());
         let cipher_suites = match &self.cipher_suites {
             Some(list) => crate::tls::parse_cipher_suites(list).map_err(tls_err)?,
@@ -430,6 +413,23 @@ impl Config {
             return Err(Error::Invalid(
                 "cipher suites cannot be configured when only TLS1.3 or greater is supported"
                     .into(),
+            ));
+        }
+        let Some(secure) = urls
+            .iter()
+            .find(|u| u.starts_with("https://") || u.starts_with("unixs://"))
+        else {
+            return Ok(None);
+        };
+        let given = self.cert_file.is_some() || self.key_file.is_some();
+        if !given && !self.auto_tls {
+            return Err(Error::Invalid(format!(
+                "TLS key/cert (--cert-file, --key-file) must be provided for client url {secure} with HTTPS scheme"
+            )));
+        }
+        if given && (self.cert_file.is_none() || self.key_file.is_none()) {
+            return Err(Error::Invalid(
+                "--cert-file and --key-file must be given together".into(),
             ));
         }
         let path = |p: &Option<String>| p.as_ref().map(std::path::PathBuf::from);
@@ -638,6 +638,22 @@ mod tests {
         )
     }
 
+    /// etcd checks --cipher-suites and the TLS versions at start, TLS URLs or not.
+    #[test]
+    fn tls_options_are_checked_without_tls() {
+        let e = parse(&["--cipher-suites", "BOGUS"])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "unexpected TLS cipher suite \"BOGUS\"");
+        let e = parse(&["--tls-min-version", "bogus"])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "unexpected TLS version \"bogus\" (must be one of: TLS1.2, TLS1.3)"
+        );
+    }
+
     #[test]
     fn defaults_are_etcds() {
         let c = parse(&[]).unwrap();
@@ -690,9 +706,15 @@ mod tests {
 
     #[test]
     fn refusals_are_clear() {
+        // client TLS is served; on http:// URLs the files go unused, as etcd ignores them
+        assert!(parse(&["--cert-file", "x.pem", "--key-file", "y.pem"]).is_ok());
         assert!(matches!(
-            parse(&["--cert-file", "x.pem"]),
+            parse(&["--peer-cert-file", "x.pem"]),
             Err(Error::Unsupported(_))
+        ));
+        assert!(matches!(
+            parse(&["--listen-client-urls", "https://127.0.0.1:2379"]),
+            Err(Error::Invalid(_))
         ));
         assert!(matches!(
             parse(&["--initial-cluster-state", "bogus"]),

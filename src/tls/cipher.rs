@@ -116,7 +116,7 @@ pub fn parse_version(flag: &str, v: &str) -> Result<Option<TlsVersion>> {
             "--{flag} {v}: metastore's TLS library (rustls) speaks TLS1.2 and TLS1.3 only"
         ))),
         _ => Err(Error::Invalid(format!(
-            "unexpected TLS version {v:?} (use TLS1.2 or TLS1.3)"
+            "unexpected TLS version {v:?} (must be one of: TLS1.2, TLS1.3)"
         ))),
     }
 }
