@@ -2,8 +2,9 @@
 //! (generated per run with rcgen): etcdctl with `--cacert/--cert/--key` for put, get,
 //! watch and endpoint health, `--insecure-skip-tls-verify`, a client trusting the wrong
 //! CA, `--client-cert-auth` with and without a client certificate, a client certificate
-//! in the CRL, a cipher-suite restriction (curl, TLS 1.2), http and https on one port,
-//! and a unix socket. Each scenario compares etcdctl's exit code and output.
+//! in the CRL, a cipher-suite restriction (curl, TLS 1.2) and a unix socket; http and
+//! https on one port on metastore alone (etcd 3.4's plain side is unreliable there).
+//! Each scenario compares etcdctl's exit code and output.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -143,7 +144,7 @@ fn start(kind: Kind, listen: &str, flags: &[String], probe: &[String]) -> TlsSer
         }
         assert!(
             Instant::now() < deadline,
-            "{kind:?} never answered over TLS: {}\nlog: {}",
+            "{kind:?} on {listen} never answered: {}\nlog: {}",
             out.1,
             std::fs::read_to_string(&server.log).unwrap_or_default()
         );
@@ -394,22 +395,6 @@ fn tls_on_the_client_port_as_etcd() {
             ],
         },
         Scenario {
-            name: "http and https on one port",
-            listen: "http://127.0.0.1:{P},https://127.0.0.1:{P}",
-            flags: server_tls.clone(),
-            probe: plain.clone(),
-            steps: vec![
-                (plain.clone(), vec!["put", "k", "plain"]),
-                (with_ca.clone(), vec!["get", "k", "--print-value-only"]),
-                (with_ca.clone(), vec!["put", "k", "tls"]),
-                (plain.clone(), vec!["get", "k", "--print-value-only"]),
-            ],
-            curls: vec![
-                vec!["http://127.0.0.1:{P}/health"],
-                vec!["--cacert", &ca, "https://127.0.0.1:{P}/health"],
-            ],
-        },
-        Scenario {
             name: "a unix socket",
             listen: "http://127.0.0.1:{P},unix://localhost:{P}",
             flags: vec![],
@@ -424,6 +409,39 @@ fn tls_on_the_client_port_as_etcd() {
             curls: vec![],
         },
     ];
+    // http and https on one port: etcd 3.4 serves it, but about one start in three its
+    // plain side never answers (seen here: etcdctl over http times out for 30 s while
+    // TLS works), so it cannot be the reference; metastore's answers are checked as such.
+    let server = start(
+        Kind::Metastore,
+        "http://127.0.0.1:{P},https://127.0.0.1:{P}",
+        &server_tls,
+        &plain,
+    );
+    let values = [
+        (plain.clone(), vec!["put", "k", "plain"], "OK\n"),
+        (
+            with_ca.clone(),
+            vec!["get", "k", "--print-value-only"],
+            "plain\n",
+        ),
+        (with_ca.clone(), vec!["put", "k", "tls"], "OK\n"),
+        (
+            plain.clone(),
+            vec!["get", "k", "--print-value-only"],
+            "tls\n",
+        ),
+    ];
+    for (conn, args, want) in values {
+        assert_eq!(server.ctl(&conn, &args), (0, want.to_string()), "{args:?}");
+    }
+    assert_eq!(server.curl(&["http://127.0.0.1:{P}/health"]), 0);
+    assert_eq!(
+        server.curl(&["--cacert", &ca, "https://127.0.0.1:{P}/health"]),
+        0
+    );
+    drop(server);
+
     let mut diffs = Vec::new();
     let mut steps = 0;
     for s in &scenarios {
