@@ -334,36 +334,5 @@ impl AsyncRead for ClientConn {
     }
 }
 
-/// Writes go straight to the inner connection.
-macro_rules! write_through {
-    ($ty:ty) => {
-        impl AsyncWrite for $ty {
-            fn poll_write(
-                self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
-                buf: &[u8],
-            ) -> Poll<io::Result<usize>> {
-                Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
-            }
-            fn poll_write_vectored(
-                self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
-                bufs: &[io::IoSlice<'_>],
-            ) -> Poll<io::Result<usize>> {
-                Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
-            }
-            fn is_write_vectored(&self) -> bool {
-                self.io.is_write_vectored()
-            }
-            fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                Pin::new(&mut self.get_mut().io).poll_flush(cx)
-            }
-            fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
-            }
-        }
-    };
-}
-
-write_through!(Rewind<Box<dyn Io>>);
-write_through!(ClientConn);
+write_through!([] Rewind<Box<dyn Io>>);
+write_through!([] ClientConn);
