@@ -125,10 +125,9 @@ impl Member {
             // Per chunk of a snapshot sent to a peer; a large snapshot is many chunks.
             install_snapshot_timeout: 10_000,
             snapshot_max_chunk_size: 1 << 20,
-            // etcd keeps 5,000 entries behind a snapshot for slow followers
-            // (SnapshotCatchUpEntries); a follower further behind gets the snapshot. A
-            // smaller --snapshot-count keeps that many (tests ship snapshots this way).
-            max_in_snapshot_log_to_keep: cfg.snapshot_count.clamp(1, 5000),
+            // etcd's --snapshot-catchup-entries: log kept behind a snapshot for slow
+            // followers; one further behind gets the snapshot (tests make it small)
+            max_in_snapshot_log_to_keep: cfg.snapshot_catchup_entries(),
             max_payload_entries: 1024,
             ..Default::default()
         };
@@ -154,7 +153,11 @@ impl Member {
                 fatal.send_replace(Some(format!("compaction failed: {e}")));
             }
         };
-        compaction::start(&state.kv, compaction::PAUSE, on_compaction_error);
+        let pacing = compaction::Pacing {
+            batch: cfg.compaction_batch_limit(),
+            pause: cfg.compaction_sleep_interval(),
+        };
+        compaction::start(&state.kv, pacing, on_compaction_error);
         if !raft.is_initialized().await.map_err(|e| internal(&e))? {
             // A new cluster: every member starts raft with the whole initial cluster, as
             // etcd's members all start from the same --initial-cluster. A member that has
@@ -555,6 +558,25 @@ impl Member {
             applied: m.last_applied.map(|l| l.index).unwrap_or(0),
             db_size: self.backend.size(),
         }
+    }
+
+    /// Whether any member has raised `alarm` (the applied alarms, as /readyz reads them).
+    pub fn alarm_raised(&self, alarm: crate::proto::etcdserverpb::AlarmType) -> bool {
+        self.state
+            .alarms
+            .lock()
+            .expect("alarms lock")
+            .is_raised(alarm)
+    }
+
+    /// Whether this member is a learner (its replicated member record says so).
+    pub fn is_learner(&self) -> bool {
+        self.state
+            .members
+            .read()
+            .expect("members lock")
+            .get(self.member_id)
+            .is_some_and(|m| m.is_learner)
     }
 
     /// Every member of the cluster, from the replicated member records.
