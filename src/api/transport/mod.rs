@@ -84,11 +84,22 @@ pub struct ClientPort {
     pub self_client: Option<(String, Option<etcd_client::ConnectOptions>)>,
 }
 
+/// How each client connection is served (etcd's `--max-concurrent-streams` and
+/// `--grpc-keepalive-interval`/`--grpc-keepalive-timeout`).
+#[derive(Debug, Clone, Copy)]
+pub struct ServeOptions {
+    pub max_concurrent_streams: u32,
+    /// Ping an idle connection after this long (`None`: never).
+    pub keepalive_interval: Option<std::time::Duration>,
+    /// Close a connection whose ping is not answered within this.
+    pub keepalive_timeout: Option<std::time::Duration>,
+}
+
 /// Serve the client port until `shutdown` resolves.
 pub async fn serve(
     member: Arc<Member>,
     port: ClientPort,
-    max_concurrent_streams: u32,
+    options: ServeOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     let (tx, _) = tokio::sync::broadcast::channel::<()>(1);
@@ -137,7 +148,9 @@ pub async fn serve(
             let server = tonic::transport::Server::builder()
                 .accept_http1(true)
                 .tcp_nodelay(true)
-                .max_concurrent_streams(max_concurrent_streams)
+                .max_concurrent_streams(options.max_concurrent_streams)
+                .http2_keepalive_interval(options.keepalive_interval)
+                .http2_keepalive_timeout(options.keepalive_timeout)
                 // grpc-go's default: etcd takes request headers up to 16 MiB
                 .http2_max_header_list_size(16 << 20)
                 .layer(tower::util::MapResponseLayer::new(

@@ -60,7 +60,7 @@ impl Lease for LeaseService {
                         return;
                     }
                 };
-                let ttl = match member.lease_renew(r.id) {
+                let ttl = match member.lease_renew(r.id).await {
                     Ok(ttl) => ttl,
                     Err(Error::LeaseNotFound) => 0,
                     Err(e) => {
