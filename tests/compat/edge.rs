@@ -142,6 +142,24 @@ async fn edge_requests_match_etcd() {
         })
     })
     .await;
+    // unknown gRPC services and methods: UNIMPLEMENTED, in grpc-go's words
+    run_ep(&pair, &mut rep, "grpc-unknown-methods", |ep, _p| {
+        Box::pin(async move {
+            let ch = channel(&ep).await;
+            let mut o = Vec::new();
+            for method in [
+                "/etcdserverpb.KV/Nope",
+                "/etcdserverpb.Watch/Range",
+                "/etcdserverpb.Maintenance/Nope",
+                "/nonexistent.Service/Do",
+            ] {
+                let r = unary(&ch, method, vec![]).await;
+                o.push(format!("{method}: {}", raw::obs::<RangeResponse>(&r)));
+            }
+            o
+        })
+    })
+    .await;
     // finding 1: a nested txn spends what its parent has left of --max-txn-ops
     run_ep(&pair, &mut rep, "txn-nested-budget", |ep, p| {
         Box::pin(async move {

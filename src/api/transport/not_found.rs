@@ -17,29 +17,49 @@ fn is_grpc(req: &Request<Body>) -> bool {
 }
 
 /// The gRPC services' routes answer gRPC only; anything else there is an unknown path.
+/// An unknown method of a known service gets grpc-go's words (tonic sends none).
 pub fn grpc_only(router: axum::Router) -> axum::Router {
     router.layer(axum::middleware::from_fn(
         |req: Request<Body>, next: axum::middleware::Next| async move {
-            if is_grpc(&req) {
-                next.run(req).await
-            } else {
-                not_found()
+            if !is_grpc(&req) {
+                return not_found();
             }
+            let path = req.uri().path().to_string();
+            let mut resp = next.run(req).await;
+            let unimplemented = resp
+                .headers()
+                .get("grpc-status")
+                .is_some_and(|v| v.as_bytes() == b"12");
+            let silent = resp
+                .headers()
+                .get("grpc-message")
+                .is_none_or(|v| v.is_empty());
+            if unimplemented && silent {
+                let (service, method) = service_and_method(&path);
+                let status = tonic::Status::unimplemented(format!(
+                    "unknown method {method} for service {service}"
+                ));
+                let headers = resp.headers_mut();
+                headers.remove("grpc-status");
+                headers.remove("grpc-message");
+                let _ = status.add_header(headers);
+            }
+            resp
         },
     ))
+}
+
+/// "/pkg.Service/Method" as ("pkg.Service", "Method").
+fn service_and_method(path: &str) -> (&str, &str) {
+    let mut parts = path.trim_start_matches('/').splitn(2, '/');
+    let service = parts.next().unwrap_or_default();
+    (service, parts.next().unwrap_or_default())
 }
 
 /// The fallback of every router on the client port.
 pub async fn fallback(req: Request<Body>) -> Response<Body> {
     if is_grpc(&req) {
-        let service = req
-            .uri()
-            .path()
-            .trim_start_matches('/')
-            .split('/')
-            .next()
-            .unwrap_or_default()
-            .to_string();
+        let service = service_and_method(req.uri().path()).0.to_string();
         let status = tonic::Status::unimplemented(format!("unknown service {service}"));
         let (parts, ()) = status.into_http::<()>().into_parts();
         return Response::from_parts(parts, Body::empty());
