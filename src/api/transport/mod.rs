@@ -1,50 +1,15 @@
 //! The client port's transport: binding the listen URLs, serving every route on each
 //! listener (HTTP/2 for gRPC, HTTP/1.1 for the plain paths), graceful shutdown.
 
-/// `AsyncWrite` for a connection wrapper whose writes go straight to its `io` field
-/// (the wrappers change only what is read).
-macro_rules! write_through {
-    ([$($generics:tt)*] $ty:ty) => {
-        impl<$($generics)*> tokio::io::AsyncWrite for $ty {
-            fn poll_write(
-                self: std::pin::Pin<&mut Self>,
-                cx: &mut std::task::Context<'_>,
-                buf: &[u8],
-            ) -> std::task::Poll<std::io::Result<usize>> {
-                std::pin::Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
-            }
-            fn poll_write_vectored(
-                self: std::pin::Pin<&mut Self>,
-                cx: &mut std::task::Context<'_>,
-                bufs: &[std::io::IoSlice<'_>],
-            ) -> std::task::Poll<std::io::Result<usize>> {
-                std::pin::Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
-            }
-            fn is_write_vectored(&self) -> bool {
-                self.io.is_write_vectored()
-            }
-            fn poll_flush(
-                self: std::pin::Pin<&mut Self>,
-                cx: &mut std::task::Context<'_>,
-            ) -> std::task::Poll<std::io::Result<()>> {
-                std::pin::Pin::new(&mut self.get_mut().io).poll_flush(cx)
-            }
-            fn poll_shutdown(
-                self: std::pin::Pin<&mut Self>,
-                cx: &mut std::task::Context<'_>,
-            ) -> std::task::Poll<std::io::Result<()>> {
-                std::pin::Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
-            }
-        }
-    };
-}
-
 pub mod authority;
-pub mod listener;
 
 use std::sync::Arc;
 
-pub use listener::{bind, ClientInfo, ClientListener};
+use futures::TryStreamExt;
+
+use authority::AuthorityFix;
+
+pub use crate::tls::listener::{bind, ClientInfo, ClientListener};
 
 use super::{etcdhttp, metahttp, v3rpc};
 use crate::server::Member;
@@ -144,9 +109,12 @@ pub async fn serve(
                 .add_routes(routes);
             tasks.push(tokio::spawn(async move {
                 server
-                    .serve_with_incoming_shutdown(l.incoming(), async move {
-                        let _ = rx.recv().await;
-                    })
+                    .serve_with_incoming_shutdown(
+                        l.incoming().map_ok(AuthorityFix::new),
+                        async move {
+                            let _ = rx.recv().await;
+                        },
+                    )
                     .await
             }));
         }
