@@ -334,6 +334,14 @@ impl Member {
         self.state.kv.read().expect("kv lock").current_rev()
     }
 
+    /// The revision of the last compaction; -1 before any, as etcd's `compactMainRev`.
+    pub fn compact_revision(&self) -> i64 {
+        match self.state.kv.read().expect("kv lock").compact_rev() {
+            0 => -1,
+            rev => rev,
+        }
+    }
+
     pub fn progress_notify_interval(&self) -> Duration {
         self.progress_notify_interval
     }

@@ -2,10 +2,12 @@
 //! listener (HTTP/2 for gRPC, HTTP/1.1 for the plain paths), graceful shutdown.
 
 pub mod authority;
+mod not_found;
 
 use std::sync::Arc;
 
 use futures::TryStreamExt;
+use tonic::service::Routes;
 
 use authority::AuthorityFix;
 
@@ -17,10 +19,14 @@ use crate::server::Member;
 /// All client-port routes: gRPC services, plain HTTP and the metadata HTTP paths (which
 /// reach the store through `meta`, a client of this very server), told apart by path.
 pub fn routes(member: Arc<Member>, meta: Arc<metahttp::MetaHttp>) -> tonic::service::Routes {
-    let router = v3rpc::services(&member)
-        .into_axum_router()
+    let router = not_found::grpc_only(v3rpc::services(&member).into_axum_router())
         .merge(http_routes(member, meta));
-    tonic::service::Routes::from(router)
+    with_not_found(tonic::service::Routes::from(router))
+}
+
+/// Unknown paths answer as etcd's do: 404, or Unimplemented for a gRPC call.
+fn with_not_found(routes: tonic::service::Routes) -> tonic::service::Routes {
+    tonic::service::Routes::from(routes.into_axum_router().fallback(not_found::fallback))
 }
 
 /// The HTTP-only routes (etcd's `--listen-client-http-urls`).
@@ -90,14 +96,17 @@ pub async fn serve(
     for (listeners, serves) in groups {
         for l in listeners {
             let routes = match serves {
-                Serves::Client { grpc_only: true } => v3rpc::services(&member),
+                Serves::Client { grpc_only: true } => with_not_found(Routes::from(
+                    not_found::grpc_only(v3rpc::services(&member).into_axum_router()),
+                )),
                 Serves::Client { grpc_only: false } => routes(member.clone(), shared.clone()),
-                Serves::Http => {
-                    tonic::service::Routes::from(http_routes(member.clone(), shared.clone()))
-                }
-                Serves::Metrics => {
-                    tonic::service::Routes::from(etcdhttp::metrics_router(member.clone()))
-                }
+                Serves::Http => with_not_found(tonic::service::Routes::from(http_routes(
+                    member.clone(),
+                    shared.clone(),
+                ))),
+                Serves::Metrics => with_not_found(tonic::service::Routes::from(
+                    etcdhttp::metrics_router(member.clone()),
+                )),
             };
             let mut rx = tx.subscribe();
             let server = tonic::transport::Server::builder()
@@ -106,6 +115,11 @@ pub async fn serve(
                 .max_concurrent_streams(options.max_concurrent_streams)
                 .http2_keepalive_interval(options.keepalive_interval)
                 .http2_keepalive_timeout(options.keepalive_timeout)
+                // grpc-go's default: etcd takes request headers up to 16 MiB
+                .http2_max_header_list_size(16 << 20)
+                .layer(tower::util::MapResponseLayer::new(
+                    v3rpc::recv_error::fix_response::<tonic::body::Body>,
+                ))
                 .add_routes(routes);
             tasks.push(tokio::spawn(async move {
                 server
