@@ -65,6 +65,16 @@ impl Config {
         }
     }
 
+    /// `--host-whitelist`: the listed host names (`*` lets every host in).
+    pub fn host_whitelist(&self) -> Vec<String> {
+        self.flag("host-whitelist")
+            .split(',')
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
     /// `--grpc-keepalive-interval` (`None`: off).
     pub fn grpc_keepalive_interval(&self) -> Option<Duration> {
         parse_duration(self.flag("grpc-keepalive-interval")).filter(|d| !d.is_zero())
@@ -103,9 +113,7 @@ impl Config {
             else {
                 continue;
             };
-            let harmless = value == f.default
-                || value.is_empty()
-                || (f.name == "host-whitelist" && value.split(',').all(|h| h.trim() == "*"));
+            let harmless = value == f.default || value.is_empty();
             if !harmless {
                 return Err(Error::Unsupported(format!("--{}={value}: {why}", f.name)));
             }

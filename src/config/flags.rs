@@ -173,7 +173,7 @@ pub const ETCD_FLAGS: &[Flag] = &[
     sample(row("tls-min-version", Str, "TLS1.2", Serves("TLS1.2 or TLS1.3")), "TLS1.2"),
     sample(row("tls-max-version", Str, "", Serves("TLS1.2 or TLS1.3 (empty: the newest)")), "TLS1.3"),
     sample(row("cors", List, "*", NoEffect("no CORS headers are sent: browsers keep their same-origin rule (etcd applies CORS to the v2 API, not served here)")), "http://example.com"),
-    sample(row("host-whitelist", List, "*", Refused("Host header checks are not enforced by this version of metastore; every host would be served")), "example.com"),
+    sample(row("host-whitelist", List, "*", Serves("plain-HTTP requests naming another Host get etcd's 421 (gRPC and TLS are not checked)")), "localhost,127.0.0.1"),
     // --- security: the peer port
     sample(yaml(row("peer-cert-file", Str, "", Refused(PEER_TLS_REFUSED)), "peer-transport-security.cert-file"), "/nonexistent/peer.pem"),
     sample(yaml(row("peer-key-file", Str, "", Refused(PEER_TLS_REFUSED)), "peer-transport-security.key-file"), "/nonexistent/peer-key.pem"),

@@ -40,6 +40,7 @@ macro_rules! write_through {
 }
 
 pub mod authority;
+pub mod host_check;
 pub mod listener;
 
 use std::sync::Arc;
@@ -51,16 +52,24 @@ use crate::server::Member;
 
 /// All client-port routes: gRPC services, plain HTTP and the metadata HTTP paths (which
 /// reach the store through `meta`, a client of this very server), told apart by path.
-pub fn routes(member: Arc<Member>, meta: Arc<metahttp::MetaHttp>) -> tonic::service::Routes {
+pub fn routes(
+    member: Arc<Member>,
+    meta: Arc<metahttp::MetaHttp>,
+    hosts: &host_check::HostWhitelist,
+) -> tonic::service::Routes {
     let router = v3rpc::services(&member)
         .into_axum_router()
-        .merge(http_routes(member, meta));
+        .merge(http_routes(member, meta, hosts));
     tonic::service::Routes::from(router)
 }
 
-/// The HTTP-only routes (etcd's `--listen-client-http-urls`).
-fn http_routes(member: Arc<Member>, meta: Arc<metahttp::MetaHttp>) -> axum::Router {
-    etcdhttp::router(member).merge(metahttp::router(meta))
+/// The HTTP-only routes (etcd's `--listen-client-http-urls`), behind the Host check.
+fn http_routes(
+    member: Arc<Member>,
+    meta: Arc<metahttp::MetaHttp>,
+    hosts: &host_check::HostWhitelist,
+) -> axum::Router {
+    hosts.guard(etcdhttp::router(member).merge(metahttp::router(meta)))
 }
 
 /// What each group of listeners serves.
@@ -79,13 +88,15 @@ pub struct ClientPort {
 
 /// How each client connection is served (etcd's `--max-concurrent-streams` and
 /// `--grpc-keepalive-interval`/`--grpc-keepalive-timeout`).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ServeOptions {
     pub max_concurrent_streams: u32,
     /// Ping an idle connection after this long (`None`: never).
     pub keepalive_interval: Option<std::time::Duration>,
     /// Close a connection whose ping is not answered within this.
     pub keepalive_timeout: Option<std::time::Duration>,
+    /// `--host-whitelist`: the Host names plain-HTTP requests may name.
+    pub hosts: host_check::HostWhitelist,
 }
 
 /// Serve the client port until `shutdown` resolves.
@@ -126,10 +137,14 @@ pub async fn serve(
         for l in listeners {
             let routes = match serves {
                 Serves::Client { grpc_only: true } => v3rpc::services(&member),
-                Serves::Client { grpc_only: false } => routes(member.clone(), shared.clone()),
-                Serves::Http => {
-                    tonic::service::Routes::from(http_routes(member.clone(), shared.clone()))
+                Serves::Client { grpc_only: false } => {
+                    routes(member.clone(), shared.clone(), &options.hosts)
                 }
+                Serves::Http => tonic::service::Routes::from(http_routes(
+                    member.clone(),
+                    shared.clone(),
+                    &options.hosts,
+                )),
                 Serves::Metrics => {
                     tonic::service::Routes::from(etcdhttp::metrics_router(member.clone()))
                 }
