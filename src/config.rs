@@ -405,9 +405,9 @@ impl Config {
             }
         }
         let members = self.initial_members()?;
-        if members.len() > 1 || self.initial_cluster_state == "existing" {
+        if self.initial_cluster_state == "existing" {
             return Err(Error::Unsupported(
-                "clusters of more than one member are not supported by this version of metastore yet".into(),
+                "--initial-cluster-state existing is not supported by this version of metastore yet".into(),
             ));
         }
         if !members.iter().any(|m| m.name == self.name) {
@@ -454,6 +454,10 @@ impl Config {
             "initial-advertise-peer-urls",
             &self.initial_advertise_peer_urls,
         )
+    }
+
+    pub fn listen_peer_urls(&self) -> Result<Vec<String>, Error> {
+        parse_urls("listen-peer-urls", &self.listen_peer_urls)
     }
 
     pub fn initial_members(&self) -> Result<Vec<InitialMember>, Error> {

@@ -106,12 +106,17 @@ impl Config {
     }
 
     /// The rows of `flags::ETCD_FLAGS` marked refused, given a value other than etcd's
-    /// default (the peer TLS rows are refused above, with the peer URLs).
+    /// default (the peer TLS rows, kept in fields this does not read, are refused by
+    /// `validate` with the peer URLs).
     pub(super) fn refusals(&self) -> Result<(), Error> {
         for f in flags::ETCD_FLAGS {
-            let (flags::Here::Refused(why), Some(value)) = (f.here, self.etcd_flags.get(f.name))
-            else {
+            let flags::Here::Refused(why) = f.here else {
                 continue;
+            };
+            // a row with a field of its own (--force-new-cluster) is read from the field
+            let value = match self.etcd_flags.get(f.name) {
+                Some(v) => v.clone(),
+                None => self.field_text(f.name),
             };
             let harmless = value == f.default || value.is_empty();
             if !harmless {

@@ -99,7 +99,7 @@ const DISCOVERY: &str =
 const PEER_TLS: &str = "only modifies peer TLS, which is refused while the peer port has no TLS";
 const PEER_TLS_REFUSED: &str = "TLS is not supported by this version of metastore yet";
 const PEERS_HASH: &str =
-    "compares this member's hashes with its peers'; a one-member cluster has none";
+    "the corruption check (this member's hashes against its peers') is not built yet";
 const TRACING: &str = "no OpenTelemetry exporter is built in";
 const LOG_ROTATION: &str =
     "log files are not rotated by metastore; rotate them with logrotate's copytruncate";
@@ -130,7 +130,7 @@ pub const ETCD_FLAGS: &[Flag] = &[
     // --- clustering
     sample(row("initial-advertise-peer-urls", List, "http://localhost:2380", Serves("peer URLs advertised; they name the member")), "http://127.0.0.1:23800"),
     sample(row("initial-cluster", Str, "default=http://localhost:2380", Serves("bootstrap membership")), "default=http://localhost:2380"),
-    sample(row("initial-cluster-state", Str, "new", Serves("new or existing")), "new"),
+    sample(row("initial-cluster-state", Str, "new", Serves("new; existing is refused until members can be added")), "new"),
     row("initial-cluster-token", Str, "etcd-cluster", Serves("part of the member and cluster ids")),
     sample(row("advertise-client-urls", List, "http://localhost:2379", Serves("client URLs shown in member list")), "http://127.0.0.1:23790"),
     sample(row("discovery", Str, "", Refused("bootstrapping from a discovery service is not supported; list the members in --initial-cluster")), "https://discovery.etcd.io/abc"),
@@ -256,7 +256,7 @@ pub const ETCD_FLAGS: &[Flag] = &[
     sample(row("experimental-watch-progress-notify-interval", Dur, "10m", Serves("period of watch progress notifications")), "5m"),
     sample(row("watch-progress-notify-interval", Dur, "10m", Serves("period of watch progress notifications")), "5m"),
     // --- unsafe, and the rest of 3.5 and 3.6
-    row("force-new-cluster", Bool, "false", NoEffect("the member already forms a one-member cluster")),
+    row("force-new-cluster", Bool, "false", Refused("restarting a member as a one-member cluster from its data is not built yet")),
     row("unsafe-no-fsync", Bool, "false", NoEffect("every write is still fsynced before it is acknowledged")),
     row("enable-grpc-gateway", Bool, "true", NoEffect("the JSON gateway (/v3/*) is not served by this version")),
     row("max-learners", Uint, "1", NoEffect("membership changes are not served yet, so there are no learners to count")),

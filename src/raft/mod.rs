@@ -8,6 +8,8 @@
 pub mod codec;
 pub mod log_store;
 pub mod network;
+pub mod peer_message;
+pub mod peer_service;
 pub mod snapshot;
 pub mod snapshot_io;
 pub mod snapshotter;

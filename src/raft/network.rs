@@ -1,86 +1,316 @@
-//! The peer network client: openraft RPCs to other members over the `metastorepb.Peer`
-//! gRPC service on their peer URLs, payloads in bincode.
+//! The peer network client (etcd's rafthttp transport, as gRPC): openraft's RPCs to other
+//! members over the `metastorepb.Peer` service on their peer URLs, in protobuf
+//! (`peer_message`), plus the calls a follower makes to its leader: forwarded proposals,
+//! read indexes and lease keep-alives.
+//!
+//! To ensure correctness:
+//! - an append request carries at most [`MAX_APPEND_BYTES`] of entries (etcd's
+//!   MaxSizePerMsg) as well as openraft's entry limit: a longer one is cut, and the remote's
+//!   success is reported as a partial success up to the last entry sent, so openraft sends
+//!   the rest next; one entry always goes, whatever its size;
+//! - a failure to reach the peer is `Unreachable` (openraft backs off), a timeout is a
+//!   `Network` error, and a refusal by the peer (another cluster, or its raft stopped) is a
+//!   `RemoteError`, never mistaken for an unreachable peer;
+//! - one gRPC channel per peer address is shared by every stream to it.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    Fatal, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use tonic::transport::Channel;
 
-use super::types::{MemberNode, NodeId, TypeConfig};
-use crate::proto::metastorepb::{peer_client::PeerClient, PeerMessage};
+use super::codec;
+use super::peer_message as msg;
+use super::types::{LogId, MemberNode, NodeId, TypeConfig};
+use crate::apply::{Applied, Command};
+use crate::proto::metastorepb::{self as pb, peer_client::PeerClient};
 
-#[derive(Clone, Default)]
-pub struct Network;
+/// Bytes of entries in one append request (etcd's MaxSizePerMsg).
+pub const MAX_APPEND_BYTES: usize = 1 << 20;
+/// The largest peer message either side accepts: one entry may be a whole group-committed
+/// batch (up to `max-request-bytes` per request, several MiB per batch).
+pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
+
+/// The gRPC status a member answers when it refuses a peer's request (another cluster, a
+/// request for another member); the sender reports it as a `RemoteError`.
+pub const REFUSED: tonic::Code = tonic::Code::FailedPrecondition;
+/// The status of a request the peer's raft could not serve (stopped, fatal error).
+pub const RAFT_FAILED: tonic::Code = tonic::Code::Aborted;
+
+/// Opens peer connections for openraft and for the member's own calls to its leader.
+#[derive(Clone)]
+pub struct Network {
+    links: Arc<Links>,
+}
+
+struct Links {
+    me: NodeId,
+    cluster_id: u64,
+    channels: Mutex<HashMap<String, Channel>>,
+    /// When a refusal by each peer was last logged (a refused peer is retried at every
+    /// heartbeat; its log line is not).
+    refusals_logged: Mutex<HashMap<NodeId, Instant>>,
+}
+
+/// Why a call to a peer failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PeerError {
+    /// The peer could not be reached, or did not answer in time; whether it got the
+    /// request is unknown.
+    #[error("peer {0:x} unreachable: {1}")]
+    Unreachable(NodeId, String),
+    /// The peer refused the request (another cluster, its raft stopped).
+    #[error("peer {0:x} refused the request: {1}")]
+    Refused(NodeId, String),
+    /// The peer is not the leader; it names the leader it knows.
+    /// The peer did not answer in time; whether it got the request is unknown.
+    #[error("peer {0:x} did not answer in time: {1}")]
+    Timeout(NodeId, String),
+    #[error("peer {0:x} is not the leader")]
+    NotLeader(NodeId, Option<NodeId>),
+    #[error("peer {0:x}: {1}")]
+    Malformed(NodeId, String),
+}
+
+impl Network {
+    pub fn new(me: NodeId, cluster_id: u64) -> Self {
+        Network {
+            links: Arc::new(Links {
+                me,
+                cluster_id,
+                channels: Mutex::new(HashMap::new()),
+                refusals_logged: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    fn header(&self, to: NodeId) -> pb::PeerHeader {
+        pb::PeerHeader {
+            cluster_id: self.links.cluster_id,
+            from: self.links.me,
+            to,
+        }
+    }
+
+    fn client(&self, node: &MemberNode) -> Result<PeerClient<Channel>, String> {
+        let addr = node
+            .peer_urls
+            .first()
+            .ok_or_else(|| format!("member {} has no peer URL", node.name))?;
+        let mut channels = self.links.channels.lock().expect("channels lock");
+        let channel = match channels.get(addr) {
+            Some(c) => c.clone(),
+            None => {
+                let ep = Channel::from_shared(addr.clone())
+                    .map_err(|e| format!("peer URL {addr}: {e}"))?
+                    .connect_timeout(Duration::from_secs(1))
+                    .tcp_nodelay(true);
+                let c = ep.connect_lazy();
+                channels.insert(addr.clone(), c.clone());
+                c
+            }
+        };
+        Ok(PeerClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES))
+    }
+
+    /// Classify a failed call, logging a refusal (at most once every 10 s per peer).
+    fn failed(&self, to: NodeId, status: tonic::Status) -> PeerError {
+        match status.code() {
+            REFUSED | RAFT_FAILED => {
+                let now = Instant::now();
+                let mut logged = self.links.refusals_logged.lock().expect("refusals lock");
+                let due = logged
+                    .get(&to)
+                    .is_none_or(|t| now.duration_since(*t) >= Duration::from_secs(10));
+                if due {
+                    logged.insert(to, now);
+                    tracing::error!(
+                        local_member_id = %format!("{:x}", self.links.me),
+                        remote_peer_id = %format!("{to:x}"),
+                        local_member_cluster_id = %format!("{:x}", self.links.cluster_id),
+                        error = status.message(),
+                        "peer refused the request"
+                    );
+                }
+                PeerError::Refused(to, status.message().to_string())
+            }
+            tonic::Code::Cancelled | tonic::Code::DeadlineExceeded => {
+                PeerError::Timeout(to, status.to_string())
+            }
+            _ => PeerError::Unreachable(to, status.to_string()),
+        }
+    }
+
+    fn connection(&self, target: NodeId, node: &MemberNode) -> PeerConnection {
+        PeerConnection {
+            net: self.clone(),
+            target,
+            node: node.clone(),
+        }
+    }
+
+    /// Hand a command to the leader `to`, which proposes it and answers its result.
+    pub async fn forward(
+        &self,
+        to: NodeId,
+        node: &MemberNode,
+        command: Command,
+        timeout: Duration,
+    ) -> Result<Applied, PeerError> {
+        let mut client = self
+            .client(node)
+            .map_err(|e| PeerError::Unreachable(to, e))?;
+        let mut req = tonic::Request::new(pb::ForwardRequest {
+            header: Some(self.header(to)),
+            command: Some(command),
+        });
+        req.set_timeout(timeout);
+        let resp = client
+            .forward(req)
+            .await
+            .map_err(|s| self.failed(to, s))?
+            .into_inner();
+        use pb::forward_response::Result as R;
+        match resp.result {
+            Some(R::Applied(a)) => {
+                Applied::try_from(a).map_err(|e| PeerError::Malformed(to, e.to_string()))
+            }
+            Some(R::NotLeader(n)) => Err(PeerError::NotLeader(to, nonzero(n.leader_id))),
+            None => Err(PeerError::Malformed(to, "empty forward answer".into())),
+        }
+    }
+
+    /// Ask the leader `to` for the read index of a linearizable read.
+    pub async fn read_index(
+        &self,
+        to: NodeId,
+        node: &MemberNode,
+        timeout: Duration,
+    ) -> Result<Option<LogId>, PeerError> {
+        let mut client = self
+            .client(node)
+            .map_err(|e| PeerError::Unreachable(to, e))?;
+        let mut req = tonic::Request::new(pb::ReadIndexRequest {
+            header: Some(self.header(to)),
+        });
+        req.set_timeout(timeout);
+        let resp = client
+            .read_index(req)
+            .await
+            .map_err(|s| self.failed(to, s))?
+            .into_inner();
+        use pb::read_index_response::Result as R;
+        match resp.result {
+            Some(R::ReadLogId(l)) => Ok(l.log_id.as_ref().map(codec::log_id_from_pb)),
+            Some(R::NotLeader(n)) => Err(PeerError::NotLeader(to, nonzero(n.leader_id))),
+            None => Err(PeerError::Malformed(to, "empty read index answer".into())),
+        }
+    }
+
+    /// Renew lease `id` on the leader `to`: its TTL from now, `None` for no such lease.
+    pub async fn lease_renew(
+        &self,
+        to: NodeId,
+        node: &MemberNode,
+        id: i64,
+        timeout: Duration,
+    ) -> Result<Option<i64>, PeerError> {
+        let mut client = self
+            .client(node)
+            .map_err(|e| PeerError::Unreachable(to, e))?;
+        let mut req = tonic::Request::new(pb::LeaseRenewRequest {
+            header: Some(self.header(to)),
+            id,
+        });
+        req.set_timeout(timeout);
+        let resp = client
+            .lease_renew(req)
+            .await
+            .map_err(|s| self.failed(to, s))?
+            .into_inner();
+        use pb::lease_renew_response::Result as R;
+        match resp.result {
+            Some(R::Ttl(t)) => Ok(Some(t)),
+            Some(R::NotFound(_)) => Ok(None),
+            Some(R::NotLeader(n)) => Err(PeerError::NotLeader(to, nonzero(n.leader_id))),
+            None => Err(PeerError::Malformed(to, "empty lease answer".into())),
+        }
+    }
+}
+
+fn nonzero(id: u64) -> Option<NodeId> {
+    (id != 0).then_some(id)
+}
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerConnection;
 
     async fn new_client(&mut self, target: NodeId, node: &MemberNode) -> PeerConnection {
-        PeerConnection {
-            target,
-            addr: node.peer_urls.first().cloned().unwrap_or_default(),
-            client: None,
-        }
+        self.connection(target, node)
     }
 }
 
 pub struct PeerConnection {
+    net: Network,
     target: NodeId,
-    addr: String,
-    client: Option<PeerClient<Channel>>,
+    node: MemberNode,
 }
 
 type RpcErr<E> = RPCError<NodeId, MemberNode, RaftError<NodeId, E>>;
 
 impl PeerConnection {
-    fn client<E: std::error::Error>(&mut self) -> Result<PeerClient<Channel>, RpcErr<E>> {
-        if self.client.is_none() {
-            let ep = Channel::from_shared(self.addr.clone())
-                .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-            self.client = Some(PeerClient::new(ep.connect_lazy()));
+    fn to_rpc_err<E: std::error::Error>(&self, e: PeerError) -> RpcErr<E> {
+        match e {
+            PeerError::Refused(..) => RPCError::RemoteError(RemoteError::new_with_node(
+                self.target,
+                self.node.clone(),
+                RaftError::Fatal(Fatal::Stopped),
+            )),
+            PeerError::Unreachable(..) => RPCError::Unreachable(Unreachable::new(&e)),
+            PeerError::Timeout(..) | PeerError::NotLeader(..) | PeerError::Malformed(..) => {
+                RPCError::Network(NetworkError::new(&e))
+            }
         }
-        Ok(self.client.clone().expect("client set above"))
     }
 
-    /// Sends one request; the answer is the remote's `Result<Resp, RaftError<E>>`.
-    async fn call<Req, Resp, E>(
-        &mut self,
-        method: Method,
-        req: &Req,
-        option: &RPCOption,
-    ) -> Result<Resp, RpcErr<E>>
-    where
-        Req: Serialize,
-        Resp: DeserializeOwned,
-        E: std::error::Error + DeserializeOwned,
-    {
-        let data = bincode::serialize(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let mut client = self.client()?;
-        let mut request = tonic::Request::new(PeerMessage { data: data.into() });
-        request.set_timeout(option.hard_ttl());
-        let resp = match method {
-            Method::Append => client.append_entries(request).await,
-            Method::Vote => client.vote(request).await,
-            Method::Snapshot => client.install_snapshot(request).await,
-        }
-        .map_err(|status| RPCError::Unreachable(Unreachable::new(&status)))?;
-        let out: Result<Resp, RaftError<NodeId, E>> = bincode::deserialize(&resp.into_inner().data)
-            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        out.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    fn client<E: std::error::Error>(&self) -> Result<PeerClient<Channel>, RpcErr<E>> {
+        self.net
+            .client(&self.node)
+            .map_err(|e| self.to_rpc_err(PeerError::Unreachable(self.target, e)))
+    }
+
+    fn status<E: std::error::Error>(&self, s: tonic::Status) -> RpcErr<E> {
+        self.to_rpc_err(self.net.failed(self.target, s))
+    }
+
+    fn malformed<E: std::error::Error>(&self, e: msg::Malformed) -> RpcErr<E> {
+        self.to_rpc_err(PeerError::Malformed(self.target, e.to_string()))
     }
 }
 
-enum Method {
-    Append,
-    Vote,
-    Snapshot,
+/// How many of `sizes` (leading entries) fit in `limit` bytes; at least one.
+fn entries_within(sizes: impl Iterator<Item = usize>, limit: usize) -> usize {
+    let mut total = 0;
+    let mut n = 0;
+    for s in sizes {
+        if n > 0 && total + s > limit {
+            break;
+        }
+        total += s;
+        n += 1;
+    }
+    n
 }
 
 impl RaftNetwork<TypeConfig> for PeerConnection {
@@ -89,7 +319,31 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RpcErr<openraft::error::Infallible>> {
-        self.call(Method::Append, &rpc, &option).await
+        let mut encoded: Vec<Bytes> = rpc
+            .entries
+            .iter()
+            .map(|e| Bytes::from(codec::encode_entry(e)))
+            .collect();
+        let keep = entries_within(encoded.iter().map(Bytes::len), MAX_APPEND_BYTES);
+        let cut = keep < encoded.len();
+        encoded.truncate(keep);
+        let last_sent = rpc.entries.get(keep.wrapping_sub(1)).map(|e| e.log_id);
+        let req = msg::append_to_pb(self.net.header(self.target), &rpc, encoded);
+        let mut client = self.client()?;
+        let mut request = tonic::Request::new(req);
+        request.set_timeout(option.hard_ttl());
+        let resp = client
+            .append_entries(request)
+            .await
+            .map_err(|s| self.status(s))?
+            .into_inner();
+        let resp = msg::append_resp_from_pb(resp).map_err(|e| self.malformed(e))?;
+        Ok(match resp {
+            AppendEntriesResponse::Success if cut => {
+                AppendEntriesResponse::PartialSuccess(last_sent)
+            }
+            other => other,
+        })
     }
 
     async fn install_snapshot(
@@ -97,7 +351,23 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse<NodeId>, RpcErr<InstallSnapshotError>> {
-        self.call(Method::Snapshot, &rpc, &option).await
+        let req = msg::snapshot_to_pb(self.net.header(self.target), rpc);
+        let mut client = self.client()?;
+        let mut request = tonic::Request::new(req);
+        request.set_timeout(option.hard_ttl());
+        let resp = client
+            .install_snapshot(request)
+            .await
+            .map_err(|s| self.status(s))?
+            .into_inner();
+        match msg::snapshot_resp_from_pb(resp).map_err(|e| self.malformed(e))? {
+            Ok(r) => Ok(r),
+            Err(e) => Err(RPCError::RemoteError(RemoteError::new_with_node(
+                self.target,
+                self.node.clone(),
+                RaftError::APIError(e),
+            ))),
+        }
     }
 
     async fn vote(
@@ -105,6 +375,29 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RpcErr<openraft::error::Infallible>> {
-        self.call(Method::Vote, &rpc, &option).await
+        let req = msg::vote_req_to_pb(self.net.header(self.target), &rpc);
+        let mut client = self.client()?;
+        let mut request = tonic::Request::new(req);
+        request.set_timeout(option.hard_ttl());
+        let resp = client
+            .vote(request)
+            .await
+            .map_err(|s| self.status(s))?
+            .into_inner();
+        msg::vote_resp_from_pb(resp).map_err(|e| self.malformed(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_append_is_cut_at_the_byte_bound_but_always_carries_one_entry() {
+        let mib = MAX_APPEND_BYTES;
+        assert_eq!(entries_within([10, 10, 10].into_iter(), mib), 3);
+        assert_eq!(entries_within([mib / 2, mib / 2, 1].into_iter(), mib), 2);
+        assert_eq!(entries_within([3 * mib, 1].into_iter(), mib), 1);
+        assert_eq!(entries_within(std::iter::empty(), mib), 0);
     }
 }

@@ -404,6 +404,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         .await
         .map_err(|e| sm_err(ErrorVerb::Write, e))??;
         self.shared.applied_requests.store(0, Ordering::Relaxed);
+        tracing::info!(
+            incoming_leader_snapshot_index = expected.map(|l| l.index),
+            snapshot_id = %meta.snapshot_id,
+            "applied incoming snapshot"
+        );
         // The store jumped to the snapshot's revision: every watcher catches up from it.
         if let Some(ws) = self.shared.watch.read().expect("watch lock").as_ref() {
             ws.resync_all();

@@ -9,6 +9,7 @@ use std::time::Duration;
 use prost::Message;
 
 use super::error::{Error, Result};
+use super::forward::LeaderLink;
 use super::ids::{self, IdGenerator};
 use super::propose::{Proposer, ReadBarrier};
 use crate::apply::{self, Applied, Command, Request};
@@ -26,6 +27,7 @@ use crate::proto::etcdserverpb::{
 };
 use crate::proto::metastorepb::{MemberAttrSetRequest, MemberAttributes};
 use crate::proto::mvccpb::KeyValue;
+use crate::raft::peer_service::PeerService;
 use crate::raft::{LogStore, MemberNode, Network, Raft, SharedState, StateMachine};
 use crate::storage::{Backend, SledBackend};
 
@@ -56,6 +58,7 @@ pub struct Member {
     pub(super) raft: Raft,
     proposer: Proposer,
     reads: ReadBarrier,
+    link: LeaderLink,
     /// Every watcher of the member (etcd's watchable store).
     pub(super) watch: Arc<WatchableStore>,
     progress_notify_interval: Duration,
@@ -96,6 +99,11 @@ impl Member {
 
         let (member_id, cluster_id) =
             ids::load_or_create(&*backend, &members, &cfg.name, &cfg.initial_cluster_token)?;
+        // Bind the peer port first: a port in use fails the start at once.
+        let peer_listeners = bind_peer_urls(&cfg.listen_peer_urls().map_err(|e| internal(&e))?)
+            .await
+            .map_err(|e| internal(&e))?;
+        let network = Network::new(member_id, cluster_id);
         let log_store = LogStore::new(backend.clone());
         let min_lease_ttl = Lessor::min_ttl_for(Duration::from_millis(cfg.election_timeout));
         let snap_dir = settings.data_dir.join("member").join("snap");
@@ -106,6 +114,8 @@ impl Member {
         state.set_watchable_store(watch.clone());
         let raft_config = openraft::Config {
             cluster_name: cfg.initial_cluster_token.clone(),
+            // etcd's --heartbeat-interval and --election-timeout: a follower that hears no
+            // leader for an election timeout (randomised up to twice it) stands.
             heartbeat_interval: cfg.heartbeat_interval,
             election_timeout_min: cfg.election_timeout,
             election_timeout_max: cfg.election_timeout * 2,
@@ -115,17 +125,23 @@ impl Member {
             // Per chunk of a snapshot sent to a peer; a large snapshot is many chunks.
             install_snapshot_timeout: 10_000,
             snapshot_max_chunk_size: 1 << 20,
-            // etcd's --snapshot-catchup-entries: log kept behind a snapshot for slow followers
+            // etcd's --snapshot-catchup-entries: log kept behind a snapshot for slow
+            // followers; one further behind gets the snapshot (tests make it small)
             max_in_snapshot_log_to_keep: cfg.snapshot_catchup_entries(),
             max_payload_entries: 1024,
             ..Default::default()
         };
         let raft_config = Arc::new(raft_config.validate().map_err(|e| internal(&e))?);
-        let raft = Raft::new(member_id, raft_config, Network, log_store, sm)
+        let raft = Raft::new(member_id, raft_config, network.clone(), log_store, sm)
             .await
             .map_err(|e| internal(&e))?;
         let fatal = tokio::sync::watch::Sender::new(None);
         let closing = tokio::sync::watch::Sender::new(false);
+        tokio::spawn(serve_peers(
+            peer_listeners,
+            PeerService::new(raft.clone(), state.clone(), member_id, cluster_id),
+            closing.subscribe(),
+        ));
         tokio::spawn(watch_raft_fatal(
             raft.metrics(),
             closing.subscribe(),
@@ -143,28 +159,43 @@ impl Member {
         };
         compaction::start(&state.kv, pacing, on_compaction_error);
         if !raft.is_initialized().await.map_err(|e| internal(&e))? {
-            let mut nodes = BTreeMap::new();
-            nodes.insert(
-                member_id,
-                MemberNode {
-                    name: settings.name.clone(),
-                    peer_urls: settings.peer_urls.clone(),
-                },
-            );
-            raft.initialize(nodes).await.map_err(|e| internal(&e))?;
+            // A new cluster: every member starts raft with the whole initial cluster, as
+            // etcd's members all start from the same --initial-cluster. A member that has
+            // already heard from a peer that initialized first is initialized by it.
+            let nodes: BTreeMap<u64, MemberNode> = members
+                .iter()
+                .map(|m| {
+                    let id = ids::member_id(&m.peer_urls, &cfg.initial_cluster_token);
+                    let node = MemberNode {
+                        name: m.name.clone(),
+                        peer_urls: m.peer_urls.clone(),
+                    };
+                    (id, node)
+                })
+                .collect();
+            match raft.initialize(nodes).await {
+                Ok(()) => {}
+                Err(openraft::error::RaftError::APIError(
+                    openraft::error::InitializeError::NotAllowed(_),
+                )) => {}
+                Err(e) => return Err(internal(&e)),
+            }
         }
         tokio::spawn(snapshot_loop(
             raft.clone(),
             Arc::downgrade(&state),
             closing.subscribe(),
         ));
-        let proposer = Proposer::start(raft.clone());
-        let reads = ReadBarrier::start(raft.clone());
+        let timeout = request_timeout(settings.election_timeout_ms);
+        let link = LeaderLink::new(raft.clone(), network, member_id);
+        let proposer = Proposer::start(link.clone(), timeout);
+        let reads = ReadBarrier::start(link.clone(), timeout);
         let member = Arc::new(Member {
             settings,
             raft,
             proposer,
             reads,
+            link,
             watch,
             progress_notify_interval: cfg.progress_notify_interval(),
             ids: IdGenerator::new(member_id),
@@ -185,8 +216,8 @@ impl Member {
         });
         member.wait_for_leader(Duration::from_secs(60)).await?;
         // Serve nothing older than the log: apply every entry committed before the restart
-        // (etcd replays its WAL before it serves, too). With one member it leads, so the
-        // read barrier covers the whole log; a follower will need its own wait here.
+        // (etcd replays its WAL before it serves, too): the read barrier, through the
+        // leader's read index, covers the whole committed log on any member.
         tokio::time::timeout(Duration::from_secs(60), member.reads.wait())
             .await
             .map_err(|_| Error::Timeout)??;
@@ -482,16 +513,15 @@ impl Member {
         }
     }
 
-    /// Keep-alive: the lease's full TTL from now, answered by the leader.
-    pub fn lease_renew(&self, id: i64) -> Result<i64> {
-        if self.leader() != Some(self.member_id) {
-            return Err(Error::NoLeader);
-        }
-        self.state
-            .leases
-            .lock()
-            .expect("leases lock")
-            .renew(id)
+    /// Keep-alive: the lease's full TTL from now, answered by the leader (a follower
+    /// asks the leader over the peer link, as etcd's forwards keep-alives).
+    pub async fn lease_renew(&self, id: i64) -> Result<i64> {
+        let deadline =
+            tokio::time::Instant::now() + request_timeout(self.settings.election_timeout_ms);
+        let renew_here = || self.state.leases.lock().expect("leases lock").renew(id);
+        self.link
+            .lease_renew(id, deadline, renew_here)
+            .await?
             .ok_or(Error::LeaseNotFound)
     }
 
@@ -562,6 +592,51 @@ pub struct RaftStatus {
     pub index: u64,
     pub applied: u64,
     pub db_size: u64,
+}
+
+/// Bind a listener on each peer URL (`http://host:port`).
+async fn bind_peer_urls(urls: &[String]) -> std::io::Result<Vec<tokio::net::TcpListener>> {
+    let mut out = Vec::new();
+    for url in urls {
+        let addr = url.strip_prefix("http://").ok_or_else(|| {
+            std::io::Error::other(format!("peer URL {url}: only http:// is served"))
+        })?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| std::io::Error::new(e.kind(), format!("listen on peer URL {url}: {e}")))?;
+        out.push(listener);
+    }
+    Ok(out)
+}
+
+/// Serve the peer service on every peer listener until the member stops.
+async fn serve_peers(
+    listeners: Vec<tokio::net::TcpListener>,
+    service: PeerService,
+    mut closing: tokio::sync::watch::Receiver<bool>,
+) {
+    use futures::StreamExt;
+    let incoming = futures::stream::select_all(
+        listeners
+            .into_iter()
+            .map(tokio_stream::wrappers::TcpListenerStream::new),
+    )
+    .map(|conn| {
+        if let Ok(c) = &conn {
+            let _ = c.set_nodelay(true);
+        }
+        conn
+    });
+    let stopped = async move {
+        let _ = closing.wait_for(|c| *c).await;
+    };
+    let served = tonic::transport::Server::builder()
+        .add_service(service.into_server())
+        .serve_with_incoming_shutdown(incoming, stopped)
+        .await;
+    if let Err(e) = served {
+        tracing::error!(error = %e, "peer server stopped");
+    }
 }
 
 /// Ask raft for a snapshot whenever the state machine says --snapshot-count requests were

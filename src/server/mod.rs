@@ -5,6 +5,7 @@
 
 pub mod compactor;
 pub mod error;
+mod forward;
 pub mod ids;
 pub mod lease_loop;
 pub mod member;

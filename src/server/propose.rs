@@ -13,12 +13,13 @@
 
 use std::sync::Arc;
 
-use openraft::error::{ClientWriteError, RaftError};
+use std::time::Duration;
+
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::error::{Error, Result};
+use super::forward::LeaderLink;
 use crate::apply::{Applied, Command};
-use crate::raft::Raft;
 
 /// Batches in flight at once: one being applied while the next is appended.
 const IN_FLIGHT: usize = 2;
@@ -38,9 +39,10 @@ pub struct Proposer {
 type Queue = mpsc::Receiver<(Command, usize, Waiter)>;
 
 impl Proposer {
-    pub fn start(raft: Raft) -> Self {
+    /// Batches go to the leader through `link`, each with `timeout` to be applied.
+    pub fn start(link: LeaderLink, timeout: Duration) -> Self {
         let (proposer, rx) = Self::with_queue(MAX_QUEUED);
-        tokio::spawn(propose_loop(raft, rx));
+        tokio::spawn(propose_loop(link, timeout, rx));
         proposer
     }
 
@@ -66,7 +68,7 @@ impl Proposer {
     }
 }
 
-async fn propose_loop(raft: Raft, mut rx: Queue) {
+async fn propose_loop(link: LeaderLink, timeout: Duration, mut rx: Queue) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     while let Some(first) = rx.recv().await {
         let Ok(permit) = slots.clone().acquire_owned().await else {
@@ -83,7 +85,7 @@ async fn propose_loop(raft: Raft, mut rx: Queue) {
                 Err(_) => break,
             }
         }
-        let raft = raft.clone();
+        let link = link.clone();
         tokio::spawn(async move {
             let (cmds, waiters): (Vec<Command>, Vec<Waiter>) =
                 batch.into_iter().map(|(c, _, w)| (c, w)).unzip();
@@ -93,10 +95,12 @@ async fn propose_loop(raft: Raft, mut rx: Queue) {
             } else {
                 Command::batch(cmds)
             };
-            let result = raft.client_write(cmd).await;
+            // On a follower the whole batch is one forward to the leader.
+            let deadline = tokio::time::Instant::now() + timeout;
+            let result = link.write(cmd, deadline).await;
             drop(permit);
             match result {
-                Ok(resp) => match (resp.data, single) {
+                Ok(data) => match (data, single) {
                     (Applied::Batch(results), false) => {
                         for (w, r) in waiters.into_iter().zip(results) {
                             let _ = w.send(Ok(r));
@@ -108,16 +112,7 @@ async fn propose_loop(raft: Raft, mut rx: Queue) {
                         }
                     }
                 },
-                Err(e) => {
-                    let err = match e {
-                        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => {
-                            Error::NoLeader
-                        }
-                        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
-                            Error::Internal(e.to_string())
-                        }
-                        RaftError::Fatal(_) => Error::Stopped,
-                    };
+                Err(err) => {
                     for w in waiters {
                         let _ = w.send(Err(err.clone()));
                     }
@@ -134,7 +129,8 @@ pub struct ReadBarrier {
 }
 
 impl ReadBarrier {
-    pub fn start(raft: Raft) -> Self {
+    /// Each barrier asks the leader for its read index through `link`, within `timeout`.
+    pub fn start(link: LeaderLink, timeout: Duration) -> Self {
         let (tx, mut rx) = mpsc::unbounded_channel::<oneshot::Sender<Result<()>>>();
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
@@ -142,11 +138,7 @@ impl ReadBarrier {
                 while let Ok(w) = rx.try_recv() {
                     waiters.push(w);
                 }
-                let res = match raft.ensure_linearizable().await {
-                    Ok(_) => Ok(()),
-                    Err(RaftError::Fatal(_)) => Err(Error::Stopped),
-                    Err(RaftError::APIError(_)) => Err(Error::NoLeader),
-                };
+                let res = link.read_index(tokio::time::Instant::now() + timeout).await;
                 for w in waiters {
                     let _ = w.send(res.clone());
                 }

@@ -2,6 +2,8 @@
 //! fresh data dirs, run etcdctl against them, and normalise what legitimately differs.
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -49,7 +49,7 @@ impl Lease for LeaseService {
         let member = self.member.clone();
         tokio::spawn(async move {
             while let Ok(Some(r)) = inbound.message().await {
-                let ttl = match member.lease_renew(r.id) {
+                let ttl = match member.lease_renew(r.id).await {
                     Ok(ttl) => ttl,
                     Err(Error::LeaseNotFound) => 0,
                     Err(e) => {

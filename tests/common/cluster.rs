@@ -1,0 +1,261 @@
+//! Test support for replicated clusters: N metastore members as separate processes on
+//! loopback, each with its own data dir, client port and peer port.
+//!
+//! Ports: each member's ports are picked free just before the cluster starts; if another
+//! process takes one in between (the member then fails to bind and exits), the whole
+//! cluster is started again on fresh ports, so a port race costs a retry, never a failure.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{free_port, metastore_bin};
+
+/// Timers for tests: fast failover (etcd's defaults are 100 ms and 1 s).
+pub const HEARTBEAT_MS: u64 = 50;
+pub const ELECTION_MS: u64 = 500;
+
+pub struct Member {
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub client_port: u16,
+    pub peer_port: u16,
+    pub log: PathBuf,
+    child: Option<Child>,
+    /// Readiness lines in the log before the last start.
+    ready_before: usize,
+}
+
+impl Member {
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    pub fn peer_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.peer_port)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// SIGKILL (kill -9) and reap.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGSTOP / SIGCONT: pause and resume the process.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.pid().expect("member running");
+        let ok = Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig} {pid}");
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub async fn client(&self) -> etcd_client::Client {
+        etcd_client::Client::connect([self.endpoint()], None)
+            .await
+            .expect("connect")
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        if let Some(c) = &self.child {
+            // A paused member must be resumed to die cleanly.
+            let _ = Command::new("kill")
+                .args(["-CONT", &c.id().to_string()])
+                .status();
+        }
+        self.kill();
+    }
+}
+
+pub struct Cluster {
+    pub members: Vec<Member>,
+    pub extra: Vec<String>,
+    pub token: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Start a new cluster of `n` members and wait until every member serves.
+    pub fn start(n: usize, extra: &[&str]) -> Cluster {
+        for attempt in 0..3 {
+            let dir = tempfile::tempdir().unwrap();
+            let members: Vec<Member> = (0..n)
+                .map(|i| {
+                    let name = format!("m{i}");
+                    Member {
+                        data_dir: dir.path().join(&name),
+                        log: dir.path().join(format!("{name}.log")),
+                        name,
+                        client_port: free_port(),
+                        peer_port: free_port(),
+                        child: None,
+                        ready_before: 0,
+                    }
+                })
+                .collect();
+            let mut c = Cluster {
+                members,
+                extra: extra.iter().map(|s| s.to_string()).collect(),
+                token: "test-cluster".into(),
+                _dir: dir,
+            };
+            for i in 0..n {
+                c.spawn(i);
+            }
+            match c.wait_ready_all(Duration::from_secs(30)) {
+                Ok(()) => return c,
+                Err(e) if e.contains("address") || e.contains("in use") => {
+                    eprintln!("cluster start attempt {attempt}: {e}; retrying on fresh ports");
+                }
+                Err(e) => panic!("cluster did not start: {e}"),
+            }
+        }
+        panic!("cluster did not start after 3 attempts");
+    }
+
+    pub fn initial_cluster(&self) -> String {
+        self.members
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer_url()))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Start member `i` (again) on its data dir and ports, without waiting.
+    pub fn spawn(&mut self, i: usize) {
+        let ic = self.initial_cluster();
+        let m = &mut self.members[i];
+        assert!(m.child.is_none(), "member {} already running", m.name);
+        m.ready_before = Self::ready_lines(m);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&m.log)
+            .unwrap();
+        let child = Command::new(metastore_bin())
+            .args(["--name", &m.name, "--data-dir"])
+            .arg(&m.data_dir)
+            .args(["--listen-client-urls", &m.endpoint()])
+            .args(["--advertise-client-urls", &m.endpoint()])
+            .args(["--listen-peer-urls", &m.peer_url()])
+            .args(["--initial-advertise-peer-urls", &m.peer_url()])
+            .args(["--initial-cluster", &ic])
+            .args(["--initial-cluster-token", &self.token])
+            .args(["--heartbeat-interval", &HEARTBEAT_MS.to_string()])
+            .args(["--election-timeout", &ELECTION_MS.to_string()])
+            .args(&self.extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start metastore");
+        m.child = Some(child);
+    }
+
+    /// Restart member `i` and wait until it serves.
+    pub fn restart(&mut self, i: usize) {
+        self.spawn(i);
+        self.wait_ready(i, Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    fn ready_lines(m: &Member) -> usize {
+        m.log_text()
+            .matches("ready to serve client requests")
+            .count()
+    }
+
+    /// Wait until member `i` has logged readiness since its last start.
+    pub fn wait_ready(&mut self, i: usize, timeout: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let m = &mut self.members[i];
+            if Self::ready_lines(m) > m.ready_before {
+                return Ok(());
+            }
+            if let Some(c) = m.child.as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    m.child = None;
+                    return Err(format!(
+                        "member {} exited ({status}): {}",
+                        m.name,
+                        tail(&m.log_text())
+                    ));
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "member {} not ready in {timeout:?}: {}",
+                    m.name,
+                    tail(&m.log_text())
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn wait_ready_all(&mut self, timeout: Duration) -> Result<(), String> {
+        for i in 0..self.members.len() {
+            self.wait_ready(i, timeout)?;
+        }
+        Ok(())
+    }
+
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members.iter().map(Member::endpoint).collect()
+    }
+
+    /// The member that leads, by asking running members for their status.
+    pub async fn leader(&self, timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        loop {
+            for (i, m) in self.members.iter().enumerate() {
+                if !m.is_running() {
+                    continue;
+                }
+                let Ok(mut c) = etcd_client::Client::connect([m.endpoint()], None).await else {
+                    continue;
+                };
+                if let Ok(Ok(s)) = tokio::time::timeout(Duration::from_secs(1), c.status()).await {
+                    let me = s.header().map(|h| h.member_id()).unwrap_or(0);
+                    if s.leader() == me && me != 0 {
+                        return i;
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "no leader within {timeout:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn tail(s: &str) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
