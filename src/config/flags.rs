@@ -115,7 +115,7 @@ pub const ETCD_FLAGS: &[Flag] = &[
     row("initial-election-tick-advance", Bool, "true", NoEffect("openraft runs its own election timer from start; there are no ticks to fast-forward")),
     sample(row("listen-peer-urls", List, "http://localhost:2380", Serves("the member's peer URLs")), "http://127.0.0.1:23800"),
     sample(row("listen-client-urls", List, "http://localhost:2379", Serves("client listeners: http, https (both on one port), unix, unixs")), "http://127.0.0.1:23790"),
-    row("max-snapshots", Uint, "5", NoEffect("the raft snapshot files are replaced, not accumulated")),
+    row("max-snapshots", Uint, "5", NoEffect("metastore keeps its two newest raft snapshot files (each a whole copy of the state)")),
     row("max-wals", Uint, "5", NoEffect("there are no WAL files: the raft log is in sled and purged after snapshots")),
     sample(row("quota-backend-bytes", Int, "0", Serves("backend size quota (0 = 2 GiB)")), "8589934592"),
     row("backend-batch-interval", Dur, "", NoEffect(BBOLT)),
@@ -172,7 +172,7 @@ pub const ETCD_FLAGS: &[Flag] = &[
     sample(row("tls-min-version", Str, "TLS1.2", Serves("TLS1.2 or TLS1.3")), "TLS1.2"),
     sample(row("tls-max-version", Str, "", Serves("TLS1.2 or TLS1.3 (empty: the newest)")), "TLS1.3"),
     sample(row("cors", List, "*", NoEffect("no CORS headers are sent: browsers keep their same-origin rule (etcd applies CORS to the v2 API, not served here)")), "http://example.com"),
-    sample(row("host-whitelist", List, "*", Refused("Host header checks are not enforced by this version of metastore; every host would be served")), "example.com"),
+    sample(row("host-whitelist", List, "*", Serves("plain-HTTP requests naming another Host get etcd's 421 (gRPC and TLS are not checked)")), "localhost,127.0.0.1"),
     // --- security: the peer port
     sample(yaml(row("peer-cert-file", Str, "", Serves("the peer port's certificate, also presented when dialling peers")), "peer-transport-security.cert-file"), "/nonexistent/peer.pem"),
     sample(yaml(row("peer-key-file", Str, "", Serves("the peer certificate's key")), "peer-transport-security.key-file"), "/nonexistent/peer-key.pem"),
