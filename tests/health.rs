@@ -27,10 +27,15 @@ impl Answer {
 
 /// One HTTP/1.1 request, `Connection: close`, the answer read to its end.
 fn request(port: u16, method: &str, path: &str) -> Answer {
+    request_to(port, &format!("127.0.0.1:{port}"), method, path)
+}
+
+/// As [`request`], naming `host` in the Host header.
+fn request_to(port: u16, host: &str, method: &str, path: &str) -> Answer {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut raw = String::new();
@@ -146,4 +151,42 @@ async fn livez_and_readyz_as_etcd() {
         ok(&request(p, "GET", "/livez"), "ok\n");
     }
     drop(server);
+}
+
+/// `--host-whitelist`: a plain-HTTP request naming another host gets etcd's 421 and text;
+/// the listed hosts (with any port) are served; the metrics port is not checked.
+#[test]
+fn host_whitelist_as_etcd() {
+    let metrics = free_port();
+    let metrics_url = format!("http://127.0.0.1:{metrics}");
+    let server = Server::start(
+        Kind::Metastore,
+        &[
+            "--host-whitelist",
+            "127.0.0.1,localhost",
+            "--listen-metrics-urls",
+            &metrics_url,
+        ],
+    );
+    let port = server.port();
+    ok(&request(port, "GET", "/livez"), "ok\n");
+    ok(&request_to(port, "localhost", "GET", "/livez"), "ok\n");
+    let a = request_to(port, "evil.example:2379", "GET", "/health");
+    assert_eq!(a.status, 421);
+    assert_eq!(
+        a.body,
+        "\netcd received your request, but the Host header was unrecognized.\n\n\
+         To fix this, choose one of the following options:\n\
+         - Enable TLS, then any HTTPS request will be allowed.\n\
+         - Add the hostname you want to use to the whitelist in settings.\n  \
+         - e.g. etcd --host-whitelist \"evil.example\"\n\n\
+         This requirement has been added to help prevent \"DNS Rebinding\" attacks \
+         (CVE-2018-5702).\n\n"
+    );
+    ok(
+        &request_to(metrics, "evil.example", "GET", "/livez"),
+        "ok\n",
+    );
+    // gRPC is not checked
+    assert_eq!(server.etcdctl(&["put", "k", "v"], None).code, 0);
 }

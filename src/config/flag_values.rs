@@ -65,6 +65,16 @@ impl Config {
         }
     }
 
+    /// `--host-whitelist`: the listed host names (`*` lets every host in).
+    pub fn host_whitelist(&self) -> Vec<String> {
+        self.flag("host-whitelist")
+            .split(',')
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
     /// `--grpc-keepalive-interval` (`None`: off).
     pub fn grpc_keepalive_interval(&self) -> Option<Duration> {
         parse_duration(self.flag("grpc-keepalive-interval")).filter(|d| !d.is_zero())
@@ -96,16 +106,19 @@ impl Config {
     }
 
     /// The rows of `flags::ETCD_FLAGS` marked refused, given a value other than etcd's
-    /// default (the peer TLS rows are refused above, with the peer URLs).
+    /// default (the peer TLS rows, kept in fields this does not read, are refused by
+    /// `validate` with the peer URLs).
     pub(super) fn refusals(&self) -> Result<(), Error> {
         for f in flags::ETCD_FLAGS {
-            let (flags::Here::Refused(why), Some(value)) = (f.here, self.etcd_flags.get(f.name))
-            else {
+            let flags::Here::Refused(why) = f.here else {
                 continue;
             };
-            let harmless = value == f.default
-                || value.is_empty()
-                || (f.name == "host-whitelist" && value.split(',').all(|h| h.trim() == "*"));
+            // a row with a field of its own (--force-new-cluster) is read from the field
+            let value = match self.etcd_flags.get(f.name) {
+                Some(v) => v.clone(),
+                None => self.field_text(f.name),
+            };
+            let harmless = value == f.default || value.is_empty();
             if !harmless {
                 return Err(Error::Unsupported(format!("--{}={value}: {why}", f.name)));
             }

@@ -48,6 +48,12 @@ impl Config {
                         "--logger=capnslog supports only 1 value in '--log-outputs', got {names:?}"
                     )));
                 }
+                if !["default", "stderr", "stdout"].contains(&names[0]) {
+                    return Err(Error::Invalid(format!(
+                        "unknown log-output {:?} (only supports \"default\", \"stderr\", \"stdout\")",
+                        names[0]
+                    )));
+                }
                 Format::Capnslog
             }
             other => return Err(Error::Invalid(format!("unknown logger option {other:?}"))),
@@ -127,5 +133,9 @@ mod tests {
             "unknown log format: xml, supported values json, console"
         );
         assert_eq!(e(&["--logger", "glog"]), "unknown logger option \"glog\"");
+        assert_eq!(
+            e(&["--logger", "capnslog", "--log-outputs", "/tmp/x.log"]),
+            "unknown log-output \"/tmp/x.log\" (only supports \"default\", \"stderr\", \"stdout\")"
+        );
     }
 }
