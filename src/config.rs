@@ -5,10 +5,10 @@
 //! Precedence is etcd's: with `--config-file`, the file is the whole configuration and
 //! other flags and variables are ignored; otherwise a flag wins over its variable.
 
-mod client_tls;
 mod flag_values;
 pub mod flags;
 pub mod logging;
+mod tls;
 mod yaml;
 
 use std::collections::BTreeMap;
@@ -376,33 +376,11 @@ impl Config {
         self.log_settings()?;
         self.refusals()?;
         self.client_tls()?;
-        for (flag, set) in [
-            ("--peer-cert-file", self.peer_cert_file.is_some()),
-            ("--peer-key-file", self.peer_key_file.is_some()),
-            (
-                "--peer-trusted-ca-file",
-                self.peer_trusted_ca_file.is_some(),
-            ),
-            ("--peer-client-cert-auth", self.peer_client_cert_auth),
-            ("--peer-auto-tls", self.peer_auto_tls),
-        ] {
-            if set {
-                return Err(Error::Unsupported(format!(
-                    "{flag}: TLS is not supported by this version of metastore yet"
-                )));
-            }
-        }
+        self.peer_tls()?;
         if auth_kind == "jwt" {
             return Err(Error::Unsupported(
                 "--auth-token jwt is not supported by this version of metastore yet".into(),
             ));
-        }
-        for url in self.peer_urls()? {
-            if url.starts_with("https://") || url.starts_with("unixs://") {
-                return Err(Error::Unsupported(format!(
-                    "{url}: TLS is not supported by this version of metastore yet"
-                )));
-            }
         }
         let members = self.initial_members()?;
         if self.initial_cluster_state == "existing" {

@@ -96,8 +96,7 @@ const V2: &str = "the v2 API and its store are not served (etcd 3.6 removed them
 const V2_PROXY: &str = "only modifies --proxy, which is refused";
 const DISCOVERY: &str =
     "only modifies --discovery, --discovery-srv or --discovery-endpoints, which are refused";
-const PEER_TLS: &str = "only modifies peer TLS, which is refused while the peer port has no TLS";
-const PEER_TLS_REFUSED: &str = "TLS is not supported by this version of metastore yet";
+const PEER_TLS: &str = "peers' client certificates are checked against the CA (and CN or host name when given), never against their address: the SAN check is always skipped";
 const PEERS_HASH: &str =
     "the corruption check (this member's hashes against its peers') is not built yet";
 const TRACING: &str = "no OpenTelemetry exporter is built in";
@@ -175,16 +174,16 @@ pub const ETCD_FLAGS: &[Flag] = &[
     sample(row("cors", List, "*", NoEffect("no CORS headers are sent: browsers keep their same-origin rule (etcd applies CORS to the v2 API, not served here)")), "http://example.com"),
     sample(row("host-whitelist", List, "*", Serves("plain-HTTP requests naming another Host get etcd's 421 (gRPC and TLS are not checked)")), "localhost,127.0.0.1"),
     // --- security: the peer port
-    sample(yaml(row("peer-cert-file", Str, "", Refused(PEER_TLS_REFUSED)), "peer-transport-security.cert-file"), "/nonexistent/peer.pem"),
-    sample(yaml(row("peer-key-file", Str, "", Refused(PEER_TLS_REFUSED)), "peer-transport-security.key-file"), "/nonexistent/peer-key.pem"),
-    yaml(row("peer-client-cert-auth", Bool, "false", Refused(PEER_TLS_REFUSED)), "peer-transport-security.client-cert-auth"),
-    sample(yaml(row("peer-trusted-ca-file", Str, "", Refused(PEER_TLS_REFUSED)), "peer-transport-security.trusted-ca-file"), "/nonexistent/ca.pem"),
-    yaml(row("peer-auto-tls", Bool, "false", Refused(PEER_TLS_REFUSED)), "peer-transport-security.auto-tls"),
-    yaml(row("peer-cert-allowed-cn", Str, "", NoEffect(PEER_TLS)), "peer-transport-security.allowed-cn"),
-    yaml(row("peer-cert-allowed-hostname", Str, "", NoEffect(PEER_TLS)), "peer-transport-security.allowed-hostname"),
-    sample(row("peer-crl-file", Str, "", NoEffect(PEER_TLS)), "/nonexistent/crl.pem"),
-    sample(yaml(row("peer-client-cert-file", Str, "", NoEffect(PEER_TLS)), "peer-transport-security.client-cert-file"), "/nonexistent/peer-client.pem"),
-    sample(yaml(row("peer-client-key-file", Str, "", NoEffect(PEER_TLS)), "peer-transport-security.client-key-file"), "/nonexistent/peer-client-key.pem"),
+    sample(yaml(row("peer-cert-file", Str, "", Serves("the peer port's certificate, also presented when dialling peers")), "peer-transport-security.cert-file"), "/nonexistent/peer.pem"),
+    sample(yaml(row("peer-key-file", Str, "", Serves("the peer certificate's key")), "peer-transport-security.key-file"), "/nonexistent/peer-key.pem"),
+    yaml(row("peer-client-cert-auth", Bool, "false", Serves("peers must present a certificate of --peer-trusted-ca-file")), "peer-transport-security.client-cert-auth"),
+    sample(yaml(row("peer-trusted-ca-file", Str, "", Serves("the CA that peers' certificates chain to")), "peer-transport-security.trusted-ca-file"), "/nonexistent/ca.pem"),
+    yaml(row("peer-auto-tls", Bool, "false", Serves("generates <data-dir>/fixtures/peer/{cert,key}.pem once and reuses it; members do not verify auto-TLS peers, as etcd's")), "peer-transport-security.auto-tls"),
+    yaml(row("peer-cert-allowed-cn", Str, "", Serves("only a peer whose certificate has this common name is let in")), "peer-transport-security.allowed-cn"),
+    yaml(row("peer-cert-allowed-hostname", Str, "", Serves("only a peer whose certificate is valid for this host name is let in")), "peer-transport-security.allowed-hostname"),
+    sample(row("peer-crl-file", Str, "", Serves("peer certificates revoked by this CRL are refused")), "/nonexistent/crl.pem"),
+    sample(yaml(row("peer-client-cert-file", Str, "", Serves("the certificate presented when dialling peers (default: --peer-cert-file)")), "peer-transport-security.client-cert-file"), "/nonexistent/peer-client.pem"),
+    sample(yaml(row("peer-client-key-file", Str, "", Serves("its key (default: --peer-key-file)")), "peer-transport-security.client-key-file"), "/nonexistent/peer-client-key.pem"),
     yaml(row("peer-skip-client-san-verification", Bool, "false", NoEffect(PEER_TLS)), "peer-transport-security.skip-client-san-verification"),
     row("experimental-peer-skip-client-san-verification", Bool, "false", NoEffect(PEER_TLS)),
     // --- auth

@@ -30,6 +30,7 @@ use crate::proto::mvccpb::KeyValue;
 use crate::raft::peer_service::PeerService;
 use crate::raft::{LogStore, MemberNode, Network, Raft, SharedState, StateMachine};
 use crate::storage::{Backend, SledBackend};
+use crate::tls::listener::ClientListener;
 
 /// How long a proposal may wait for its result (etcd: 5s plus two election timeouts).
 fn request_timeout(election_ms: u64) -> Duration {
@@ -100,10 +101,8 @@ impl Member {
         let (member_id, cluster_id) =
             ids::load_or_create(&*backend, &members, &cfg.name, &cfg.initial_cluster_token)?;
         // Bind the peer port first: a port in use fails the start at once.
-        let peer_listeners = bind_peer_urls(&cfg.listen_peer_urls().map_err(|e| internal(&e))?)
-            .await
-            .map_err(|e| internal(&e))?;
-        let network = Network::new(member_id, cluster_id);
+        let (peer_listeners, peer_dial) = bind_peer_port(cfg).await?;
+        let network = Network::new(member_id, cluster_id, peer_dial);
         let log_store = LogStore::new(backend.clone());
         let min_lease_ttl = Lessor::min_ttl_for(Duration::from_millis(cfg.election_timeout));
         let snap_dir = settings.data_dir.join("member").join("snap");
@@ -333,6 +332,14 @@ impl Member {
 
     pub fn current_revision(&self) -> i64 {
         self.state.kv.read().expect("kv lock").current_rev()
+    }
+
+    /// The revision of the last compaction; -1 before any, as etcd's `compactMainRev`.
+    pub fn compact_revision(&self) -> i64 {
+        match self.state.kv.read().expect("kv lock").compact_rev() {
+            0 => -1,
+            rev => rev,
+        }
     }
 
     pub fn progress_notify_interval(&self) -> Duration {
@@ -594,39 +601,65 @@ pub struct RaftStatus {
     pub db_size: u64,
 }
 
-/// Bind a listener on each peer URL (`http://host:port`).
-async fn bind_peer_urls(urls: &[String]) -> std::io::Result<Vec<tokio::net::TcpListener>> {
-    let mut out = Vec::new();
-    for url in urls {
-        let addr = url.strip_prefix("http://").ok_or_else(|| {
-            std::io::Error::other(format!("peer URL {url}: only http:// is served"))
-        })?;
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| std::io::Error::new(e.kind(), format!("listen on peer URL {url}: {e}")))?;
-        out.push(listener);
+/// Bind a listener on each peer URL with the peer port's TLS (a generated certificate for
+/// `--peer-auto-tls`), and make the TLS this member dials `https://` peers with.
+async fn bind_peer_port(
+    cfg: &Config,
+) -> Result<(Vec<ClientListener>, Option<Arc<rustls::ClientConfig>>)> {
+    let internal = |e: &dyn std::fmt::Display| Error::Internal(e.to_string());
+    let mut info = cfg.peer_tls().map_err(|e| internal(&e))?;
+    if let Some(info) = info.as_mut().filter(|i| i.self_signed) {
+        let hosts = cfg.peer_hosts().map_err(|e| internal(&e))?;
+        let (cert, key) = crate::tls::self_signed(
+            &cfg.peer_auto_tls_dir(),
+            &hosts,
+            cfg.self_signed_cert_validity,
+        )
+        .map_err(|e| internal(&e))?;
+        info.cert_file = Some(cert);
+        info.key_file = Some(key);
     }
-    Ok(out)
+    let server = info
+        .as_ref()
+        .map(crate::tls::server_config)
+        .transpose()
+        .map_err(|e| internal(&e))?;
+    let urls = cfg.listen_peer_urls().map_err(|e| internal(&e))?;
+    let listeners = crate::tls::listener::bind(&urls, server)
+        .await
+        .map_err(|e| Error::Internal(format!("listen on peer URLs {urls:?}: {e}")))?
+        .into_iter()
+        .map(|l| {
+            let allowed = info.as_ref();
+            l.admit_only(
+                allowed.and_then(|i| i.allowed_cn.clone()),
+                allowed.and_then(|i| i.allowed_hostname.clone()),
+            )
+        })
+        .collect();
+    let dial = match info {
+        Some(mut info) => {
+            // --peer-client-cert-file/--peer-client-key-file, when given, are what this
+            // member presents when it dials
+            if let Some((cert, key)) = cfg.peer_client_cert() {
+                info.cert_file = Some(cert);
+                info.key_file = Some(key);
+            }
+            Some(crate::tls::client_config(&info).map_err(|e| internal(&e))?)
+        }
+        None => None,
+    };
+    Ok((listeners, dial))
 }
 
 /// Serve the peer service on every peer listener until the member stops.
 async fn serve_peers(
-    listeners: Vec<tokio::net::TcpListener>,
+    listeners: Vec<ClientListener>,
     service: PeerService,
     mut closing: tokio::sync::watch::Receiver<bool>,
 ) {
     use futures::StreamExt;
-    let incoming = futures::stream::select_all(
-        listeners
-            .into_iter()
-            .map(tokio_stream::wrappers::TcpListenerStream::new),
-    )
-    .map(|conn| {
-        if let Ok(c) = &conn {
-            let _ = c.set_nodelay(true);
-        }
-        conn
-    });
+    let incoming = futures::stream::select_all(listeners.into_iter().map(|l| l.incoming().boxed()));
     let stopped = async move {
         let _ = closing.wait_for(|c| *c).await;
     };

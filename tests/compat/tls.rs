@@ -259,6 +259,10 @@ fn run(s: &Scenario<'_>, diffs: &mut Vec<String>) -> usize {
 
 #[test]
 fn tls_on_the_client_port_as_etcd() {
+    if crate::external().is_some() {
+        eprintln!("skipping: the TLS scenarios start servers of their own");
+        return;
+    }
     if !crate::common::require_etcd() {
         return;
     }
