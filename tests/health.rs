@@ -150,6 +150,16 @@ async fn livez_and_readyz_as_etcd() {
         );
         ok(&request(p, "GET", "/livez"), "ok\n");
     }
+    // etcd's gauges and counters of the checks run
+    let metrics = request(port, "GET", "/metrics").body;
+    for line in [
+        "etcd_server_healthcheck{name=\"data_corruption\",type=\"readyz\"} 0",
+        "etcd_server_healthcheck{name=\"linearizable_read\",type=\"readyz\"} 1",
+        "etcd_server_healthcheck{name=\"serializable_read\",type=\"livez\"} 1",
+        "etcd_server_healthchecks_total{name=\"data_corruption\",status=\"error\",type=\"readyz\"} 6",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line}\n{metrics}");
+    }
     drop(server);
 }
 

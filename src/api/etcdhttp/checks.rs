@@ -95,20 +95,25 @@ async fn read(member: &Member, serializable: bool) -> Result<(), String> {
 /// `/livez`, `/readyz` and a sub-path per check.
 pub(super) fn routes(router: Router<Arc<Member>>) -> Router<Arc<Member>> {
     let mut router = router
-        .route("/livez", any(|s, r| root(s, r, LIVEZ)))
-        .route("/readyz", any(|s, r| root(s, r, READYZ)));
+        .route("/livez", any(|s, r| root(s, r, "livez", LIVEZ)))
+        .route("/readyz", any(|s, r| root(s, r, "readyz", READYZ)));
     for (kind, checks) in [("livez", LIVEZ), ("readyz", READYZ)] {
         for &check in checks {
             router = router.route(
                 &format!("/{kind}/{}", check.name()),
-                any(move |s, r| one(s, r, check)),
+                any(move |s, r| one(s, r, kind, check)),
             );
         }
     }
     router
 }
 
-async fn root(State(member): State<Arc<Member>>, req: Request, checks: &[Check]) -> Response {
+async fn root(
+    State(member): State<Arc<Member>>,
+    req: Request,
+    kind: &'static str,
+    checks: &[Check],
+) -> Response {
     if req.method() != Method::GET {
         return not_allowed();
     }
@@ -129,22 +134,29 @@ async fn root(State(member): State<Arc<Member>>, req: Request, checks: &[Check])
             "some health checks cannot be excluded"
         );
     }
-    answer(&member, &run, query.has("verbose")).await
+    answer(&member, kind, &run, query.has("verbose")).await
 }
 
-async fn one(State(member): State<Arc<Member>>, req: Request, check: Check) -> Response {
+async fn one(
+    State(member): State<Arc<Member>>,
+    req: Request,
+    kind: &'static str,
+    check: Check,
+) -> Response {
     if req.method() != Method::GET {
         return not_allowed();
     }
     let verbose = Query::parse(req.uri().query()).has("verbose");
-    answer(&member, &[check], verbose).await
+    answer(&member, kind, &[check], verbose).await
 }
 
-async fn answer(member: &Member, checks: &[Check], verbose: bool) -> Response {
+async fn answer(member: &Member, kind: &'static str, checks: &[Check], verbose: bool) -> Response {
     let mut failed = false;
     let mut reason = String::new();
     for check in checks {
-        match check.run(member).await {
+        let result = check.run(member).await;
+        record(kind, check.name(), result.is_ok());
+        match result {
             Ok(()) => reason.push_str(&format!("[+]{} ok\n", check.name())),
             Err(e) => {
                 failed = true;
@@ -162,6 +174,37 @@ async fn answer(member: &Member, checks: &[Check], verbose: bool) -> Response {
         "ok\n".to_string()
     };
     text(StatusCode::OK, body)
+}
+
+/// Per (type, check): the last result and the counts of successes and errors (etcd's
+/// `etcd_server_healthcheck` and `etcd_server_healthchecks_total`; process-wide, as
+/// Prometheus' default registry is).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Tally {
+    pub last_ok: bool,
+    pub success: u64,
+    pub error: u64,
+}
+
+type Tallies = std::collections::BTreeMap<(&'static str, &'static str), Tally>;
+
+static TALLIES: std::sync::Mutex<Tallies> = std::sync::Mutex::new(Tallies::new());
+
+fn record(kind: &'static str, name: &'static str, ok: bool) {
+    let mut all = TALLIES.lock().unwrap_or_else(|e| e.into_inner());
+    let t = all.entry((kind, name)).or_default();
+    t.last_ok = ok;
+    if ok {
+        t.success += 1;
+    } else {
+        t.error += 1;
+    }
+}
+
+/// Every check run so far, by (type, name).
+pub(super) fn tallies() -> Vec<((&'static str, &'static str), Tally)> {
+    let all = TALLIES.lock().unwrap_or_else(|e| e.into_inner());
+    all.iter().map(|(k, v)| (*k, *v)).collect()
 }
 
 fn not_allowed() -> Response {
