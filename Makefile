@@ -39,6 +39,15 @@ test: deps check-layering
 	# the embedding example must run, not only build
 	$(CARGO) run --release --example embedded_meta
 
+# The differential suite alone: side by side with real etcd, or against two endpoints
+# (`make compat REF=http://host:port TARGET=http://host:port`, both fresh); one line per
+# scenario says same or DIFFERENT (docs/compat.md).
+compat: deps
+	$(CARGO) build --release --bins
+	COMPAT_REF=$(REF) COMPAT_TARGET=$(TARGET) \
+	METASTORE_BIN=$(CURDIR)/target/release/metastore ETCD_BIN=$$(command -v etcd) ETCDCTL_BIN=$$(command -v etcdctl) \
+		$(CARGO) test --release --test compat -- --test-threads=1 --nocapture
+
 # Lower layers never import upper ones (ARCHITECTURE.md).
 check-layering:
 	@bash scripts/check-layering.sh

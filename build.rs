@@ -16,6 +16,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .bytes(".")
         .generate_default_stubs(true)
+        // prost's codec, but txns decode at any depth etcd accepts (src/proto/codec.rs)
+        .codec_path("crate::proto::codec::EtcdCodec")
         .compile_fds(fds)?;
     Ok(())
 }

@@ -5,8 +5,16 @@
 //! Precedence is etcd's: with `--config-file`, the file is the whole configuration and
 //! other flags and variables are ignored; otherwise a flag wins over its variable.
 
+mod flag_values;
+pub mod flags;
+pub mod logging;
+mod tls;
+mod yaml;
+
+use std::collections::BTreeMap;
 use std::time::Duration;
 
+use clap::parser::ValueSource;
 use clap::Parser;
 
 pub const DEFAULT_REPORT_VERSION: &str = "3.5.17";
@@ -155,7 +163,7 @@ pub struct Config {
     /// debug, info, warn, error, panic, or fatal.
     #[arg(long, env = "ETCD_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
-    /// Accepted for compatibility; logs go to stderr.
+    /// stderr (default), stdout, or file paths; comma-separated.
     #[arg(long, env = "ETCD_LOG_OUTPUTS")]
     pub log_outputs: Option<String>,
     /// Enable the JSON gateway on the client port.
@@ -189,6 +197,56 @@ pub struct Config {
     #[arg(long, env = "METASTORE_META_WRITE_ROLE", default_value = "LegacyAll",
           value_parser = ["LegacyAll", "MetaOnly", "TokenOnly"])]
     pub meta_write_role: String,
+    /// The etcd flags without a field of their own (`flags::ETCD_FLAGS`), by name: as
+    /// given, or etcd's default.
+    #[arg(skip)]
+    pub etcd_flags: BTreeMap<String, String>,
+    /// The flags given on the command line, in the environment or in the config file.
+    #[arg(skip)]
+    pub given: Vec<String>,
+}
+
+/// The command line: the typed fields above, and an argument for every other row of
+/// `flags::ETCD_FLAGS`. As Go's flag package does, a flag given twice takes the last value.
+/// The `ETCD_*` variables are read by [`Config::from_args_env`], not by clap.
+fn command() -> clap::Command {
+    let mut cmd = <Config as clap::CommandFactory>::command()
+        .args_override_self(true)
+        .mut_args(|a| a.env(None::<&str>).hide_env(true));
+    for f in flags::ETCD_FLAGS {
+        if cmd.get_arguments().any(|a| a.get_long() == Some(f.name)) {
+            continue;
+        }
+        let ty = f.ty;
+        let mut arg = clap::Arg::new(f.name)
+            .long(f.name)
+            .value_parser(move |v: &str| flags::check(ty, v).map(|()| v.to_string()));
+        if !f.default.is_empty() {
+            arg = arg.default_value(f.default);
+        }
+        if ty == flags::Ty::Bool {
+            arg = arg.num_args(0..=1).default_missing_value("true");
+        }
+        cmd = cmd.arg(arg);
+    }
+    cmd
+}
+
+/// Every flag's variable: `(variable, flag)`, from the fields' `env` and the table.
+fn env_names() -> Vec<(String, String)> {
+    let mut names: Vec<(String, String)> = <Config as clap::CommandFactory>::command()
+        .get_arguments()
+        .filter_map(|a| {
+            let env = a.get_env()?.to_string_lossy().to_string();
+            Some((env, a.get_long()?.to_string()))
+        })
+        .collect();
+    for f in flags::ETCD_FLAGS {
+        if !names.iter().any(|(_, flag)| flag == f.name) {
+            names.push((f.env(), f.name.to_string()));
+        }
+    }
+    names
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -209,17 +267,44 @@ pub struct InitialMember {
 impl Config {
     /// Parse etcd's command line from the process arguments and environment.
     pub fn from_args<I: IntoIterator<Item = String>>(args: I) -> Result<Config, Error> {
-        let args = normalize_single_dash(args.into_iter().collect());
-        let cfg = Config::try_parse_from(&args).map_err(|e| Error::Invalid(e.to_string()))?;
+        Config::from_args_env(args, std::env::vars())
+    }
+
+    /// Parse etcd's command line with `env` as the environment: an `ETCD_*` variable
+    /// sets its flag unless the command line does (a flag wins over its variable).
+    pub fn from_args_env<I, E>(args: I, env: E) -> Result<Config, Error>
+    where
+        I: IntoIterator<Item = String>,
+        E: IntoIterator<Item = (String, String)>,
+    {
+        let mut args = normalize_single_dash(args.into_iter().collect()).into_iter();
+        let names = env_names();
+        let mut full: Vec<String> = args.next().into_iter().collect();
+        for (var, value) in env {
+            if value.is_empty() {
+                continue;
+            }
+            if let Some((_, flag)) = names.iter().find(|(v, _)| *v == var) {
+                full.push(format!("--{flag}={value}"));
+            }
+        }
+        full.extend(args);
+        let cfg = Config::parse_with(command(), full)?;
         let cfg = match &cfg.config_file {
-            Some(path) => Config::from_yaml_file(path)?,
+            Some(path) => {
+                let mut from_file = Config::from_yaml_file(path)?;
+                from_file.config_file = Some(path.clone());
+                from_file.given.push("config-file".into());
+                from_file
+            }
             None => cfg,
         };
         cfg.validate()?;
         Ok(cfg)
     }
 
-    /// etcd's YAML file: the keys are the flag names (transport security nested).
+    /// etcd's YAML file: the keys are the flag names (or etcd's own YAML keys, see
+    /// `flags::ETCD_FLAGS`).
     pub fn from_yaml_file(path: &str) -> Result<Config, Error> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::Invalid(format!("cannot read config file {path}: {e}")))?;
@@ -227,62 +312,37 @@ impl Config {
     }
 
     pub fn from_yaml(text: &str) -> Result<Config, Error> {
-        let doc: serde_yaml::Value =
-            serde_yaml::from_str(text).map_err(|e| Error::Invalid(format!("config file: {e}")))?;
-        let mut args = vec!["metastore".to_string()];
-        let serde_yaml::Value::Mapping(map) = doc else {
-            return Err(Error::Invalid("config file: expected a mapping".into()));
-        };
-        for (k, v) in map {
-            let key = k.as_str().unwrap_or_default().to_string();
-            match (key.as_str(), v) {
-                (
-                    "client-transport-security" | "peer-transport-security",
-                    serde_yaml::Value::Mapping(m),
-                ) => {
-                    let prefix = if key.starts_with("peer") { "peer-" } else { "" };
-                    for (k2, v2) in m {
-                        let k2 = k2.as_str().unwrap_or_default();
-                        if let Some(v) = yaml_scalar(&v2) {
-                            if !v.is_empty() {
-                                args.push(format!("--{prefix}{k2}={v}"));
-                            }
-                        }
-                    }
-                }
-                (_, v) => {
-                    if let Some(v) = yaml_scalar(&v) {
-                        if Config::is_known_flag(&key) && !v.is_empty() {
-                            args.push(format!("--{key}={v}"));
-                        } else if !Config::is_known_flag(&key) {
-                            tracing::warn!("ignoring unknown config file key {key:?}");
-                        }
-                    }
+        // Flags and ETCD_* variables are not consulted when a config file is given.
+        Config::parse_with(command(), yaml::to_args(text, &command())?)
+    }
+
+    /// Parse `args` with `cmd`; the flags without a field of their own go to `etcd_flags`.
+    fn parse_with(cmd: clap::Command, args: Vec<String>) -> Result<Config, Error> {
+        let matches = cmd
+            .clone()
+            .try_get_matches_from(args)
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        let mut cfg = <Config as clap::FromArgMatches>::from_arg_matches(&matches)
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        for arg in cmd.get_arguments() {
+            let (Some(long), id) = (arg.get_long(), arg.get_id().as_str()) else {
+                continue;
+            };
+            if matches.value_source(id) == Some(ValueSource::CommandLine) {
+                cfg.given.push(long.to_string());
+            }
+            if id == long {
+                if let Ok(Some(v)) = matches.try_get_one::<String>(id) {
+                    cfg.etcd_flags.insert(long.to_string(), v.clone());
                 }
             }
         }
-        // Flags and ETCD_* variables are not consulted when a config file is given.
-        let mut cmd = <Config as clap::CommandFactory>::command();
-        cmd = cmd.mut_args(|a| a.env(None::<&str>).hide_env(true));
-        let matches = cmd
-            .try_get_matches_from(args)
-            .map_err(|e| Error::Invalid(e.to_string()))?;
-        <Config as clap::FromArgMatches>::from_arg_matches(&matches)
-            .map_err(|e| Error::Invalid(e.to_string()))
-    }
-
-    fn is_known_flag(name: &str) -> bool {
-        <Config as clap::CommandFactory>::command()
-            .get_arguments()
-            .any(|a| a.get_long() == Some(name))
+        Ok(cfg)
     }
 
     /// Every `ETCD_*` variable that names no flag: etcd warns and ignores them.
     pub fn unknown_env_vars() -> Vec<String> {
-        let known: Vec<String> = <Config as clap::CommandFactory>::command()
-            .get_arguments()
-            .filter_map(|a| a.get_env().map(|e| e.to_string_lossy().to_string()))
-            .collect();
+        let known: Vec<String> = env_names().into_iter().map(|(env, _)| env).collect();
         std::env::vars()
             .map(|(k, _)| k)
             .filter(|k| k.starts_with("ETCD_") && !known.contains(k))
@@ -313,34 +373,14 @@ impl Config {
         if auth_kind != "simple" && auth_kind != "jwt" {
             return Err(Error::Invalid(format!("unknown token type: {auth_kind}")));
         }
+        self.log_settings()?;
+        self.refusals()?;
         self.client_tls()?;
-        for (flag, set) in [
-            ("--peer-cert-file", self.peer_cert_file.is_some()),
-            ("--peer-key-file", self.peer_key_file.is_some()),
-            (
-                "--peer-trusted-ca-file",
-                self.peer_trusted_ca_file.is_some(),
-            ),
-            ("--peer-client-cert-auth", self.peer_client_cert_auth),
-            ("--peer-auto-tls", self.peer_auto_tls),
-        ] {
-            if set {
-                return Err(Error::Unsupported(format!(
-                    "{flag}: TLS is not supported by this version of metastore yet"
-                )));
-            }
-        }
+        self.peer_tls()?;
         if auth_kind == "jwt" {
             return Err(Error::Unsupported(
                 "--auth-token jwt is not supported by this version of metastore yet".into(),
             ));
-        }
-        for url in self.peer_urls()? {
-            if url.starts_with("https://") || url.starts_with("unixs://") {
-                return Err(Error::Unsupported(format!(
-                    "{url}: TLS is not supported by this version of metastore yet"
-                )));
-            }
         }
         let members = self.initial_members()?;
         if !members.iter().any(|m| m.name == self.name) {
@@ -376,99 +416,6 @@ impl Config {
             Some(s) if !s.trim().is_empty() => parse_urls("listen-metrics-urls", s),
             _ => Ok(Vec::new()),
         }
-    }
-
-    /// The client port's TLS, as the flags describe it (etcd: ClientTLSInfo), or `None`
-    /// when no client URL is `https://` or `unixs://`. With `--auto-tls` and no
-    /// certificate given, the certificate is generated at start (`auto_tls_dir`). An
-    /// `https://` URL with neither is etcd's fatal start error.
-    pub fn client_tls(&self) -> Result<Option<crate::tls::TlsInfo>, Error> {
-        let urls: Vec<String> = self
-            .client_urls()?
-            .into_iter()
-            .chain(self.client_http_urls()?)
-            .chain(self.metrics_urls()?)
-            .collect();
-        let tls_err = |e: crate::tls::Error| Error::Invalid(e.to_string());
-        let cipher_suites = match &self.cipher_suites {
-            Some(list) => crate::tls::parse_cipher_suites(list).map_err(tls_err)?,
-            None => Vec::new(),
-        };
-        let min_version = crate::tls::parse_version("tls-min-version", &self.tls_min_version)
-            .map_err(tls_err)?
-            .unwrap_or_default();
-        let max_version =
-            crate::tls::parse_version("tls-max-version", &self.tls_max_version).map_err(tls_err)?;
-        if max_version.is_some_and(|max| max < min_version) {
-            return Err(Error::Invalid(
-                "--tls-max-version must be greater than or equal to --tls-min-version".into(),
-            ));
-        }
-        if min_version == crate::tls::TlsVersion::Tls13 && !cipher_suites.is_empty() {
-            return Err(Error::Invalid(
-                "cipher suites cannot be configured when only TLS1.3 or greater is supported"
-                    .into(),
-            ));
-        }
-        let Some(secure) = urls
-            .iter()
-            .find(|u| u.starts_with("https://") || u.starts_with("unixs://"))
-        else {
-            return Ok(None);
-        };
-        let given = self.cert_file.is_some() || self.key_file.is_some();
-        if !given && !self.auto_tls {
-            return Err(Error::Invalid(format!(
-                "TLS key/cert (--cert-file, --key-file) must be provided for client url {secure} with HTTPS scheme"
-            )));
-        }
-        if given && (self.cert_file.is_none() || self.key_file.is_none()) {
-            return Err(Error::Invalid(
-                "--cert-file and --key-file must be given together".into(),
-            ));
-        }
-        let path = |p: &Option<String>| p.as_ref().map(std::path::PathBuf::from);
-        Ok(Some(crate::tls::TlsInfo {
-            cert_file: path(&self.cert_file),
-            key_file: path(&self.key_file),
-            trusted_ca_file: path(&self.trusted_ca_file),
-            client_cert_auth: self.client_cert_auth,
-            crl_file: path(&self.client_crl_file),
-            allowed_cn: None,
-            allowed_hostname: None,
-            cipher_suites,
-            min_version,
-            max_version,
-            self_signed: !given,
-        }))
-    }
-
-    /// Where `--auto-tls` keeps the generated client certificate (etcd's place).
-    pub fn auto_tls_dir(&self) -> std::path::PathBuf {
-        std::path::Path::new(&self.data_dir())
-            .join("fixtures")
-            .join("client")
-    }
-
-    /// The hosts of the listen client URLs, for a generated certificate.
-    pub fn client_hosts(&self) -> Result<Vec<String>, Error> {
-        Ok(self
-            .client_urls()?
-            .iter()
-            .filter_map(|u| {
-                let rest = u.split_once("://")?.1;
-                let hostport = rest.split('/').next()?;
-                let host = match hostport.rsplit_once(':') {
-                    Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) => h,
-                    _ => hostport,
-                };
-                Some(
-                    host.trim_start_matches('[')
-                        .trim_end_matches(']')
-                        .to_string(),
-                )
-            })
-            .collect())
     }
 
     pub fn advertise_client_urls(&self) -> Result<Vec<String>, Error> {
@@ -541,8 +488,12 @@ impl Config {
     }
 
     pub fn progress_notify_interval(&self) -> Duration {
-        parse_duration(&self.experimental_watch_progress_notify_interval)
-            .unwrap_or(Duration::from_secs(600))
+        let text = if self.is_given("watch-progress-notify-interval") {
+            self.flag("watch-progress-notify-interval")
+        } else {
+            &self.experimental_watch_progress_notify_interval
+        };
+        parse_duration(text).unwrap_or(Duration::from_secs(600))
     }
 }
 
@@ -550,16 +501,6 @@ impl Config {
 pub enum AutoCompaction {
     Periodic(Duration),
     Revision(i64),
-}
-
-fn yaml_scalar(v: &serde_yaml::Value) -> Option<String> {
-    match v {
-        serde_yaml::Value::String(s) => Some(s.clone()),
-        serde_yaml::Value::Bool(b) => Some(b.to_string()),
-        serde_yaml::Value::Number(n) => Some(n.to_string()),
-        serde_yaml::Value::Null => Some(String::new()),
-        _ => None,
-    }
 }
 
 /// Go's flag package takes `-flag` as well as `--flag`.

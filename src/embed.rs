@@ -80,9 +80,14 @@ impl Server {
         );
         let (stop, stopped) = oneshot::channel::<()>();
         let serve_member = member.clone();
-        let max_streams = cfg.max_concurrent_streams;
+        let options = crate::api::ServeOptions {
+            max_concurrent_streams: cfg.max_concurrent_streams,
+            keepalive_interval: cfg.grpc_keepalive_interval(),
+            keepalive_timeout: cfg.grpc_keepalive_timeout(),
+            hosts: crate::api::transport::host_check::HostWhitelist::new(&cfg.host_whitelist()),
+        };
         let serve = tokio::spawn(async move {
-            if let Err(e) = crate::api::serve(serve_member, port, max_streams, async move {
+            if let Err(e) = crate::api::serve(serve_member, port, options, async move {
                 let _ = stopped.await;
             })
             .await

@@ -17,19 +17,33 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let level = if cfg.debug {
-        "debug".to_string()
-    } else {
-        cfg.log_level.clone()
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("metastore={level},warn")));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    let settings = cfg.log_settings().unwrap_or_default();
+    if let Err(e) = metastore::logline::init(&settings) {
+        eprintln!("metastore: {e}");
+        std::process::exit(2);
+    }
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let registry = tracing_subscriber::registry().with(metastore::logline::Layer);
+    // RUST_LOG, when set, narrows what the layer writes (for debugging metastore itself).
+    match tracing_subscriber::EnvFilter::try_from_default_env() {
+        Ok(filter) => registry.with(filter).init(),
+        Err(_) => registry.init(),
+    }
     for var in Config::unknown_env_vars() {
         tracing::warn!("unrecognized environment variable {var}");
+    }
+    for (flag, value, why) in cfg.no_effect_flags() {
+        metastore::logline::warn(
+            &cfg.logger,
+            "etcdmain",
+            "flag has no effect in metastore",
+            &[
+                ("flag", flag),
+                ("value", value),
+                ("reason", why.to_string()),
+            ],
+        );
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

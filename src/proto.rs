@@ -1,4 +1,6 @@
-//! Generated code for etcd's wire protos (proto/, compiled by build.rs). No logic here.
+//! Generated code for etcd's wire protos (proto/, compiled by build.rs), and the two things
+//! the generated code needs from us: the gRPC codec (codec.rs) and the decoding of txns
+//! nested deeper than prost allows (nested.rs).
 #![allow(clippy::all, clippy::pedantic, missing_docs)]
 
 pub mod mvccpb {
@@ -22,3 +24,6 @@ pub mod v3electionpb {
 pub mod metastorepb {
     tonic::include_proto!("metastorepb");
 }
+
+pub mod codec;
+pub mod nested;

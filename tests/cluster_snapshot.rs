@@ -29,7 +29,15 @@ async fn keyspace(endpoint: &str) -> Option<(i64, Vec<(Vec<u8>, Vec<u8>, i64)>)>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_member_behind_a_purged_log_catches_up_through_a_snapshot_over_the_peer_link() {
-    let mut cluster = Cluster::start(3, &["--snapshot-count", "100"]);
+    let mut cluster = Cluster::start(
+        3,
+        &[
+            "--snapshot-count",
+            "100",
+            "--experimental-snapshot-catchup-entries",
+            "100",
+        ],
+    );
     let leader = cluster.leader(Duration::from_secs(10)).await;
     let behind = (leader + 1) % 3;
     cluster.members[behind].kill();

@@ -21,7 +21,7 @@ fn a_storage_error_in_compaction_stops_the_process_with_a_fatal_line() {
     let _ = s.etcdctl(&["compact", "3"], None);
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
-        if let Some(status) = s.child.try_wait().unwrap() {
+        if let Some(status) = s.child.as_mut().unwrap().try_wait().unwrap() {
             break status;
         }
         assert!(

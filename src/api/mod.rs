@@ -15,4 +15,4 @@ pub mod metahttp;
 pub mod transport;
 pub mod v3rpc;
 
-pub use transport::{bind, routes, serve};
+pub use transport::{bind, routes, serve, ServeOptions};

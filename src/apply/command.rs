@@ -21,6 +21,7 @@ use crate::proto::metastorepb::{
 };
 
 use super::{Applied, Refusal};
+use crate::proto::nested::{DecodeNested, Deep, NestedError};
 
 /// The first byte of every stored command, log entry and snapshot: the format they are in.
 pub const FORMAT_VERSION: u8 = 1;
@@ -34,6 +35,19 @@ pub enum DecodeError {
     Version { found: u8 },
     #[error("corrupt record: {0}")]
     Proto(#[from] prost::DecodeError),
+    #[error("corrupt record: {0}")]
+    Nested(#[from] NestedError),
+}
+
+/// The same for a message that can hold nested txns: read at any depth the request
+/// checks admit (prost alone stops at about 50 levels, and a committed txn that failed to
+/// decode from the log would stop the member).
+pub fn decode_versioned_nested<M: DecodeNested>(bytes: &[u8]) -> Result<M, DecodeError> {
+    match bytes.split_first() {
+        None => Err(DecodeError::Empty),
+        Some((&FORMAT_VERSION, rest)) => Ok(M::decode_nested(rest, Deep::Refuse)?),
+        Some((&found, _)) => Err(DecodeError::Version { found }),
+    }
 }
 
 /// `FORMAT_VERSION` followed by `msg`'s protobuf encoding.
@@ -84,7 +98,7 @@ impl Serialize for Command {
 impl<'de> Deserialize<'de> for Command {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let bytes = serde_bytes_buf(d)?;
-        decode_versioned(&bytes).map_err(serde::de::Error::custom)
+        decode_versioned_nested(&bytes).map_err(serde::de::Error::custom)
     }
 }
 
@@ -201,7 +215,7 @@ impl<'de> Deserialize<'de> for Applied {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let bytes = serde_bytes_buf(d)?;
         let pb: InternalRaftResponse =
-            decode_versioned(&bytes).map_err(serde::de::Error::custom)?;
+            decode_versioned_nested(&bytes).map_err(serde::de::Error::custom)?;
         Applied::try_from(pb).map_err(serde::de::Error::custom)
     }
 }

@@ -10,7 +10,8 @@ pub mod kv;
 pub mod txn;
 
 pub use command::{
-    decode_versioned, encode_versioned, Command, DecodeError, Request, FORMAT_VERSION,
+    decode_versioned, decode_versioned_nested, encode_versioned, Command, DecodeError, Request,
+    FORMAT_VERSION,
 };
 
 use crate::alarm::AlarmStore;

@@ -28,9 +28,10 @@ pub fn compare(view: &impl ReadView, c: &Compare) -> Result<bool> {
             return Ok(false);
         }
     };
-    let target = CompareTarget::try_from(c.target).unwrap_or(CompareTarget::Version);
+    // etcd: an unknown target compares as equal, an unknown result holds.
+    let target = CompareTarget::try_from(c.target).ok();
     if rr.kvs.is_empty() {
-        if target == CompareTarget::Value {
+        if target == Some(CompareTarget::Value) {
             return Ok(false);
         }
         return Ok(compare_kv(c, target, &KeyValue::default()));
@@ -38,7 +39,10 @@ pub fn compare(view: &impl ReadView, c: &Compare) -> Result<bool> {
     Ok(rr.kvs.iter().all(|kv| compare_kv(c, target, kv)))
 }
 
-fn compare_kv(c: &Compare, target: CompareTarget, kv: &KeyValue) -> bool {
+fn compare_kv(c: &Compare, target: Option<CompareTarget>, kv: &KeyValue) -> bool {
+    let Some(target) = target else {
+        return compare_result(c, Ordering::Equal);
+    };
     let ord = match (target, &c.target_union) {
         (CompareTarget::Value, Some(TargetUnion::Value(v))) => kv.value.as_ref().cmp(v.as_ref()),
         (CompareTarget::Value, _) => kv.value.as_ref().cmp(&[][..]),
@@ -59,11 +63,16 @@ fn compare_kv(c: &Compare, target: CompareTarget, kv: &KeyValue) -> bool {
             _ => None,
         })),
     };
-    match CompareResult::try_from(c.result).unwrap_or(CompareResult::Equal) {
-        CompareResult::Equal => ord == Ordering::Equal,
-        CompareResult::NotEqual => ord != Ordering::Equal,
-        CompareResult::Greater => ord == Ordering::Greater,
-        CompareResult::Less => ord == Ordering::Less,
+    compare_result(c, ord)
+}
+
+fn compare_result(c: &Compare, ord: Ordering) -> bool {
+    match CompareResult::try_from(c.result) {
+        Ok(CompareResult::Equal) => ord == Ordering::Equal,
+        Ok(CompareResult::NotEqual) => ord != Ordering::Equal,
+        Ok(CompareResult::Greater) => ord == Ordering::Greater,
+        Ok(CompareResult::Less) => ord == Ordering::Less,
+        Err(_) => true,
     }
 }
 

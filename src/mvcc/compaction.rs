@@ -41,6 +41,25 @@ pub const META_FINISHED_COMPACT_REV: &[u8] = b"mfinished_compact_rev";
 pub const BATCH: usize = 1000;
 /// Pause between two delete batches (etcd's CompactionSleepInterval).
 pub const PAUSE: Duration = Duration::from_millis(10);
+/// How the compactor thread paces a compaction (etcd's `--compaction-batch-limit` and
+/// `--compaction-sleep-interval`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pacing {
+    /// Backend keys looked at per delete batch.
+    pub batch: usize,
+    /// Pause between two delete batches.
+    pub pause: Duration,
+}
+
+impl Default for Pacing {
+    fn default() -> Self {
+        Pacing {
+            batch: BATCH,
+            pause: PAUSE,
+        }
+    }
+}
+
 /// Keys of the index compacted per hold of the write lock.
 pub const INDEX_KEYS_PER_STEP: usize = 10_000;
 
@@ -54,6 +73,8 @@ pub struct Job {
     next_key: Option<Bytes>,
     /// The next backend key to look at.
     cursor: Bytes,
+    /// Backend keys looked at per delete batch.
+    batch: usize,
 }
 
 impl KvStore {
@@ -64,6 +85,7 @@ impl KvStore {
             available: HashSet::new(),
             next_key: Some(Bytes::new()),
             cursor: Revision::backend_key_from_main(0),
+            batch: BATCH,
         }
     }
 
@@ -88,7 +110,9 @@ impl KvStore {
         }
         let rev = job.rev;
         let end = Revision::backend_key_from_main(rev + 1);
-        let found = self.backend.range(Tree::State, &job.cursor, &end, BATCH)?;
+        let found = self
+            .backend
+            .range(Tree::State, &job.cursor, &end, job.batch)?;
         let mut batch = WriteBatch::default();
         for (k, _) in &found {
             let (r, tombstone) = Revision::from_backend_key(k)
@@ -101,7 +125,7 @@ impl KvStore {
                 batch.remove(k.clone());
             }
         }
-        let done = found.len() < BATCH;
+        let done = found.len() < job.batch;
         if done {
             batch.put(
                 Bytes::from_static(META_FINISHED_COMPACT_REV),
@@ -159,7 +183,7 @@ pub const FAILPOINT_STEP: &str = "compaction_step";
 /// member must stop, as for any storage error).
 pub fn start(
     kv: &std::sync::Arc<RwLock<KvStore>>,
-    pause: Duration,
+    pacing: Pacing,
     on_error: impl Fn(Error) + Send + 'static,
 ) -> Option<std::thread::JoinHandle<()>> {
     let rx = kv
@@ -175,7 +199,7 @@ pub fn start(
         .spawn(move || {
             // The sender lives in the store: `recv` fails once the store is gone.
             while let Ok(rev) = rx.recv() {
-                if let Err(e) = run_job(&weak, rev, pause) {
+                if let Err(e) = run_job(&weak, rev, pacing) {
                     on_error(e);
                     return;
                 }
@@ -190,7 +214,7 @@ pub fn start(
     }
 }
 
-fn run_job(kv: &Weak<RwLock<KvStore>>, rev: i64, pause: Duration) -> Result<()> {
+fn run_job(kv: &Weak<RwLock<KvStore>>, rev: i64, pacing: Pacing) -> Result<()> {
     let Some(store) = kv.upgrade() else {
         return Ok(());
     };
@@ -198,6 +222,7 @@ fn run_job(kv: &Weak<RwLock<KvStore>>, rev: i64, pause: Duration) -> Result<()> 
         let kv = store.read().expect("kv lock");
         (kv.compaction_job(rev), kv.compaction_gate())
     };
+    job.batch = pacing.batch.max(1);
     tracing::info!(revision = rev, "compact tree index");
     let started = std::time::Instant::now();
     while job.next_key.is_some() {
@@ -219,7 +244,7 @@ fn run_job(kv: &Weak<RwLock<KvStore>>, rev: i64, pause: Duration) -> Result<()> 
         if done {
             break;
         }
-        std::thread::sleep(pause);
+        std::thread::sleep(pacing.pause);
     }
     tracing::info!(
         revision = rev,

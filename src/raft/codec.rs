@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use openraft::{CommittedLeaderId, EntryPayload, ErrorSubject, ErrorVerb, LeaderId};
 
 use super::types::{Entry, LogId, MemberNode, Membership, StorageError, StoredMembership, Vote};
-use crate::apply::{decode_versioned, encode_versioned};
+use crate::apply::{decode_versioned, decode_versioned_nested, encode_versioned};
 use crate::membership::MemberRecord;
 use crate::proto::metastorepb as pb;
 
@@ -127,7 +127,8 @@ pub fn encode_entry(e: &Entry) -> Vec<u8> {
 }
 
 pub fn decode_entry(bytes: &[u8]) -> Result<Entry, StorageError> {
-    let e: pb::LogEntry = decode_versioned(bytes).map_err(|e| corrupt(ErrorSubject::Logs, e))?;
+    let e: pb::LogEntry =
+        decode_versioned_nested(bytes).map_err(|e| corrupt(ErrorSubject::Logs, e))?;
     let log_id = e
         .log_id
         .as_ref()

@@ -57,6 +57,8 @@ struct Links {
     me: NodeId,
     cluster_id: u64,
     channels: Mutex<HashMap<String, Channel>>,
+    /// How `https://` peers are dialled (`--peer-*` TLS flags); `None`: no peer TLS.
+    tls: Option<Arc<rustls::ClientConfig>>,
     /// When a refusal by each peer was last logged (a refused peer is retried at every
     /// heartbeat; its log line is not).
     refusals_logged: Mutex<HashMap<NodeId, Instant>>,
@@ -72,10 +74,10 @@ pub enum PeerError {
     /// The peer refused the request (another cluster, its raft stopped).
     #[error("peer {0:x} refused the request: {1}")]
     Refused(NodeId, String),
-    /// The peer is not the leader; it names the leader it knows.
     /// The peer did not answer in time; whether it got the request is unknown.
     #[error("peer {0:x} did not answer in time: {1}")]
     Timeout(NodeId, String),
+    /// The peer is not the leader; it names the leader it knows.
     #[error("peer {0:x} is not the leader")]
     NotLeader(NodeId, Option<NodeId>),
     #[error("peer {0:x}: {1}")]
@@ -83,12 +85,13 @@ pub enum PeerError {
 }
 
 impl Network {
-    pub fn new(me: NodeId, cluster_id: u64) -> Self {
+    pub fn new(me: NodeId, cluster_id: u64, tls: Option<Arc<rustls::ClientConfig>>) -> Self {
         Network {
             links: Arc::new(Links {
                 me,
                 cluster_id,
                 channels: Mutex::new(HashMap::new()),
+                tls,
                 refusals_logged: Mutex::new(HashMap::new()),
             }),
         }
@@ -111,11 +114,26 @@ impl Network {
         let channel = match channels.get(addr) {
             Some(c) => c.clone(),
             None => {
-                let ep = Channel::from_shared(addr.clone())
+                // an https:// peer is dialled by our TLS connector; tonic sees plain http
+                let (tls, rest) = match addr.strip_prefix("https://") {
+                    Some(rest) => (true, rest),
+                    None => (false, addr.strip_prefix("http://").unwrap_or(addr)),
+                };
+                let ep = Channel::from_shared(format!("http://{rest}"))
                     .map_err(|e| format!("peer URL {addr}: {e}"))?
                     .connect_timeout(Duration::from_secs(1))
                     .tcp_nodelay(true);
-                let c = ep.connect_lazy();
+                let c = match (tls, &self.links.tls) {
+                    (false, _) => ep.connect_lazy(),
+                    (true, Some(cfg)) => {
+                        ep.connect_with_connector_lazy(crate::tls::connector(cfg.clone()))
+                    }
+                    (true, None) => {
+                        return Err(format!(
+                            "peer URL {addr} is https:// but this member has no peer TLS"
+                        ))
+                    }
+                };
                 channels.insert(addr.clone(), c.clone());
                 c
             }

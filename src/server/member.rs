@@ -31,6 +31,7 @@ use crate::raft::member_change::Change;
 use crate::raft::peer_service::PeerService;
 use crate::raft::{LogStore, MemberNode, Network, Raft, SharedState, StateMachine};
 use crate::storage::{Backend, SledBackend};
+use crate::tls::listener::ClientListener;
 
 /// How long a proposal may wait for its result (etcd: 5s plus two election timeouts).
 fn request_timeout(election_ms: u64) -> Duration {
@@ -114,10 +115,8 @@ impl Member {
             }
         };
         // Bind the peer port first: a port in use fails the start at once.
-        let peer_listeners = bind_peer_urls(&cfg.listen_peer_urls().map_err(|e| internal(&e))?)
-            .await
-            .map_err(|e| internal(&e))?;
-        let network = Network::new(member_id, cluster_id);
+        let (peer_listeners, peer_dial) = bind_peer_port(cfg).await?;
+        let network = Network::new(member_id, cluster_id, peer_dial);
         let log_store = LogStore::new(backend.clone());
         let min_lease_ttl = Lessor::min_ttl_for(Duration::from_millis(cfg.election_timeout));
         let snap_dir = settings.data_dir.join("member").join("snap");
@@ -139,10 +138,9 @@ impl Member {
             // Per chunk of a snapshot sent to a peer; a large snapshot is many chunks.
             install_snapshot_timeout: 10_000,
             snapshot_max_chunk_size: 1 << 20,
-            // etcd keeps 5,000 entries behind a snapshot for slow followers
-            // (SnapshotCatchUpEntries); a follower further behind gets the snapshot. A
-            // smaller --snapshot-count keeps that many (tests ship snapshots this way).
-            max_in_snapshot_log_to_keep: cfg.snapshot_count.clamp(1, 5000),
+            // etcd's --snapshot-catchup-entries: log kept behind a snapshot for slow
+            // followers; one further behind gets the snapshot (tests make it small)
+            max_in_snapshot_log_to_keep: cfg.snapshot_catchup_entries(),
             max_payload_entries: 1024,
             ..Default::default()
         };
@@ -168,7 +166,11 @@ impl Member {
                 fatal.send_replace(Some(format!("compaction failed: {e}")));
             }
         };
-        compaction::start(&state.kv, compaction::PAUSE, on_compaction_error);
+        let pacing = compaction::Pacing {
+            batch: cfg.compaction_batch_limit(),
+            pause: cfg.compaction_sleep_interval(),
+        };
+        compaction::start(&state.kv, pacing, on_compaction_error);
         tokio::spawn(watch_removed(raft.metrics(), member_id, fatal.clone()));
         // A member joining an existing cluster gets its membership from the leader.
         if !joining && !raft.is_initialized().await.map_err(|e| internal(&e))? {
@@ -346,6 +348,14 @@ impl Member {
 
     pub fn current_revision(&self) -> i64 {
         self.state.kv.read().expect("kv lock").current_rev()
+    }
+
+    /// The revision of the last compaction; -1 before any, as etcd's `compactMainRev`.
+    pub fn compact_revision(&self) -> i64 {
+        match self.state.kv.read().expect("kv lock").compact_rev() {
+            0 => -1,
+            rev => rev,
+        }
     }
 
     pub fn progress_notify_interval(&self) -> Duration {
@@ -625,6 +635,25 @@ impl Member {
         self.member_change(Change::Promote(id)).await.map(|_| ())
     }
 
+    /// Whether any member has raised `alarm` (the applied alarms, as /readyz reads them).
+    pub fn alarm_raised(&self, alarm: crate::proto::etcdserverpb::AlarmType) -> bool {
+        self.state
+            .alarms
+            .lock()
+            .expect("alarms lock")
+            .is_raised(alarm)
+    }
+
+    /// Whether this member is a learner (its replicated member record says so).
+    pub fn is_learner(&self) -> bool {
+        self.state
+            .members
+            .read()
+            .expect("members lock")
+            .get(self.member_id)
+            .is_some_and(|m| m.is_learner)
+    }
+
     /// Every member of the cluster, from the replicated member records.
     pub fn members(&self) -> Vec<MemberRecord> {
         self.state.members.read().expect("members lock").list()
@@ -703,39 +732,65 @@ async fn watch_removed(
     }
 }
 
-/// Bind a listener on each peer URL (`http://host:port`).
-async fn bind_peer_urls(urls: &[String]) -> std::io::Result<Vec<tokio::net::TcpListener>> {
-    let mut out = Vec::new();
-    for url in urls {
-        let addr = url.strip_prefix("http://").ok_or_else(|| {
-            std::io::Error::other(format!("peer URL {url}: only http:// is served"))
-        })?;
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| std::io::Error::new(e.kind(), format!("listen on peer URL {url}: {e}")))?;
-        out.push(listener);
+/// Bind a listener on each peer URL with the peer port's TLS (a generated certificate for
+/// `--peer-auto-tls`), and make the TLS this member dials `https://` peers with.
+async fn bind_peer_port(
+    cfg: &Config,
+) -> Result<(Vec<ClientListener>, Option<Arc<rustls::ClientConfig>>)> {
+    let internal = |e: &dyn std::fmt::Display| Error::Internal(e.to_string());
+    let mut info = cfg.peer_tls().map_err(|e| internal(&e))?;
+    if let Some(info) = info.as_mut().filter(|i| i.self_signed) {
+        let hosts = cfg.peer_hosts().map_err(|e| internal(&e))?;
+        let (cert, key) = crate::tls::self_signed(
+            &cfg.peer_auto_tls_dir(),
+            &hosts,
+            cfg.self_signed_cert_validity,
+        )
+        .map_err(|e| internal(&e))?;
+        info.cert_file = Some(cert);
+        info.key_file = Some(key);
     }
-    Ok(out)
+    let server = info
+        .as_ref()
+        .map(crate::tls::server_config)
+        .transpose()
+        .map_err(|e| internal(&e))?;
+    let urls = cfg.listen_peer_urls().map_err(|e| internal(&e))?;
+    let listeners = crate::tls::listener::bind(&urls, server)
+        .await
+        .map_err(|e| Error::Internal(format!("listen on peer URLs {urls:?}: {e}")))?
+        .into_iter()
+        .map(|l| {
+            let allowed = info.as_ref();
+            l.admit_only(
+                allowed.and_then(|i| i.allowed_cn.clone()),
+                allowed.and_then(|i| i.allowed_hostname.clone()),
+            )
+        })
+        .collect();
+    let dial = match info {
+        Some(mut info) => {
+            // --peer-client-cert-file/--peer-client-key-file, when given, are what this
+            // member presents when it dials
+            if let Some((cert, key)) = cfg.peer_client_cert() {
+                info.cert_file = Some(cert);
+                info.key_file = Some(key);
+            }
+            Some(crate::tls::client_config(&info).map_err(|e| internal(&e))?)
+        }
+        None => None,
+    };
+    Ok((listeners, dial))
 }
 
 /// Serve the peer service on every peer listener until the member stops.
 async fn serve_peers(
-    listeners: Vec<tokio::net::TcpListener>,
+    listeners: Vec<ClientListener>,
     service: PeerService,
     mut closing: tokio::sync::watch::Receiver<bool>,
 ) {
     use futures::StreamExt;
-    let incoming = futures::stream::select_all(
-        listeners
-            .into_iter()
-            .map(tokio_stream::wrappers::TcpListenerStream::new),
-    )
-    .map(|conn| {
-        if let Ok(c) = &conn {
-            let _ = c.set_nodelay(true);
-        }
-        conn
-    });
+    let incoming = futures::stream::select_all(listeners.into_iter().map(|l| l.incoming().boxed()));
     let stopped = async move {
         let _ = closing.wait_for(|c| *c).await;
     };

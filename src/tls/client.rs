@@ -82,3 +82,38 @@ impl ServerCertVerifier for Unverified {
         self.0.signature_verification_algorithms.supported_schemes()
     }
 }
+
+/// A connector for tonic's `Endpoint::connect_with_connector_lazy`: TCP to the URI's host
+/// and port, then TLS with `cfg` (the server name is the URI's host).
+pub fn connector(
+    cfg: Arc<ClientConfig>,
+) -> impl tower::Service<
+    http::Uri,
+    Response = hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>,
+    Error = std::io::Error,
+    Future = impl Send,
+> + Clone
+       + Send
+       + 'static {
+    tower::service_fn(move |uri: http::Uri| {
+        let cfg = cfg.clone();
+        async move {
+            let bad = |why: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, why);
+            let host = uri
+                .host()
+                .ok_or_else(|| bad(format!("{uri}: no host")))?
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string();
+            let port = uri.port_u16().unwrap_or(443);
+            let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+            tcp.set_nodelay(true)?;
+            let name =
+                ServerName::try_from(host.clone()).map_err(|e| bad(format!("{host}: {e}")))?;
+            let tls = tokio_rustls::TlsConnector::from(cfg)
+                .connect(name, tcp)
+                .await?;
+            Ok(hyper_util::rt::TokioIo::new(tls))
+        }
+    })
+}

@@ -5,9 +5,49 @@
 //!
 //! A leaf of the crate: imports nothing of it.
 
+/// `AsyncWrite` for a connection wrapper whose writes go straight to its `io` field
+/// (the wrappers change only what is read).
+macro_rules! write_through {
+    ([$($generics:tt)*] $ty:ty) => {
+        impl<$($generics)*> tokio::io::AsyncWrite for $ty {
+            fn poll_write(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                buf: &[u8],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                std::pin::Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+            }
+            fn poll_write_vectored(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                bufs: &[std::io::IoSlice<'_>],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                std::pin::Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+            }
+            fn is_write_vectored(&self) -> bool {
+                self.io.is_write_vectored()
+            }
+            fn poll_flush(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                std::pin::Pin::new(&mut self.get_mut().io).poll_flush(cx)
+            }
+            fn poll_shutdown(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                std::pin::Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+            }
+        }
+    };
+}
+pub(crate) use write_through;
+
 mod cipher;
 mod client;
 mod identity;
+pub mod listener;
 mod pem;
 mod self_signed;
 mod server;
@@ -15,7 +55,7 @@ mod server;
 use std::path::PathBuf;
 
 pub use cipher::{parse_cipher_suites, parse_version, TlsVersion};
-pub use client::client_config;
+pub use client::{client_config, connector};
 pub use identity::{common_name, matches_hostname};
 pub use self_signed::self_signed;
 pub use server::server_config;

@@ -22,6 +22,10 @@ pub struct Member {
     pub client_port: u16,
     pub peer_port: u16,
     pub log: PathBuf,
+    /// `http` or `https` (peer TLS).
+    pub peer_scheme: &'static str,
+    /// Flags of this member alone.
+    pub flags: Vec<String>,
     child: Option<Child>,
     /// Readiness lines in the log before the last start.
     ready_before: usize,
@@ -33,7 +37,7 @@ impl Member {
     }
 
     pub fn peer_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.peer_port)
+        format!("{}://127.0.0.1:{}", self.peer_scheme, self.peer_port)
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -104,6 +108,16 @@ pub struct Cluster {
 impl Cluster {
     /// Start a new cluster of `n` members and wait until every member serves.
     pub fn start(n: usize, extra: &[&str]) -> Cluster {
+        Self::start_with(n, extra, "http", |_| Vec::new())
+    }
+
+    /// The same, with peer URLs of `peer_scheme` and `flags(i)` for member `i` alone.
+    pub fn start_with(
+        n: usize,
+        extra: &[&str],
+        peer_scheme: &'static str,
+        flags: impl Fn(usize) -> Vec<String>,
+    ) -> Cluster {
         for attempt in 0..3 {
             let dir = tempfile::tempdir().unwrap();
             let members: Vec<Member> = (0..n)
@@ -115,6 +129,8 @@ impl Cluster {
                         name,
                         client_port: free_port(),
                         peer_port: free_port(),
+                        peer_scheme,
+                        flags: flags(i),
                         child: None,
                         ready_before: 0,
                     }
@@ -159,6 +175,8 @@ impl Cluster {
             name,
             client_port: free_port(),
             peer_port: free_port(),
+            peer_scheme: "http",
+            flags: Vec::new(),
             child: None,
             ready_before: 0,
         });
@@ -193,6 +211,7 @@ impl Cluster {
             .args(["--heartbeat-interval", &HEARTBEAT_MS.to_string()])
             .args(["--election-timeout", &ELECTION_MS.to_string()])
             .args(&self.extra)
+            .args(&m.flags)
             .args(more)
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))

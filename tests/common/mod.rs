@@ -60,12 +60,13 @@ pub enum Kind {
     Metastore,
 }
 
-/// A server process; killed (SIGKILL) when dropped.
+/// A server process; killed (SIGKILL) when dropped. An external server (given by its
+/// endpoint, for `make compat`) has no process here.
 pub struct Server {
     pub kind: Kind,
     pub endpoint: String,
     pub data_dir: PathBuf,
-    pub child: Child,
+    pub child: Option<Child>,
     pub log: PathBuf,
     _dir: Option<tempfile::TempDir>,
     extra: Vec<String>,
@@ -138,7 +139,7 @@ impl Server {
             kind,
             endpoint: client,
             data_dir: data_dir.to_path_buf(),
-            child,
+            child: Some(child),
             log,
             _dir: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
@@ -165,6 +166,19 @@ impl Server {
         }
     }
 
+    /// A server that runs elsewhere, reached at `endpoint`.
+    pub fn external(kind: Kind, endpoint: &str) -> Server {
+        Server {
+            kind,
+            endpoint: endpoint.trim_end_matches('/').to_string(),
+            data_dir: PathBuf::new(),
+            child: None,
+            log: PathBuf::new(),
+            _dir: None,
+            extra: Vec::new(),
+        }
+    }
+
     pub fn port(&self) -> u16 {
         self.endpoint.rsplit(':').next().unwrap().parse().unwrap()
     }
@@ -174,8 +188,10 @@ impl Server {
     }
 
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 

@@ -25,7 +25,7 @@ pub(crate) async fn run(
     f: for<'a> fn(&'a mut Client, String) -> Fut<'a>,
 ) {
     let (oe, om) = crate::observe(pair, name, f).await;
-    rep.scenarios += 1;
+    rep.begin(name);
     rep.steps += oe.len();
     for (i, (a, b)) in oe.iter().zip(om.iter()).enumerate() {
         if a != b {

@@ -71,7 +71,7 @@ fn compare(
 }
 
 pub fn run(pair: &Pair, report: &mut Report, name: &str, steps: Vec<Step>) {
-    report.scenarios += 1;
+    report.begin(name);
     for step in steps {
         match step {
             Step::W(a) => compare(report, name, &pair.etcd, &pair.ms, &a, None, false),
@@ -784,7 +784,7 @@ fn watch_through_etcdctl() {
     for (name, args, stdin, writes, sentinel) in cases {
         let e = watch_output(&pair.etcd, &args, stdin.as_deref(), &writes, sentinel);
         let m = watch_output(&pair.ms, &args, stdin.as_deref(), &writes, sentinel);
-        rep.scenarios += 1;
+        rep.begin(name);
         rep.steps += 1;
         if e != m {
             rep.diffs.push(format!(
@@ -855,7 +855,7 @@ fn endpoint_status_and_health_through_etcdctl() {
         v.sort();
         v
     };
-    rep.scenarios += 1;
+    rep.begin("endpoint-status");
     rep.steps += 1;
     let (e, m) = (status_shape(&pair.etcd), status_shape(&pair.ms));
     if e != m {
@@ -877,7 +877,7 @@ fn endpoint_status_and_health_through_etcdctl() {
             s.kind
         );
     }
-    rep.scenarios += 1;
+    rep.begin("endpoint-health");
     rep.steps += 1;
     rep.finish("endpoint_status_and_health_through_etcdctl");
 }

@@ -124,7 +124,7 @@ fn leases_through_etcdctl() {
         ("list-json", vec![vec!["lease", "list", "-w", "json"]]),
     ];
     for (name, steps) in scenarios {
-        rep.scenarios += 1;
+        rep.begin(name);
         let mut outs: Vec<Vec<String>> = Vec::new();
         for server in [&pair.etcd, &pair.ms] {
             let mut lease = String::new();
@@ -244,7 +244,7 @@ async fn lease_ids_and_expiry_through_etcd_client() {
         o.push(format!("after expiry ttl={}", ttl.ttl()));
         outs.push(o);
     }
-    rep.scenarios += 1;
+    rep.begin("ids-and-expiry");
     rep.steps += outs[0].len();
     if outs[0] != outs[1] {
         rep.diffs.push(format!(

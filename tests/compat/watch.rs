@@ -97,7 +97,7 @@ async fn run(
     f: for<'a> fn(&'a mut Client, String) -> Fut<'a>,
 ) {
     let (oe, om) = crate::observe(pair, name, f).await;
-    rep.scenarios += 1;
+    rep.begin(name);
     rep.steps += oe.len();
     if oe != om {
         rep.diffs.push(format!(

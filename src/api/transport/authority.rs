@@ -400,7 +400,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for AuthorityFix<S> {
     }
 }
 
-write_through!([S: AsyncWrite + Unpin] AuthorityFix<S>);
+crate::tls::write_through!([S: AsyncWrite + Unpin] AuthorityFix<S>);
 
 impl<S: Connected> Connected for AuthorityFix<S> {
     type ConnectInfo = S::ConnectInfo;

@@ -1,66 +1,46 @@
 //! The client port's transport: binding the listen URLs, serving every route on each
 //! listener (HTTP/2 for gRPC, HTTP/1.1 for the plain paths), graceful shutdown.
 
-/// `AsyncWrite` for a connection wrapper whose writes go straight to its `io` field
-/// (the wrappers change only what is read).
-macro_rules! write_through {
-    ([$($generics:tt)*] $ty:ty) => {
-        impl<$($generics)*> tokio::io::AsyncWrite for $ty {
-            fn poll_write(
-                self: std::pin::Pin<&mut Self>,
-                cx: &mut std::task::Context<'_>,
-                buf: &[u8],
-            ) -> std::task::Poll<std::io::Result<usize>> {
-                std::pin::Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
-            }
-            fn poll_write_vectored(
-                self: std::pin::Pin<&mut Self>,
-                cx: &mut std::task::Context<'_>,
-                bufs: &[std::io::IoSlice<'_>],
-            ) -> std::task::Poll<std::io::Result<usize>> {
-                std::pin::Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
-            }
-            fn is_write_vectored(&self) -> bool {
-                self.io.is_write_vectored()
-            }
-            fn poll_flush(
-                self: std::pin::Pin<&mut Self>,
-                cx: &mut std::task::Context<'_>,
-            ) -> std::task::Poll<std::io::Result<()>> {
-                std::pin::Pin::new(&mut self.get_mut().io).poll_flush(cx)
-            }
-            fn poll_shutdown(
-                self: std::pin::Pin<&mut Self>,
-                cx: &mut std::task::Context<'_>,
-            ) -> std::task::Poll<std::io::Result<()>> {
-                std::pin::Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
-            }
-        }
-    };
-}
-
 pub mod authority;
-pub mod listener;
+pub mod host_check;
+mod not_found;
 
 use std::sync::Arc;
 
-pub use listener::{bind, ClientInfo, ClientListener};
+use futures::TryStreamExt;
+use tonic::service::Routes;
+
+use authority::AuthorityFix;
+
+pub use crate::tls::listener::{bind, ClientInfo, ClientListener};
 
 use super::{etcdhttp, metahttp, v3rpc};
 use crate::server::Member;
 
 /// All client-port routes: gRPC services, plain HTTP and the metadata HTTP paths (which
 /// reach the store through `meta`, a client of this very server), told apart by path.
-pub fn routes(member: Arc<Member>, meta: Arc<metahttp::MetaHttp>) -> tonic::service::Routes {
-    let router = v3rpc::services(&member)
-        .into_axum_router()
-        .merge(http_routes(member, meta));
-    tonic::service::Routes::from(router)
+pub fn routes(
+    member: Arc<Member>,
+    meta: Arc<metahttp::MetaHttp>,
+    hosts: &host_check::HostWhitelist,
+) -> Routes {
+    let router = not_found::grpc_only(v3rpc::services(&member).into_axum_router())
+        .merge(http_routes(member, meta, hosts));
+    with_not_found(Routes::from(router))
 }
 
-/// The HTTP-only routes (etcd's `--listen-client-http-urls`).
-fn http_routes(member: Arc<Member>, meta: Arc<metahttp::MetaHttp>) -> axum::Router {
-    etcdhttp::router(member).merge(metahttp::router(meta))
+/// Unknown paths answer as etcd's do: 404, or Unimplemented for a gRPC call.
+fn with_not_found(routes: Routes) -> Routes {
+    Routes::from(routes.into_axum_router().fallback(not_found::fallback))
+}
+
+/// The HTTP-only routes (etcd's `--listen-client-http-urls`), behind the Host check.
+fn http_routes(
+    member: Arc<Member>,
+    meta: Arc<metahttp::MetaHttp>,
+    hosts: &host_check::HostWhitelist,
+) -> axum::Router {
+    hosts.guard(etcdhttp::router(member).merge(metahttp::router(meta)))
 }
 
 /// What each group of listeners serves.
@@ -77,11 +57,24 @@ pub struct ClientPort {
     pub self_client: Option<(String, Option<etcd_client::ConnectOptions>)>,
 }
 
+/// How each client connection is served (etcd's `--max-concurrent-streams` and
+/// `--grpc-keepalive-interval`/`--grpc-keepalive-timeout`).
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub max_concurrent_streams: u32,
+    /// Ping an idle connection after this long (`None`: never).
+    pub keepalive_interval: Option<std::time::Duration>,
+    /// Close a connection whose ping is not answered within this.
+    pub keepalive_timeout: Option<std::time::Duration>,
+    /// `--host-whitelist`: the Host names plain-HTTP requests may name.
+    pub hosts: host_check::HostWhitelist,
+}
+
 /// Serve the client port until `shutdown` resolves.
 pub async fn serve(
     member: Arc<Member>,
     port: ClientPort,
-    max_concurrent_streams: u32,
+    options: ServeOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     let (tx, _) = tokio::sync::broadcast::channel::<()>(1);
@@ -114,26 +107,42 @@ pub async fn serve(
     for (listeners, serves) in groups {
         for l in listeners {
             let routes = match serves {
-                Serves::Client { grpc_only: true } => v3rpc::services(&member),
-                Serves::Client { grpc_only: false } => routes(member.clone(), shared.clone()),
-                Serves::Http => {
-                    tonic::service::Routes::from(http_routes(member.clone(), shared.clone()))
+                Serves::Client { grpc_only: true } => with_not_found(Routes::from(
+                    not_found::grpc_only(v3rpc::services(&member).into_axum_router()),
+                )),
+                Serves::Client { grpc_only: false } => {
+                    routes(member.clone(), shared.clone(), &options.hosts)
                 }
+                Serves::Http => with_not_found(Routes::from(http_routes(
+                    member.clone(),
+                    shared.clone(),
+                    &options.hosts,
+                ))),
                 Serves::Metrics => {
-                    tonic::service::Routes::from(etcdhttp::metrics_router(member.clone()))
+                    with_not_found(Routes::from(etcdhttp::metrics_router(member.clone())))
                 }
             };
             let mut rx = tx.subscribe();
             let server = tonic::transport::Server::builder()
                 .accept_http1(true)
                 .tcp_nodelay(true)
-                .max_concurrent_streams(max_concurrent_streams)
+                .max_concurrent_streams(options.max_concurrent_streams)
+                .http2_keepalive_interval(options.keepalive_interval)
+                .http2_keepalive_timeout(options.keepalive_timeout)
+                // grpc-go's default: etcd takes request headers up to 16 MiB
+                .http2_max_header_list_size(16 << 20)
+                .layer(tower::util::MapResponseLayer::new(
+                    v3rpc::recv_error::fix_response::<tonic::body::Body>,
+                ))
                 .add_routes(routes);
             tasks.push(tokio::spawn(async move {
                 server
-                    .serve_with_incoming_shutdown(l.incoming(), async move {
-                        let _ = rx.recv().await;
-                    })
+                    .serve_with_incoming_shutdown(
+                        l.incoming().map_ok(AuthorityFix::new),
+                        async move {
+                            let _ = rx.recv().await;
+                        },
+                    )
                     .await
             }));
         }

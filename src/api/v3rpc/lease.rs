@@ -48,7 +48,18 @@ impl Lease for LeaseService {
         let (tx, rx) = mpsc::channel(64);
         let member = self.member.clone();
         tokio::spawn(async move {
-            while let Ok(Some(r)) = inbound.message().await {
+            loop {
+                let r = match inbound.message().await {
+                    Ok(Some(r)) => r,
+                    // the client closed its side: etcd ends the stream once answered
+                    Ok(None) => return,
+                    // etcd ends the stream with the read error (INTERNAL for a message
+                    // that does not decode), not with OK
+                    Err(status) => {
+                        let _ = tx.send(Err(super::recv_error::as_etcd(status))).await;
+                        return;
+                    }
+                };
                 let ttl = match member.lease_renew(r.id).await {
                     Ok(ttl) => ttl,
                     Err(Error::LeaseNotFound) => 0,

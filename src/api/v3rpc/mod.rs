@@ -8,6 +8,7 @@ pub mod header;
 pub mod kv;
 pub mod lease;
 pub mod maintenance;
+pub mod recv_error;
 pub mod status;
 pub mod validate;
 pub mod watch;

@@ -28,6 +28,7 @@ const INVALID_WATCH_ID: i64 = -1;
 const NOTICE_QUEUE: usize = 256;
 const OUT_QUEUE: usize = 128;
 const DUPLICATE_ID: &str = "mvcc: duplicate watch ID provided on the WatchStream";
+const EMPTY_RANGE: &str = "mvcc: watcher range is empty";
 
 pub struct WatchService {
     pub member: Arc<Member>,
@@ -54,6 +55,9 @@ struct Local {
     progress_notify: bool,
     /// No events since the last progress tick (etcd elides progress for busy watchers).
     idle: bool,
+    /// Cancelled by a compaction: it gets nothing more, but its id stays taken on this
+    /// stream until the client cancels it, as in etcd's watchStream.
+    compacted: bool,
 }
 
 struct WatchStream {
@@ -94,11 +98,23 @@ impl WatchStream {
         let s = &mut self;
         let mut progress = tokio::time::interval(s.member.progress_notify_interval());
         progress.tick().await;
+        let mut reading = true;
         loop {
             let ok = tokio::select! {
-                req = inbound.message() => match req {
+                req = inbound.message(), if reading => match req {
                     Ok(Some(r)) => s.handle_request(r).await,
-                    _ => false,
+                    // A client that closed its sending side still gets its events, as
+                    // from etcd; the stream ends when the client goes away (`out` closes).
+                    Ok(None) => {
+                        reading = false;
+                        true
+                    }
+                    // etcd ends the stream with the read error (INTERNAL for a message
+                    // that does not decode), never with OK.
+                    Err(status) => {
+                        let _ = s.out.send(Err(super::recv_error::as_etcd(status))).await;
+                        false
+                    }
                 },
                 Some(n) = notices.recv() => s.handle_notice(n).await,
                 _ = progress.tick() => s.progress_notify(),
@@ -126,7 +142,9 @@ impl WatchStream {
                 let Some(l) = self.watchers.remove(&c.watch_id) else {
                     return true;
                 };
-                self.store.cancel(l.id);
+                if !l.compacted {
+                    self.store.cancel(l.id);
+                }
                 let rev = self.member.current_revision();
                 self.send(WatchResponse {
                     header: self.header(rev),
@@ -155,6 +173,12 @@ impl WatchStream {
         } else {
             c.key.clone()
         };
+        // etcd (watchStream.Watch): a range that ends at or before its key is refused
+        // before anything else; "\0" as range end means every key from `key` on.
+        let open_end = c.range_end.as_ref() == [0];
+        if !c.range_end.is_empty() && !open_end && key.as_ref() >= c.range_end.as_ref() {
+            return self.refuse_create(EMPTY_RANGE).await;
+        }
         let range = KeyRange::new(key, c.range_end.clone());
         let watch_id = if c.watch_id == 0 {
             while self.watchers.contains_key(&self.next_auto_id) {
@@ -163,24 +187,22 @@ impl WatchStream {
             self.next_auto_id += 1;
             self.next_auto_id - 1
         } else if self.watchers.contains_key(&c.watch_id) {
-            let rev = self.member.current_revision();
-            return self
-                .send(WatchResponse {
-                    header: self.header(rev),
-                    watch_id: INVALID_WATCH_ID,
-                    created: true,
-                    canceled: true,
-                    cancel_reason: DUPLICATE_ID.to_string(),
-                    ..Default::default()
-                })
-                .await;
+            return self.refuse_create(DUPLICATE_ID).await;
         } else {
             c.watch_id
         };
+        // etcd: a negative start revision below the compaction point (-1 before any
+        // compaction) is cancelled as compacted; -1 with nothing compacted watches from now.
+        if c.start_revision < 0 {
+            let compacted = self.member.compact_revision();
+            if c.start_revision < compacted {
+                return self.create_compacted(watch_id, compacted).await;
+            }
+        }
         let spec = WatchSpec {
             watch_id,
             range,
-            start_rev: c.start_revision,
+            start_rev: c.start_revision.max(0),
             no_put: c.filters.contains(&(FilterType::Noput as i32)),
             no_delete: c.filters.contains(&(FilterType::Nodelete as i32)),
         };
@@ -193,6 +215,7 @@ impl WatchStream {
                 fragment: c.fragment,
                 progress_notify: c.progress_notify,
                 idle: true,
+                compacted: false,
             },
         );
         self.send(WatchResponse {
@@ -204,14 +227,63 @@ impl WatchStream {
         .await
     }
 
+    /// A create refused with `reason`: created and cancelled at once, no watcher.
+    async fn refuse_create(&self, reason: &str) -> bool {
+        let rev = self.member.current_revision();
+        self.send(WatchResponse {
+            header: self.header(rev),
+            watch_id: INVALID_WATCH_ID,
+            created: true,
+            canceled: true,
+            cancel_reason: reason.to_string(),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// A watcher that starts below the compaction point: created, then cancelled with the
+    /// compaction revision; its id stays taken until the client cancels it.
+    async fn create_compacted(&mut self, watch_id: i64, compact_rev: i64) -> bool {
+        let rev = self.member.current_revision();
+        let created = WatchResponse {
+            header: self.header(rev),
+            watch_id,
+            created: true,
+            ..Default::default()
+        };
+        if !self.send(created).await {
+            return false;
+        }
+        self.watchers.insert(
+            watch_id,
+            Local {
+                id: WatcherId::default(),
+                prev_kv: false,
+                fragment: false,
+                progress_notify: false,
+                idle: true,
+                compacted: true,
+            },
+        );
+        self.send(WatchResponse {
+            header: self.header(0),
+            watch_id,
+            canceled: true,
+            compact_revision: compact_rev,
+            ..Default::default()
+        })
+        .await
+    }
+
     async fn handle_notice(&mut self, n: Notice) -> bool {
         match n {
             Notice::Compacted {
                 watch_id,
                 compact_rev,
             } => {
-                if self.watchers.remove(&watch_id).is_none() {
-                    return true;
+                match self.watchers.get_mut(&watch_id) {
+                    Some(l) if !l.compacted => l.compacted = true,
+                    _ => return true,
                 }
                 // etcd's compaction response carries no store revision in its header.
                 self.send(WatchResponse {
@@ -290,7 +362,11 @@ impl WatchStream {
     /// Periodic progress for watchers that asked for it and got no events since the last
     /// tick (etcd's progress map); the store sends it behind their events, if synced.
     fn progress_notify(&mut self) -> bool {
-        for l in self.watchers.values_mut().filter(|l| l.progress_notify) {
+        for l in self
+            .watchers
+            .values_mut()
+            .filter(|l| l.progress_notify && !l.compacted)
+        {
             if l.idle {
                 self.store.request_progress(l.id);
             }

@@ -21,8 +21,6 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio_rustls::TlsAcceptor;
 use tonic::transport::server::Connected;
 
-use super::authority::AuthorityFix;
-
 /// How long a new connection may take to send its first byte and finish a TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections whose first byte and handshake are awaited at once.
@@ -33,6 +31,36 @@ const HANDSHAKES: usize = 128;
 pub struct Schemes {
     pub plain: bool,
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Over TLS, only a client certificate with this common name is let in (etcd's
+    /// `--peer-cert-allowed-cn`).
+    pub allowed_cn: Option<String>,
+    /// Over TLS, only a client certificate valid for this host name is let in (etcd's
+    /// `--peer-cert-allowed-hostname`).
+    pub allowed_hostname: Option<String>,
+}
+
+impl Schemes {
+    /// Whether a verified client certificate (`leaf`) passes the CN and host name checks
+    /// (etcd: TLSInfo's VerifyPeerCertificate for AllowedCN/AllowedHostname).
+    fn admits(&self, leaf: Option<&[u8]>) -> io::Result<()> {
+        let refused = |why: String| Err(io::Error::new(io::ErrorKind::PermissionDenied, why));
+        if let Some(cn) = &self.allowed_cn {
+            let got = leaf.and_then(super::common_name);
+            if got.as_deref() != Some(cn.as_str()) {
+                return refused(format!(
+                    "client certificate authentication failed: common name {got:?} is not {cn:?}"
+                ));
+            }
+        }
+        if let Some(host) = &self.allowed_hostname {
+            if !leaf.is_some_and(|der| super::matches_hostname(der, host)) {
+                return refused(format!(
+                    "client certificate authentication failed: not valid for {host:?}"
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// One bound socket and what it serves.
@@ -87,6 +115,14 @@ impl ClientListener {
         }
     }
 
+    /// Over TLS, let in only client certificates with this common name and valid for this
+    /// host name (each when given).
+    pub fn admit_only(mut self, cn: Option<String>, hostname: Option<String>) -> Self {
+        self.schemes.allowed_cn = cn;
+        self.schemes.allowed_hostname = hostname;
+        self
+    }
+
     pub fn serves_plain(&self) -> bool {
         self.schemes.plain
     }
@@ -99,7 +135,7 @@ impl ClientListener {
     /// `HANDSHAKES` connections wait for their first byte and handshake at once, so a slow
     /// or silent client holds up no other. The stream owns the socket: when the server
     /// drops it, the address is free to bind again.
-    pub fn incoming(self) -> impl futures::Stream<Item = io::Result<AuthorityFix<ClientConn>>> {
+    pub fn incoming(self) -> impl futures::Stream<Item = io::Result<ClientConn>> {
         use futures::StreamExt;
         let schemes = self.schemes.clone();
         futures::stream::unfold(self, |l| async move {
@@ -115,7 +151,11 @@ impl ClientListener {
                 };
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, open(stream, remote, &schemes)).await
                 {
-                    Ok(Ok(conn)) => Some(Ok(AuthorityFix::new(conn))),
+                    Ok(Ok(conn)) => Some(Ok(conn)),
+                    Ok(Err(e)) if e.kind() == io::ErrorKind::PermissionDenied => {
+                        tracing::warn!(error = %e, "connection refused");
+                        None
+                    }
                     Ok(Err(e)) => {
                         tracing::debug!(error = %e, "client connection refused");
                         None
@@ -199,12 +239,13 @@ async fn open(
     let tls = TlsAcceptor::from(tls.clone())
         .accept(Rewind::new(stream, first))
         .await?;
-    let common_name = tls
+    let leaf = tls
         .get_ref()
         .1
         .peer_certificates()
-        .and_then(|certs| certs.first())
-        .and_then(|leaf| crate::tls::common_name(leaf));
+        .and_then(|certs| certs.first());
+    schemes.admits(leaf.map(|der| der.as_ref()))?;
+    let common_name = leaf.and_then(|der| super::common_name(der));
     let info = ClientInfo {
         common_name,
         tls: true,
@@ -334,5 +375,5 @@ impl AsyncRead for ClientConn {
     }
 }
 
-write_through!([] Rewind<Box<dyn Io>>);
-write_through!([] ClientConn);
+super::write_through!([] Rewind<Box<dyn Io>>);
+super::write_through!([] ClientConn);

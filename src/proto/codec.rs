@@ -1,0 +1,82 @@
+//! The gRPC codec of every generated service and client: prost's, except that txns are
+//! decoded by [`super::nested`] (any depth etcd accepts), and that a message that does
+//! not decode gets grpc-go's status, never the decoder's internals.
+
+use std::any::{Any, TypeId};
+use std::marker::PhantomData;
+
+use bytes::Buf;
+use prost::Message;
+use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder};
+use tonic::Status;
+use tonic_prost::ProstEncoder;
+
+use super::etcdserverpb::{TxnRequest, TxnResponse};
+use super::nested::{DecodeNested, Deep};
+
+/// grpc-go's status for a request that does not unmarshal (etcd sends it with Go's
+/// protobuf error appended, which no other decoder could reproduce).
+pub const UNMARSHAL_FAILED: &str = "grpc: failed to unmarshal the received message";
+
+#[derive(Debug, Clone)]
+pub struct EtcdCodec<T, U>(PhantomData<(T, U)>);
+
+impl<T, U> Default for EtcdCodec<T, U> {
+    fn default() -> Self {
+        EtcdCodec(PhantomData)
+    }
+}
+
+impl<T, U> Codec for EtcdCodec<T, U>
+where
+    T: Message + Send + 'static,
+    U: Message + Default + Send + 'static,
+{
+    type Encode = T;
+    type Decode = U;
+    type Encoder = ProstEncoder<T>;
+    type Decoder = EtcdDecoder<U>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        ProstEncoder::new(BufferSettings::default())
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        EtcdDecoder(PhantomData)
+    }
+}
+
+#[derive(Debug)]
+pub struct EtcdDecoder<U>(PhantomData<U>);
+
+impl<U: Message + Default + 'static> Decoder for EtcdDecoder<U> {
+    type Item = U;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
+        let unmarshal = |_| Status::internal(UNMARSHAL_FAILED);
+        let nested: Option<Box<dyn Any>> = if TypeId::of::<U>() == TypeId::of::<TxnRequest>() {
+            let bytes = buf.copy_to_bytes(buf.remaining());
+            Some(Box::new(
+                TxnRequest::decode_nested(&bytes, Deep::Truncate).map_err(unmarshal)?,
+            ))
+        } else if TypeId::of::<U>() == TypeId::of::<TxnResponse>() {
+            let bytes = buf.copy_to_bytes(buf.remaining());
+            Some(Box::new(
+                TxnResponse::decode_nested(&bytes, Deep::Refuse).map_err(unmarshal)?,
+            ))
+        } else {
+            None
+        };
+        match nested {
+            Some(any) => Ok(Some(*any.downcast::<U>().expect("the TypeId matched"))),
+            None => U::decode(buf)
+                .map(Some)
+                .map_err(|_| Status::internal(UNMARSHAL_FAILED)),
+        }
+    }
+
+    fn buffer_settings(&self) -> BufferSettings {
+        BufferSettings::default()
+    }
+}
