@@ -646,11 +646,32 @@ mod tests {
 
     #[test]
     fn refusals_are_clear() {
-        // client TLS is served; on http:// URLs the files go unused, as etcd ignores them
+        // client and peer TLS are served; on http:// URLs the files go unused, as etcd
+        // ignores them; an https:// URL without a certificate is etcd's start error
         assert!(parse(&["--cert-file", "x.pem", "--key-file", "y.pem"]).is_ok());
+        assert!(parse(&["--peer-cert-file", "x.pem", "--peer-key-file", "y.pem"]).is_ok());
+        let https_peer = "https://127.0.0.1:2380";
+        let peer_tls = |extra: &[&str]| {
+            let mut args = vec![
+                "--listen-peer-urls",
+                https_peer,
+                "--initial-advertise-peer-urls",
+                https_peer,
+                "--initial-cluster",
+            ];
+            let cluster = format!("default={https_peer}");
+            args.push(&cluster);
+            args.extend_from_slice(extra);
+            parse(&args).map(|c| c.peer_tls().unwrap())
+        };
+        assert!(
+            matches!(peer_tls(&[]), Err(Error::Invalid(m)) if m.contains("KeyFile and CertFile"))
+        );
+        let auto = peer_tls(&["--peer-auto-tls"]).unwrap().unwrap();
+        assert!(auto.self_signed && auto.cert_file.is_none());
         assert!(matches!(
-            parse(&["--peer-cert-file", "x.pem"]),
-            Err(Error::Unsupported(_))
+            peer_tls(&["--peer-cert-file", "x.pem", "--peer-key-file", "y.pem", "--peer-client-cert-auth"]),
+            Err(Error::Invalid(m)) if m.contains("--peer-trusted-ca-file")
         ));
         assert!(matches!(
             parse(&["--listen-client-urls", "https://127.0.0.1:2379"]),
