@@ -383,11 +383,6 @@ impl Config {
             ));
         }
         let members = self.initial_members()?;
-        if self.initial_cluster_state == "existing" {
-            return Err(Error::Unsupported(
-                "--initial-cluster-state existing is not supported by this version of metastore yet".into(),
-            ));
-        }
         if !members.iter().any(|m| m.name == self.name) {
             return Err(Error::Invalid(format!(
                 "couldn't find local name {:?} in the initial cluster configuration",

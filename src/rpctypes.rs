@@ -31,3 +31,10 @@ pub const NO_SPACE: &str = "mvcc: database space exceeded";
 pub const NO_LEADER: &str = "no leader";
 pub const STOPPED: &str = "server stopped";
 pub const TIMEOUT: &str = "request timed out";
+pub const MEMBER_NOT_FOUND: &str = "member not found";
+pub const MEMBER_BAD_URLS: &str = "given member URLs are invalid";
+pub const PEER_URL_EXIST: &str = "Peer URLs already exists";
+pub const TOO_MANY_LEARNERS: &str = "too many learner members in cluster";
+pub const MEMBER_NOT_LEARNER: &str = "can only promote a learner member";
+pub const LEARNER_NOT_READY: &str =
+    "can only promote a learner member which is in sync with leader";

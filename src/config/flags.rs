@@ -129,7 +129,7 @@ pub const ETCD_FLAGS: &[Flag] = &[
     // --- clustering
     sample(row("initial-advertise-peer-urls", List, "http://localhost:2380", Serves("peer URLs advertised; they name the member")), "http://127.0.0.1:23800"),
     sample(row("initial-cluster", Str, "default=http://localhost:2380", Serves("bootstrap membership")), "default=http://localhost:2380"),
-    sample(row("initial-cluster-state", Str, "new", Serves("new; existing is refused until members can be added")), "new"),
+    sample(row("initial-cluster-state", Str, "new", Serves("new; existing joins after member add")), "new"),
     row("initial-cluster-token", Str, "etcd-cluster", Serves("part of the member and cluster ids")),
     sample(row("advertise-client-urls", List, "http://localhost:2379", Serves("client URLs shown in member list")), "http://127.0.0.1:23790"),
     sample(row("discovery", Str, "", Refused("bootstrapping from a discovery service is not supported; list the members in --initial-cluster")), "https://discovery.etcd.io/abc"),

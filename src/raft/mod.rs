@@ -7,6 +7,7 @@
 
 pub mod codec;
 pub mod log_store;
+pub mod member_change;
 pub mod network;
 pub mod peer_message;
 pub mod peer_service;

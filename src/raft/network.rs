@@ -29,6 +29,7 @@ use openraft::raft::{
 use tonic::transport::Channel;
 
 use super::codec;
+use super::member_change::{Change, ChangeError};
 use super::peer_message as msg;
 use super::types::{LogId, MemberNode, NodeId, TypeConfig};
 use crate::apply::{Applied, Command};
@@ -265,6 +266,68 @@ impl Network {
             None => Err(PeerError::Malformed(to, "empty lease answer".into())),
         }
     }
+}
+
+impl Network {
+    /// Ask the leader `to` to make a membership change.
+    pub async fn member_change(
+        &self,
+        to: NodeId,
+        node: &MemberNode,
+        change: &Change,
+        max_learners: u32,
+        timeout: Duration,
+    ) -> Result<Result<NodeId, ChangeError>, PeerError> {
+        let mut client = self
+            .client(node)
+            .map_err(|e| PeerError::Unreachable(to, e))?;
+        let mut req = tonic::Request::new(pb::MemberChangeRequest {
+            header: Some(self.header(to)),
+            change: Some(change.to_pb()),
+            max_learners,
+            new_member_id: change.new_member_id(),
+        });
+        req.set_timeout(timeout);
+        let resp = client
+            .member_change(req)
+            .await
+            .map_err(|s| self.failed(to, s))?
+            .into_inner();
+        use pb::member_change_response::Result as R;
+        match resp.result {
+            Some(R::MemberId(id)) => Ok(Ok(id)),
+            Some(R::Refused(code)) => {
+                let r = pb::MemberChangeRefusal::try_from(code)
+                    .map_err(|e| PeerError::Malformed(to, e.to_string()))?;
+                Ok(Err(ChangeError::from_pb(r)))
+            }
+            Some(R::NotLeader(n)) => Err(PeerError::NotLeader(to, nonzero(n.leader_id))),
+            None => Err(PeerError::Malformed(
+                to,
+                "empty member change answer".into(),
+            )),
+        }
+    }
+}
+
+/// Ask the member at peer URL `url` for its cluster id and members (a member joining an
+/// existing cluster does, before it knows its own id).
+pub async fn cluster_members(
+    url: &str,
+    timeout: Duration,
+) -> Result<pb::ClusterMembersResponse, String> {
+    let ep = Channel::from_shared(url.to_string())
+        .map_err(|e| format!("peer URL {url}: {e}"))?
+        .connect_timeout(timeout);
+    let channel = ep.connect().await.map_err(|e| format!("{url}: {e}"))?;
+    let mut client = PeerClient::new(channel);
+    let mut req = tonic::Request::new(pb::ClusterMembersRequest {});
+    req.set_timeout(timeout);
+    client
+        .cluster_members(req)
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(|s| format!("{url}: {}", s.message()))
 }
 
 fn nonzero(id: u64) -> Option<NodeId> {

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use tonic::{Request, Response, Status};
 
+use super::member_change::{change_on_leader, Change, ChangeError};
 use super::network::{MAX_MESSAGE_BYTES, RAFT_FAILED, REFUSED};
 use super::peer_message as msg;
 use super::types::{NodeId, Raft};
@@ -64,6 +65,28 @@ impl PeerService {
                 format!(
                     "cluster ID mismatch: member {:x} is in cluster {:x}, the request is from cluster {:x}",
                     self.me, self.cluster_id, h.cluster_id
+                ),
+            ));
+        }
+        let removed = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            let nodes = m.membership_config.membership();
+            nodes.nodes().next().is_some() && nodes.get_node(&h.from).is_none()
+        };
+        if removed {
+            if self.log_due(h.from) {
+                tracing::error!(
+                    local_member_id = %format!("{:x}", self.me),
+                    remote_peer_id = %format!("{:x}", h.from),
+                    "rejected a request from a member that is not (or no longer) in the cluster"
+                );
+            }
+            return Err(Status::new(
+                REFUSED,
+                format!(
+                    "the member {:x} has been permanently removed from the cluster",
+                    h.from
                 ),
             ));
         }
@@ -210,6 +233,43 @@ impl pb::peer_server::Peer for PeerService {
         };
         Ok(Response::new(pb::ReadIndexResponse {
             result: Some(result),
+        }))
+    }
+
+    async fn member_change(
+        &self,
+        req: Request<pb::MemberChangeRequest>,
+    ) -> Result<Response<pb::MemberChangeResponse>, Status> {
+        use pb::member_change_response::Result as R;
+        let req = req.into_inner();
+        self.check(req.header.as_ref())?;
+        let change = req
+            .change
+            .ok_or_else(|| Status::invalid_argument("member change without a change"))?;
+        let change = Change::from_pb(change, req.new_member_id);
+        let result = match change_on_leader(&self.raft, change, req.max_learners).await {
+            Ok(id) => R::MemberId(id),
+            Err(ChangeError::NotLeader(l)) => R::NotLeader(pb::NotLeader {
+                leader_id: l.unwrap_or(0),
+            }),
+            Err(e) => match e.to_pb() {
+                Some(r) => R::Refused(r as i32),
+                None => return Err(Status::new(RAFT_FAILED, e.to_string())),
+            },
+        };
+        Ok(Response::new(pb::MemberChangeResponse {
+            result: Some(result),
+        }))
+    }
+
+    async fn cluster_members(
+        &self,
+        _req: Request<pb::ClusterMembersRequest>,
+    ) -> Result<Response<pb::ClusterMembersResponse>, Status> {
+        let members = self.state.members.read().expect("members lock").list();
+        Ok(Response::new(pb::ClusterMembersResponse {
+            cluster_id: self.cluster_id,
+            members,
         }))
     }
 

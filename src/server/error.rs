@@ -44,6 +44,18 @@ pub enum Error {
     Timeout,
     #[error("{}", rpctypes::TOO_MANY_REQUESTS)]
     TooManyRequests,
+    #[error("{}", rpctypes::MEMBER_NOT_FOUND)]
+    MemberNotFound,
+    #[error("{}", rpctypes::MEMBER_BAD_URLS)]
+    MemberBadUrls,
+    #[error("{}", rpctypes::PEER_URL_EXIST)]
+    PeerUrlExists,
+    #[error("{}", rpctypes::TOO_MANY_LEARNERS)]
+    TooManyLearners,
+    #[error("{}", rpctypes::MEMBER_NOT_LEARNER)]
+    MemberNotLearner,
+    #[error("{}", rpctypes::LEARNER_NOT_READY)]
+    LearnerNotReady,
     #[error("internal: {0}")]
     Internal(String),
 }

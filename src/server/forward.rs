@@ -23,6 +23,7 @@ use super::error::{Error, Result};
 /// How long a retry waits for raft to report a new leader before asking the same one again.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 use crate::apply::{Applied, Command};
+use crate::raft::member_change::{change_on_leader, Change, ChangeError};
 use crate::raft::network::PeerError;
 use crate::raft::{MemberNode, Network, NodeId, Raft};
 
@@ -83,8 +84,12 @@ impl LeaderLink {
             {
                 let m = metrics.borrow_and_update();
                 if let Some(l) = m.current_leader {
+                    // A member that is joining may hear of the leader before it has the
+                    // membership that says where the leader is: wait for that too.
                     let node = m.membership_config.membership().get_node(&l).cloned();
-                    return Ok((l, m.current_term, node));
+                    if l == self.me || node.is_some() {
+                        return Ok((l, m.current_term, node));
+                    }
                 }
             }
             match tokio::time::timeout_at(deadline, metrics.changed()).await {
@@ -223,6 +228,60 @@ impl LeaderLink {
                 }
                 Err(_) => return Err(Error::Timeout),
             }
+        }
+    }
+
+    /// Make a membership change on the leader; the id of the member changed.
+    pub async fn member_change(
+        &self,
+        change: Change,
+        max_learners: u32,
+        deadline: Instant,
+    ) -> Result<NodeId> {
+        let mut failed = None;
+        loop {
+            let (leader, term, node) = self.leader(failed, deadline).await?;
+            let outcome = if leader == self.me {
+                let made = change_on_leader(&self.raft, change.clone(), max_learners);
+                match tokio::time::timeout_at(deadline, made).await {
+                    Ok(r) => r,
+                    Err(_) => return Err(Error::Timeout),
+                }
+            } else {
+                let node = node.ok_or(Error::NoLeader)?;
+                let asked = self.net.member_change(
+                    leader,
+                    &node,
+                    &change,
+                    max_learners,
+                    Self::remaining(deadline),
+                );
+                match tokio::time::timeout_at(deadline, asked).await {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(e)) => match peer_failure(e) {
+                        Next::Retry => {
+                            failed = Some((leader, term));
+                            continue;
+                        }
+                        Next::Fail(e) => return Err(e),
+                    },
+                    Err(_) => return Err(Error::Timeout),
+                }
+            };
+            return match outcome {
+                Ok(id) => Ok(id),
+                Err(ChangeError::NotLeader(_)) => {
+                    failed = Some((leader, term));
+                    continue;
+                }
+                Err(ChangeError::NotFound) => Err(Error::MemberNotFound),
+                Err(ChangeError::PeerUrlExists) => Err(Error::PeerUrlExists),
+                Err(ChangeError::TooManyLearners) => Err(Error::TooManyLearners),
+                Err(ChangeError::NotLearner) => Err(Error::MemberNotLearner),
+                Err(ChangeError::LearnerNotReady) => Err(Error::LearnerNotReady),
+                Err(ChangeError::Stopped) => Err(Error::Stopped),
+                Err(ChangeError::Failed(m)) => Err(Error::Internal(m)),
+            };
         }
     }
 }

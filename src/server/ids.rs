@@ -39,6 +39,37 @@ pub fn cluster_id(member_ids: &[u64]) -> u64 {
     first_u64(&h.finalize())
 }
 
+/// The (member, cluster) ids stored in the backend, if any.
+pub fn load(backend: &dyn Backend) -> Result<Option<(u64, u64)>> {
+    let read = |k: &[u8]| -> Result<Option<u64>> {
+        let v = backend
+            .get(Tree::RaftMeta, k)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        Ok(v.and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes)))
+    };
+    Ok(match (read(MEMBER_ID)?, read(CLUSTER_ID)?) {
+        (Some(m), Some(c)) => Some((m, c)),
+        _ => None,
+    })
+}
+
+/// Keep the ids for the member's life.
+pub fn store(backend: &dyn Backend, member_id: u64, cluster_id: u64) -> Result<()> {
+    let mut b = WriteBatch::default();
+    b.put(
+        Bytes::from_static(MEMBER_ID),
+        member_id.to_be_bytes().to_vec(),
+    );
+    b.put(
+        Bytes::from_static(CLUSTER_ID),
+        cluster_id.to_be_bytes().to_vec(),
+    );
+    backend
+        .write(Tree::RaftMeta, b)
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    backend.flush().map_err(|e| Error::Internal(e.to_string()))
+}
+
 /// The ids stored in the backend, or new ones from the initial cluster on first start.
 pub fn load_or_create(
     backend: &dyn Backend,
@@ -46,14 +77,8 @@ pub fn load_or_create(
     name: &str,
     token: &str,
 ) -> Result<(u64, u64)> {
-    let read = |k: &[u8]| -> Result<Option<u64>> {
-        let v = backend
-            .get(Tree::RaftMeta, k)
-            .map_err(|e| Error::Internal(e.to_string()))?;
-        Ok(v.and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes)))
-    };
-    if let (Some(m), Some(c)) = (read(MEMBER_ID)?, read(CLUSTER_ID)?) {
-        return Ok((m, c));
+    if let Some(ids) = load(backend)? {
+        return Ok(ids);
     }
     let ids: Vec<u64> = members
         .iter()
@@ -64,15 +89,7 @@ pub fn load_or_create(
         .position(|m| m.name == name)
         .ok_or_else(|| Error::Internal(format!("member {name:?} is not in the initial cluster")))?;
     let (m, c) = (ids[me], cluster_id(&ids));
-    let mut b = WriteBatch::default();
-    b.put(Bytes::from_static(MEMBER_ID), m.to_be_bytes().to_vec());
-    b.put(Bytes::from_static(CLUSTER_ID), c.to_be_bytes().to_vec());
-    backend
-        .write(Tree::RaftMeta, b)
-        .map_err(|e| Error::Internal(e.to_string()))?;
-    backend
-        .flush()
-        .map_err(|e| Error::Internal(e.to_string()))?;
+    store(backend, m, c)?;
     Ok((m, c))
 }
 

@@ -27,6 +27,7 @@ use crate::proto::etcdserverpb::{
 };
 use crate::proto::metastorepb::{MemberAttrSetRequest, MemberAttributes};
 use crate::proto::mvccpb::KeyValue;
+use crate::raft::member_change::Change;
 use crate::raft::peer_service::PeerService;
 use crate::raft::{LogStore, MemberNode, Network, Raft, SharedState, StateMachine};
 use crate::storage::{Backend, SledBackend};
@@ -36,6 +37,9 @@ use crate::tls::listener::ClientListener;
 fn request_timeout(election_ms: u64) -> Duration {
     Duration::from_secs(5) + Duration::from_millis(2 * election_ms)
 }
+
+/// Learners a cluster may have (etcd's --experimental-max-learners default).
+const MAX_LEARNERS: u32 = 1;
 
 /// Settings the member needs after start (a subset of [`Config`]).
 #[derive(Debug, Clone)]
@@ -98,8 +102,18 @@ impl Member {
         let backend: Arc<dyn Backend> =
             Arc::new(SledBackend::open(&db_dir).map_err(|e| internal(&e))?);
 
-        let (member_id, cluster_id) =
-            ids::load_or_create(&*backend, &members, &cfg.name, &cfg.initial_cluster_token)?;
+        let joining = cfg.initial_cluster_state == "existing";
+        let (member_id, cluster_id) = match ids::load(&*backend)? {
+            Some(ids) => ids,
+            None if joining => {
+                let (m, c) = join_existing(&members, &cfg.name, &settings.peer_urls).await?;
+                ids::store(&*backend, m, c)?;
+                (m, c)
+            }
+            None => {
+                ids::load_or_create(&*backend, &members, &cfg.name, &cfg.initial_cluster_token)?
+            }
+        };
         // Bind the peer port first: a port in use fails the start at once.
         let (peer_listeners, peer_dial) = bind_peer_port(cfg).await?;
         let network = Network::new(member_id, cluster_id, peer_dial);
@@ -157,7 +171,9 @@ impl Member {
             pause: cfg.compaction_sleep_interval(),
         };
         compaction::start(&state.kv, pacing, on_compaction_error);
-        if !raft.is_initialized().await.map_err(|e| internal(&e))? {
+        tokio::spawn(watch_removed(raft.metrics(), member_id, fatal.clone()));
+        // A member joining an existing cluster gets its membership from the leader.
+        if !joining && !raft.is_initialized().await.map_err(|e| internal(&e))? {
             // A new cluster: every member starts raft with the whole initial cluster, as
             // etcd's members all start from the same --initial-cluster. A member that has
             // already heard from a peer that initialized first is initialized by it.
@@ -567,6 +583,58 @@ impl Member {
         }
     }
 
+    async fn member_change(&self, change: Change) -> Result<u64> {
+        let deadline =
+            tokio::time::Instant::now() + request_timeout(self.settings.election_timeout_ms);
+        let id = self
+            .link
+            .member_change(change, MAX_LEARNERS, deadline)
+            .await?;
+        // Answer with the member list as it is after the change.
+        self.read_barrier().await?;
+        Ok(id)
+    }
+
+    /// etcd's MemberAdd: the new member (its name is empty until it publishes it).
+    pub async fn member_add(
+        &self,
+        peer_urls: Vec<String>,
+        is_learner: bool,
+    ) -> Result<MemberRecord> {
+        // etcd: the id is sha1 of the peer URLs and the time the request was taken.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let id = ids::member_id(&peer_urls, &now.to_string());
+        let change = Change::Add {
+            id,
+            peer_urls: peer_urls.clone(),
+            is_learner,
+        };
+        self.member_change(change).await?;
+        Ok(MemberRecord {
+            id,
+            name: String::new(),
+            peer_urls,
+            client_urls: Vec::new(),
+            is_learner,
+        })
+    }
+
+    pub async fn member_remove(&self, id: u64) -> Result<()> {
+        self.member_change(Change::Remove(id)).await.map(|_| ())
+    }
+
+    pub async fn member_update(&self, id: u64, peer_urls: Vec<String>) -> Result<()> {
+        self.member_change(Change::Update { id, peer_urls })
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn member_promote(&self, id: u64) -> Result<()> {
+        self.member_change(Change::Promote(id)).await.map(|_| ())
+    }
+
     /// Whether any member has raised `alarm` (the applied alarms, as /readyz reads them).
     pub fn alarm_raised(&self, alarm: crate::proto::etcdserverpb::AlarmType) -> bool {
         self.state
@@ -599,6 +667,69 @@ pub struct RaftStatus {
     pub index: u64,
     pub applied: u64,
     pub db_size: u64,
+}
+
+/// A member started with `--initial-cluster-state existing` for the first time: ask the
+/// other members of `--initial-cluster` for the cluster, and find this member (added with
+/// `member add`) by its peer URLs (etcd: GetClusterFromRemotePeers).
+async fn join_existing(
+    members: &[crate::config::InitialMember],
+    name: &str,
+    peer_urls: &[String],
+) -> Result<(u64, u64)> {
+    let mut mine = peer_urls.to_vec();
+    mine.sort();
+    let mut errors = Vec::new();
+    for m in members.iter().filter(|m| m.name != name) {
+        for url in &m.peer_urls {
+            match crate::raft::network::cluster_members(url, Duration::from_secs(2)).await {
+                Ok(found) => {
+                    let me = found.members.iter().find(|r| {
+                        let mut urls = r.peer_urls.clone();
+                        urls.sort();
+                        urls == mine
+                    });
+                    return match me {
+                        Some(r) => Ok((r.id, found.cluster_id)),
+                        None => Err(Error::Internal(format!(
+                            "no member with peer URLs {mine:?} in cluster {:x} (add it first with `member add`)",
+                            found.cluster_id
+                        ))),
+                    };
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+    }
+    Err(Error::Internal(format!(
+        "could not retrieve the cluster from its members: {}",
+        errors.join("; ")
+    )))
+}
+
+/// A member removed from the cluster stops (etcd: "the member has been permanently removed
+/// from the cluster").
+async fn watch_removed(
+    mut metrics: tokio::sync::watch::Receiver<openraft::RaftMetrics<u64, MemberNode>>,
+    me: u64,
+    fatal: tokio::sync::watch::Sender<Option<String>>,
+) {
+    loop {
+        let removed = {
+            let m = metrics.borrow_and_update();
+            let membership = m.membership_config.membership();
+            membership.nodes().next().is_some() && membership.get_node(&me).is_none()
+        };
+        if removed {
+            fatal.send_replace(Some(
+                "the member has been permanently removed from the cluster".to_string(),
+            ));
+            return;
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Bind a listener on each peer URL with the peer port's TLS (a generated certificate for

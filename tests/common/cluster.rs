@@ -164,8 +164,32 @@ impl Cluster {
             .join(",")
     }
 
+    /// Add a member record (not started) for a member that will join with
+    /// `--initial-cluster-state existing`; returns its index.
+    pub fn new_member(&mut self) -> usize {
+        let i = self.members.len();
+        let name = format!("m{i}");
+        self.members.push(Member {
+            data_dir: self._dir.path().join(&name),
+            log: self._dir.path().join(format!("{name}.log")),
+            name,
+            client_port: free_port(),
+            peer_port: free_port(),
+            peer_scheme: "http",
+            flags: Vec::new(),
+            child: None,
+            ready_before: 0,
+        });
+        i
+    }
+
     /// Start member `i` (again) on its data dir and ports, without waiting.
     pub fn spawn(&mut self, i: usize) {
+        self.spawn_with(i, &[]);
+    }
+
+    /// Start member `i` with more flags, without waiting.
+    pub fn spawn_with(&mut self, i: usize, more: &[&str]) {
         let ic = self.initial_cluster();
         let m = &mut self.members[i];
         assert!(m.child.is_none(), "member {} already running", m.name);
@@ -188,6 +212,7 @@ impl Cluster {
             .args(["--election-timeout", &ELECTION_MS.to_string()])
             .args(&self.extra)
             .args(&m.flags)
+            .args(more)
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
             .spawn()

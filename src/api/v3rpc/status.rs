@@ -28,6 +28,12 @@ pub fn code_and_message(e: &Error) -> (Code, String) {
         Error::Stopped => Code::Unavailable,
         Error::Timeout => Code::Unavailable,
         Error::TooManyRequests => Code::ResourceExhausted,
+        Error::MemberNotFound => Code::NotFound,
+        Error::MemberBadUrls => Code::InvalidArgument,
+        Error::PeerUrlExists => Code::FailedPrecondition,
+        Error::TooManyLearners => Code::FailedPrecondition,
+        Error::MemberNotLearner => Code::FailedPrecondition,
+        Error::LearnerNotReady => Code::FailedPrecondition,
         Error::Internal(m) => return (Code::Unknown, m.clone()),
     };
     (code, format!("{}{e}", rpctypes::PREFIX))
@@ -108,6 +114,19 @@ mod tests {
                 Code::Unavailable, "etcdserver: request timed out";
             Error::TooManyRequests => Error::TooManyRequests,
                 Code::ResourceExhausted, "etcdserver: too many requests";
+            Error::MemberNotFound => Error::MemberNotFound,
+                Code::NotFound, "etcdserver: member not found";
+            Error::MemberBadUrls => Error::MemberBadUrls,
+                Code::InvalidArgument, "etcdserver: given member URLs are invalid";
+            Error::PeerUrlExists => Error::PeerUrlExists,
+                Code::FailedPrecondition, "etcdserver: Peer URLs already exists";
+            Error::TooManyLearners => Error::TooManyLearners,
+                Code::FailedPrecondition, "etcdserver: too many learner members in cluster";
+            Error::MemberNotLearner => Error::MemberNotLearner,
+                Code::FailedPrecondition, "etcdserver: can only promote a learner member";
+            Error::LearnerNotReady => Error::LearnerNotReady,
+                Code::FailedPrecondition,
+                "etcdserver: can only promote a learner member which is in sync with leader";
             // etcd's togRPCError sends an unknown error's own text with code Unknown
             Error::Internal(_) => Error::Internal("disk on fire".into()),
                 Code::Unknown, "disk on fire";

@@ -1,0 +1,243 @@
+//! Membership changes as etcd's Cluster service makes them (etcd: EtcdServer.AddMember,
+//! RemoveMember, UpdateMember, PromoteMember), made by the leader as openraft membership
+//! changes, which the state machine turns into member records at apply.
+//!
+//! To ensure correctness:
+//! - each change is checked against the leader's current membership, with etcd's refusals
+//!   (unknown member, a peer URL already in use, too many learners, promoting a voter or a
+//!   learner that lags), before anything is proposed;
+//! - a voter is added as etcd adds one: a learner first (so it receives the log), then a
+//!   voter; openraft commits each step through the log.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::ChangeMembers;
+
+use super::types::{MemberNode, NodeId, Raft};
+use crate::proto::etcdserverpb as epb;
+use crate::proto::metastorepb::{member_change_request::Change as PbChange, MemberChangeRefusal};
+
+/// A learner may be promoted once it has this share of the leader's log (etcd's
+/// readyPercent).
+const LEARNER_READY_PERCENT: f64 = 0.9;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Add member `id` (computed by the member that took the request, as etcd does).
+    Add {
+        id: NodeId,
+        peer_urls: Vec<String>,
+        is_learner: bool,
+    },
+    Remove(NodeId),
+    Update {
+        id: NodeId,
+        peer_urls: Vec<String>,
+    },
+    Promote(NodeId),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChangeError {
+    #[error("member not found")]
+    NotFound,
+    #[error("peer URLs already exist")]
+    PeerUrlExists,
+    #[error("too many learners")]
+    TooManyLearners,
+    #[error("member is not a learner")]
+    NotLearner,
+    #[error("learner not ready")]
+    LearnerNotReady,
+    #[error("not the leader")]
+    NotLeader(Option<NodeId>),
+    #[error("raft stopped")]
+    Stopped,
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl ChangeError {
+    pub fn to_pb(&self) -> Option<MemberChangeRefusal> {
+        Some(match self {
+            ChangeError::NotFound => MemberChangeRefusal::MemberNotFound,
+            ChangeError::PeerUrlExists => MemberChangeRefusal::PeerUrlExists,
+            ChangeError::TooManyLearners => MemberChangeRefusal::TooManyLearners,
+            ChangeError::NotLearner => MemberChangeRefusal::MemberNotLearner,
+            ChangeError::LearnerNotReady => MemberChangeRefusal::LearnerNotReady,
+            _ => return None,
+        })
+    }
+
+    pub fn from_pb(r: MemberChangeRefusal) -> ChangeError {
+        match r {
+            MemberChangeRefusal::MemberNotFound => ChangeError::NotFound,
+            MemberChangeRefusal::PeerUrlExists => ChangeError::PeerUrlExists,
+            MemberChangeRefusal::TooManyLearners => ChangeError::TooManyLearners,
+            MemberChangeRefusal::MemberNotLearner => ChangeError::NotLearner,
+            MemberChangeRefusal::LearnerNotReady => ChangeError::LearnerNotReady,
+            MemberChangeRefusal::Unspecified => ChangeError::Failed("unspecified refusal".into()),
+        }
+    }
+}
+
+impl Change {
+    /// The change a peer asked for (`new_member_id` names an added member).
+    pub fn from_pb(c: PbChange, new_member_id: NodeId) -> Change {
+        match c {
+            PbChange::Add(a) => Change::Add {
+                id: new_member_id,
+                peer_urls: a.peer_ur_ls,
+                is_learner: a.is_learner,
+            },
+            PbChange::Remove(r) => Change::Remove(r.id),
+            PbChange::Update(u) => Change::Update {
+                id: u.id,
+                peer_urls: u.peer_ur_ls,
+            },
+            PbChange::Promote(p) => Change::Promote(p.id),
+        }
+    }
+
+    /// The id of an added member (0 for other changes).
+    pub fn new_member_id(&self) -> NodeId {
+        match self {
+            Change::Add { id, .. } => *id,
+            _ => 0,
+        }
+    }
+
+    pub fn to_pb(&self) -> PbChange {
+        match self {
+            Change::Add {
+                peer_urls,
+                is_learner,
+                ..
+            } => PbChange::Add(epb::MemberAddRequest {
+                peer_ur_ls: peer_urls.clone(),
+                is_learner: *is_learner,
+            }),
+            Change::Remove(id) => PbChange::Remove(epb::MemberRemoveRequest { id: *id }),
+            Change::Update { id, peer_urls } => PbChange::Update(epb::MemberUpdateRequest {
+                id: *id,
+                peer_ur_ls: peer_urls.clone(),
+            }),
+            Change::Promote(id) => PbChange::Promote(epb::MemberPromoteRequest { id: *id }),
+        }
+    }
+}
+
+fn write_err(e: RaftError<NodeId, ClientWriteError<NodeId, MemberNode>>) -> ChangeError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+            ChangeError::NotLeader(f.leader_id)
+        }
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
+            ChangeError::Failed(e.to_string())
+        }
+        RaftError::Fatal(_) => ChangeError::Stopped,
+    }
+}
+
+/// Make `change` on this member, which must lead. Returns the member id changed.
+pub async fn change_on_leader(
+    raft: &Raft,
+    change: Change,
+    max_learners: u32,
+) -> Result<NodeId, ChangeError> {
+    let metrics = raft.metrics().borrow().clone();
+    if metrics.current_leader != Some(metrics.id) {
+        return Err(ChangeError::NotLeader(metrics.current_leader));
+    }
+    let membership = metrics.membership_config.membership();
+    let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+    let nodes: BTreeMap<NodeId, MemberNode> =
+        membership.nodes().map(|(id, n)| (*id, n.clone())).collect();
+    let url_taken = |urls: &[String], except: Option<NodeId>| {
+        nodes
+            .iter()
+            .filter(|(id, _)| Some(**id) != except)
+            .any(|(_, n)| n.peer_urls.iter().any(|u| urls.contains(u)))
+    };
+    match change {
+        Change::Add {
+            id,
+            peer_urls,
+            is_learner,
+        } => {
+            if url_taken(&peer_urls, None) {
+                return Err(ChangeError::PeerUrlExists);
+            }
+            let learners = nodes.keys().filter(|id| !voters.contains(id)).count();
+            if is_learner && learners >= max_learners as usize {
+                return Err(ChangeError::TooManyLearners);
+            }
+            if nodes.contains_key(&id) {
+                return Err(ChangeError::Failed("member ID already exist".into()));
+            }
+            let node = MemberNode {
+                name: String::new(),
+                peer_urls,
+            };
+            raft.add_learner(id, node, false).await.map_err(write_err)?;
+            if !is_learner {
+                raft.change_membership(ChangeMembers::AddVoterIds([id].into()), true)
+                    .await
+                    .map_err(write_err)?;
+            }
+            Ok(id)
+        }
+        Change::Remove(id) => {
+            if !nodes.contains_key(&id) {
+                return Err(ChangeError::NotFound);
+            }
+            let change = if voters.contains(&id) {
+                ChangeMembers::RemoveVoters([id].into())
+            } else {
+                ChangeMembers::RemoveNodes([id].into())
+            };
+            raft.change_membership(change, false)
+                .await
+                .map_err(write_err)?;
+            Ok(id)
+        }
+        Change::Update { id, peer_urls } => {
+            let Some(node) = nodes.get(&id) else {
+                return Err(ChangeError::NotFound);
+            };
+            if url_taken(&peer_urls, Some(id)) {
+                return Err(ChangeError::PeerUrlExists);
+            }
+            let node = MemberNode {
+                name: node.name.clone(),
+                peer_urls,
+            };
+            raft.change_membership(ChangeMembers::SetNodes([(id, node)].into()), true)
+                .await
+                .map_err(write_err)?;
+            Ok(id)
+        }
+        Change::Promote(id) => {
+            if !nodes.contains_key(&id) {
+                return Err(ChangeError::NotFound);
+            }
+            if voters.contains(&id) {
+                return Err(ChangeError::NotLearner);
+            }
+            let leader_last = metrics.last_log_index.unwrap_or(0);
+            let matched = metrics
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(&id).cloned().flatten())
+                .map_or(0, |l| l.index);
+            if (matched as f64) < (leader_last as f64) * LEARNER_READY_PERCENT {
+                return Err(ChangeError::LearnerNotReady);
+            }
+            raft.change_membership(ChangeMembers::AddVoterIds([id].into()), true)
+                .await
+                .map_err(write_err)?;
+            Ok(id)
+        }
+    }
+}
