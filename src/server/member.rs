@@ -11,6 +11,7 @@ use prost::Message;
 use super::error::{Error, Result};
 use super::forward::LeaderLink;
 use super::ids::{self, IdGenerator};
+use super::peers::{bind_peer_port, join_existing, serve_peers, watch_removed};
 use super::propose::{Proposer, ReadBarrier};
 use crate::apply::{self, Applied, Command, Request};
 use crate::config::Config;
@@ -31,7 +32,6 @@ use crate::raft::member_change::Change;
 use crate::raft::peer_service::PeerService;
 use crate::raft::{LogStore, MemberNode, Network, Raft, SharedState, StateMachine};
 use crate::storage::{Backend, SledBackend};
-use crate::tls::listener::ClientListener;
 
 /// How long a proposal may wait for its result (etcd: 5s plus two election timeouts).
 fn request_timeout(election_ms: u64) -> Duration {
@@ -667,140 +667,6 @@ pub struct RaftStatus {
     pub index: u64,
     pub applied: u64,
     pub db_size: u64,
-}
-
-/// A member started with `--initial-cluster-state existing` for the first time: ask the
-/// other members of `--initial-cluster` for the cluster, and find this member (added with
-/// `member add`) by its peer URLs (etcd: GetClusterFromRemotePeers).
-async fn join_existing(
-    members: &[crate::config::InitialMember],
-    name: &str,
-    peer_urls: &[String],
-) -> Result<(u64, u64)> {
-    let mut mine = peer_urls.to_vec();
-    mine.sort();
-    let mut errors = Vec::new();
-    for m in members.iter().filter(|m| m.name != name) {
-        for url in &m.peer_urls {
-            match crate::raft::network::cluster_members(url, Duration::from_secs(2)).await {
-                Ok(found) => {
-                    let me = found.members.iter().find(|r| {
-                        let mut urls = r.peer_urls.clone();
-                        urls.sort();
-                        urls == mine
-                    });
-                    return match me {
-                        Some(r) => Ok((r.id, found.cluster_id)),
-                        None => Err(Error::Internal(format!(
-                            "no member with peer URLs {mine:?} in cluster {:x} (add it first with `member add`)",
-                            found.cluster_id
-                        ))),
-                    };
-                }
-                Err(e) => errors.push(e),
-            }
-        }
-    }
-    Err(Error::Internal(format!(
-        "could not retrieve the cluster from its members: {}",
-        errors.join("; ")
-    )))
-}
-
-/// A member removed from the cluster stops (etcd: "the member has been permanently removed
-/// from the cluster").
-async fn watch_removed(
-    mut metrics: tokio::sync::watch::Receiver<openraft::RaftMetrics<u64, MemberNode>>,
-    me: u64,
-    fatal: tokio::sync::watch::Sender<Option<String>>,
-) {
-    loop {
-        let removed = {
-            let m = metrics.borrow_and_update();
-            let membership = m.membership_config.membership();
-            membership.nodes().next().is_some() && membership.get_node(&me).is_none()
-        };
-        if removed {
-            fatal.send_replace(Some(
-                "the member has been permanently removed from the cluster".to_string(),
-            ));
-            return;
-        }
-        if metrics.changed().await.is_err() {
-            return;
-        }
-    }
-}
-
-/// Bind a listener on each peer URL with the peer port's TLS (a generated certificate for
-/// `--peer-auto-tls`), and make the TLS this member dials `https://` peers with.
-async fn bind_peer_port(
-    cfg: &Config,
-) -> Result<(Vec<ClientListener>, Option<Arc<rustls::ClientConfig>>)> {
-    let internal = |e: &dyn std::fmt::Display| Error::Internal(e.to_string());
-    let mut info = cfg.peer_tls().map_err(|e| internal(&e))?;
-    if let Some(info) = info.as_mut().filter(|i| i.self_signed) {
-        let hosts = cfg.peer_hosts().map_err(|e| internal(&e))?;
-        let (cert, key) = crate::tls::self_signed(
-            &cfg.peer_auto_tls_dir(),
-            &hosts,
-            cfg.self_signed_cert_validity,
-        )
-        .map_err(|e| internal(&e))?;
-        info.cert_file = Some(cert);
-        info.key_file = Some(key);
-    }
-    let server = info
-        .as_ref()
-        .map(crate::tls::server_config)
-        .transpose()
-        .map_err(|e| internal(&e))?;
-    let urls = cfg.listen_peer_urls().map_err(|e| internal(&e))?;
-    let listeners = crate::tls::listener::bind(&urls, server)
-        .await
-        .map_err(|e| Error::Internal(format!("listen on peer URLs {urls:?}: {e}")))?
-        .into_iter()
-        .map(|l| {
-            let allowed = info.as_ref();
-            l.admit_only(
-                allowed.and_then(|i| i.allowed_cn.clone()),
-                allowed.and_then(|i| i.allowed_hostname.clone()),
-            )
-        })
-        .collect();
-    let dial = match info {
-        Some(mut info) => {
-            // --peer-client-cert-file/--peer-client-key-file, when given, are what this
-            // member presents when it dials
-            if let Some((cert, key)) = cfg.peer_client_cert() {
-                info.cert_file = Some(cert);
-                info.key_file = Some(key);
-            }
-            Some(crate::tls::client_config(&info).map_err(|e| internal(&e))?)
-        }
-        None => None,
-    };
-    Ok((listeners, dial))
-}
-
-/// Serve the peer service on every peer listener until the member stops.
-async fn serve_peers(
-    listeners: Vec<ClientListener>,
-    service: PeerService,
-    mut closing: tokio::sync::watch::Receiver<bool>,
-) {
-    use futures::StreamExt;
-    let incoming = futures::stream::select_all(listeners.into_iter().map(|l| l.incoming().boxed()));
-    let stopped = async move {
-        let _ = closing.wait_for(|c| *c).await;
-    };
-    let served = tonic::transport::Server::builder()
-        .add_service(service.into_server())
-        .serve_with_incoming_shutdown(incoming, stopped)
-        .await;
-    if let Err(e) = served {
-        tracing::error!(error = %e, "peer server stopped");
-    }
 }
 
 /// Ask raft for a snapshot whenever the state machine says --snapshot-count requests were

@@ -11,6 +11,7 @@ pub mod lease_loop;
 pub mod member;
 #[cfg(test)]
 mod member_tests;
+mod peers;
 pub mod propose;
 
 /// Key ranges by etcd's `range_end` rules, for request checks at the edge.
