@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use etcd_client::{
-    Client, DeleteOptions, EventType, GetOptions, PutOptions, Txn, TxnOp, WatchFilterType,
+    Client, DeleteOptions, Event, EventType, GetOptions, PutOptions, Txn, TxnOp, WatchFilterType,
     WatchOptions, WatchResponse, WatchStream,
 };
 
@@ -35,9 +35,37 @@ fn kv_str(kv: Option<&etcd_client::KeyValue>) -> String {
 }
 
 /// A compact, complete rendering of a watch response (ids and term left out).
-fn show(r: &WatchResponse) -> String {
-    let evs: Vec<String> = r
-        .events()
+/// A response as lines, one per revision of its events. A watcher that falls behind gets
+/// several revisions in one response (etcd's unsynced watchers do too, under load); which
+/// revisions share a response is timing, not behaviour, so each revision is shown alone,
+/// with the revision in the header it would have had.
+fn show(r: &WatchResponse) -> Vec<String> {
+    let mut groups: Vec<(i64, Vec<&Event>)> = Vec::new();
+    for e in r.events() {
+        let rev = e.kv().map(|kv| kv.mod_revision()).unwrap_or(-1);
+        match groups.last_mut() {
+            Some((last, evs)) if *last == rev => evs.push(e),
+            _ => groups.push((rev, vec![e])),
+        }
+    }
+    if groups.len() <= 1 {
+        return vec![show_one(
+            r,
+            r.header().map(|h| h.revision()).unwrap_or(-1),
+            r.events(),
+        )];
+    }
+    groups
+        .into_iter()
+        .map(|(rev, evs)| {
+            let evs: Vec<Event> = evs.into_iter().cloned().collect();
+            show_one(r, rev, &evs)
+        })
+        .collect()
+}
+
+fn show_one(r: &WatchResponse, rev: i64, events: &[Event]) -> String {
+    let evs: Vec<String> = events
         .iter()
         .map(|e| {
             format!(
@@ -49,8 +77,7 @@ fn show(r: &WatchResponse) -> String {
         })
         .collect();
     format!(
-        "rev={} id={} created={} canceled={} compact={} reason={:?} events={evs:?}",
-        r.header().map(|h| h.revision()).unwrap_or(-1),
+        "rev={rev} id={} created={} canceled={} compact={} reason={:?} events={evs:?}",
         r.watch_id(),
         r.created(),
         r.canceled(),
@@ -83,7 +110,7 @@ async fn collect(s: &mut WatchStream, sentinel: &str, n: usize) -> Obs {
                     && e.kv().is_some_and(|kv| kv.key() == sentinel.as_bytes())
             })
         };
-        out.push(show(&r));
+        out.extend(show(&r));
         if done {
             return out;
         }
