@@ -10,58 +10,17 @@ use std::path::Path;
 use std::process::Command;
 
 use common::cluster::Cluster;
-use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType, IsCa,
-    KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason, RevokedCertParams, SerialNumber,
-};
+use common::pki;
 
 /// A CA and, signed by it, certificates for 127.0.0.1 with the given common names
 /// (`<cn>.pem`, `<cn>-key.pem`), and a CRL revoking `revoked`.
-fn pki(dir: &Path, names: &[&str]) {
-    let write = |name: &str, data: String| std::fs::write(dir.join(name), data).unwrap();
-    let mut ca = CertificateParams::new(Vec::new()).unwrap();
-    ca.distinguished_name.push(DnType::CommonName, "peer CA");
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca_key = KeyPair::generate().unwrap();
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    write("ca.pem", ca_cert.pem());
-    for (serial, cn) in names.iter().enumerate() {
-        let mut p =
-            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
-        p.distinguished_name.push(DnType::CommonName, *cn);
-        p.serial_number = Some(SerialNumber::from(serial as u64 + 10));
-        p.extended_key_usages = vec![
-            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
-            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        let key = KeyPair::generate().unwrap();
-        let cert = p.signed_by(&key, &ca_cert, &ca_key).unwrap();
-        write(&format!("{cn}.pem"), cert.pem());
-        write(&format!("{cn}-key.pem"), key.serialize_pem());
+fn make_pki(dir: &Path, names: &[&str]) {
+    let ca = pki::ca(dir, "ca", "peer CA");
+    for (serial, cn) in (10u64..).zip(names) {
+        pki::leaf(dir, &ca, cn, cn, &["127.0.0.1", "localhost"], serial);
     }
     let revoked = names.iter().position(|n| *n == "revoked").unwrap_or(99) as u64 + 10;
-    let now = time::OffsetDateTime::now_utc();
-    let crl = CertificateRevocationListParams {
-        this_update: now - time::Duration::hours(1),
-        next_update: now + time::Duration::days(30),
-        crl_number: SerialNumber::from(1u64),
-        issuing_distribution_point: None,
-        revoked_certs: vec![RevokedCertParams {
-            serial_number: SerialNumber::from(revoked),
-            revocation_time: now - time::Duration::hours(1),
-            reason_code: Some(RevocationReason::KeyCompromise),
-            invalidity_date: None,
-        }],
-        key_identifier_method: KeyIdMethod::Sha256,
-    }
-    .signed_by(&ca_cert, &ca_key)
-    .unwrap();
-    write("crl.pem", crl.pem().unwrap());
+    pki::crl(dir, &ca, revoked);
 }
 
 /// A write on member 0 is read linearizably on every member.
@@ -95,7 +54,7 @@ fn let_in(dir: &Path, peer_url: &str, cert: Option<&str>) -> bool {
 async fn a_cluster_over_peer_tls_with_client_certificates_of_one_name() {
     let pki_dir = tempfile::tempdir().unwrap();
     let dir = pki_dir.path();
-    pki(dir, &["member", "intruder", "revoked"]);
+    make_pki(dir, &["member", "intruder", "revoked"]);
     let p = |n: &str| dir.join(n).to_string_lossy().into_owned();
     let flags = vec![
         "--peer-cert-file".to_string(),

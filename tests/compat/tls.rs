@@ -10,12 +10,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType, IsCa,
-    KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason, RevokedCertParams, SerialNumber,
-};
-
-use crate::common::{error_lines, etcd_bin, etcdctl_bin, free_port, metastore_bin, Kind};
+use crate::common::{error_lines, etcd_bin, etcdctl_bin, free_port, metastore_bin, pki, Kind};
 
 /// The files of one run's PKI.
 struct Pki {
@@ -29,58 +24,13 @@ impl Pki {
 
     fn generate() -> Pki {
         let dir = tempfile::tempdir().unwrap();
-        let write = |name: &str, data: String| std::fs::write(dir.path().join(name), data).unwrap();
-        let ca = |cn: &str| {
-            let mut p = CertificateParams::new(Vec::new()).unwrap();
-            p.distinguished_name.push(DnType::CommonName, cn);
-            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-            p.key_usages = vec![
-                KeyUsagePurpose::KeyCertSign,
-                KeyUsagePurpose::CrlSign,
-                KeyUsagePurpose::DigitalSignature,
-            ];
-            let key = KeyPair::generate().unwrap();
-            let cert = p.self_signed(&key).unwrap();
-            (cert, key)
-        };
-        let (ca_cert, ca_key) = ca("metastore test CA");
-        let (other_ca, _) = ca("another CA");
-        write("ca.pem", ca_cert.pem());
-        write("other-ca.pem", other_ca.pem());
-        let leaf = |name: &str, cn: &str, sans: Vec<String>, serial: u64| {
-            let mut p = CertificateParams::new(sans).unwrap();
-            p.distinguished_name.push(DnType::CommonName, cn);
-            p.serial_number = Some(SerialNumber::from(serial));
-            p.extended_key_usages = vec![
-                rcgen::ExtendedKeyUsagePurpose::ServerAuth,
-                rcgen::ExtendedKeyUsagePurpose::ClientAuth,
-            ];
-            let key = KeyPair::generate().unwrap();
-            let cert = p.signed_by(&key, &ca_cert, &ca_key).unwrap();
-            write(&format!("{name}.pem"), cert.pem());
-            write(&format!("{name}-key.pem"), key.serialize_pem());
-        };
-        let hosts = vec!["127.0.0.1".to_string(), "localhost".to_string()];
-        leaf("server", "server", hosts, 10);
-        leaf("client", "root", Vec::new(), 11);
-        leaf("revoked", "revoked", Vec::new(), 12);
-        let now = time::OffsetDateTime::now_utc();
-        let crl = CertificateRevocationListParams {
-            this_update: now - time::Duration::hours(1),
-            next_update: now + time::Duration::days(30),
-            crl_number: SerialNumber::from(1u64),
-            issuing_distribution_point: None,
-            revoked_certs: vec![RevokedCertParams {
-                serial_number: SerialNumber::from(12u64),
-                revocation_time: now - time::Duration::hours(1),
-                reason_code: Some(RevocationReason::KeyCompromise),
-                invalidity_date: None,
-            }],
-            key_identifier_method: KeyIdMethod::Sha256,
-        }
-        .signed_by(&ca_cert, &ca_key)
-        .unwrap();
-        write("crl.pem", crl.pem().unwrap());
+        let d = dir.path();
+        let ca = pki::ca(d, "ca", "metastore test CA");
+        pki::ca(d, "other-ca", "another CA");
+        pki::leaf(d, &ca, "server", "server", &["127.0.0.1", "localhost"], 10);
+        pki::leaf(d, &ca, "client", "root", &[], 11);
+        pki::leaf(d, &ca, "revoked", "revoked", &[], 12);
+        pki::crl(d, &ca, 12);
         Pki { dir }
     }
 }
