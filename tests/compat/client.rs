@@ -25,22 +25,7 @@ pub(crate) async fn run(
     f: for<'a> fn(&'a mut Client, String) -> Fut<'a>,
 ) {
     let (oe, om) = crate::observe(pair, name, f).await;
-    rep.begin(name);
-    rep.steps += oe.len();
-    for (i, (a, b)) in oe.iter().zip(om.iter()).enumerate() {
-        if a != b {
-            rep.diffs.push(format!(
-                "[{name}] step {i}\n  etcd:      {a}\n  metastore: {b}"
-            ));
-        }
-    }
-    if oe.len() != om.len() {
-        rep.diffs.push(format!(
-            "[{name}] {} observations from etcd, {} from metastore",
-            oe.len(),
-            om.len()
-        ));
-    }
+    crate::compare(rep, name, &oe, &om);
 }
 
 async fn put3(c: &mut Client, p: &str) -> Obs {
