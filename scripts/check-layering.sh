@@ -15,16 +15,17 @@ check storage api server raft apply mvcc lease membership alarm embed meta confi
 check lease api server raft apply mvcc membership alarm embed meta config
 check membership api server raft apply mvcc lease alarm embed meta config
 check alarm api server raft apply mvcc lease membership embed meta config
+check auth api server raft apply mvcc lease membership alarm embed meta config
 check mvcc api server raft apply lease membership alarm embed meta config
 check apply api server raft embed meta config
 check raft api server embed meta config
 check server api embed meta
-check api raft apply mvcc storage lease membership alarm
+check api raft apply mvcc storage lease membership alarm auth
 # Inside the client port: etcd's services and our product's paths know nothing of each other.
 check api/v3rpc api::metahttp api::etcdhttp meta
 check api/etcdhttp api::metahttp api::v3rpc meta
 check api/metahttp api::v3rpc api::etcdhttp server
-check meta api server raft apply mvcc storage lease embed
+check meta api server raft apply mvcc storage lease auth embed
 # Leaves: the proto bindings, the log line format, the error messages, the failpoints and
 # TLS import nothing of the crate but the proto bindings and the error messages.
 leaf() {

@@ -17,6 +17,7 @@
 pub mod alarm;
 pub mod api;
 pub mod apply;
+pub mod auth;
 pub mod config;
 pub mod embed;
 pub mod failpoint;

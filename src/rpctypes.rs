@@ -38,3 +38,23 @@ pub const TOO_MANY_LEARNERS: &str = "too many learner members in cluster";
 pub const MEMBER_NOT_LEARNER: &str = "can only promote a learner member";
 pub const LEARNER_NOT_READY: &str =
     "can only promote a learner member which is in sync with leader";
+
+// Auth (etcd's ErrGRPCRootUserNotExist ... ErrGRPCAuthOldRevision).
+pub const ROOT_USER_NOT_EXIST: &str = "root user does not exist";
+pub const ROOT_ROLE_NOT_EXIST: &str = "root user does not have root role";
+pub const USER_ALREADY_EXIST: &str = "user name already exists";
+pub const USER_EMPTY: &str = "user name is empty";
+pub const USER_NOT_FOUND: &str = "user name not found";
+pub const ROLE_ALREADY_EXIST: &str = "role name already exists";
+pub const ROLE_NOT_FOUND: &str = "role name not found";
+pub const ROLE_EMPTY: &str = "role name is empty";
+pub const AUTH_FAILED: &str = "authentication failed, invalid user ID or password";
+pub const PERMISSION_DENIED: &str = "permission denied";
+pub const ROLE_NOT_GRANTED: &str = "role is not granted to the user";
+pub const PERMISSION_NOT_GRANTED: &str = "permission is not granted to the role";
+pub const AUTH_NOT_ENABLED: &str = "authentication is not enabled";
+pub const INVALID_AUTH_TOKEN: &str = "invalid auth token";
+pub const INVALID_AUTH_MGMT: &str = "invalid auth management";
+pub const AUTH_OLD_REVISION: &str = "revision of auth store is old";
+/// etcd 3.5's ErrGRPCPermissionNotGiven (a RoleGrantPermission without a permission).
+pub const PERMISSION_NOT_GIVEN: &str = "permission not given";

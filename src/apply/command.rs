@@ -21,6 +21,7 @@ use crate::proto::metastorepb::{
 };
 
 use super::{Applied, Refusal};
+use crate::auth::Error as AuthError;
 use crate::proto::nested::{DecodeNested, Deep, NestedError};
 
 /// The first byte of every stored command, log entry and snapshot: the format they are in.
@@ -136,8 +137,42 @@ impl From<Refusal> for PbRefusal {
             Refusal::LeaseExists => PbRefusal::LeaseExists,
             Refusal::LeaseTtlTooLarge => PbRefusal::LeaseTtlTooLarge,
             Refusal::NoSpace => PbRefusal::NoSpace,
+            Refusal::Auth(e) => auth_refusal(e),
         }
     }
+}
+
+/// Each auth error's place in the log's refusal enum, both ways.
+const AUTH_REFUSALS: &[(AuthError, PbRefusal)] = &[
+    (AuthError::RootUserNotExist, PbRefusal::RootUserNotExist),
+    (AuthError::RootRoleNotExist, PbRefusal::RootRoleNotExist),
+    (AuthError::UserAlreadyExist, PbRefusal::UserAlreadyExist),
+    (AuthError::UserEmpty, PbRefusal::UserEmpty),
+    (AuthError::UserNotFound, PbRefusal::UserNotFound),
+    (AuthError::RoleAlreadyExist, PbRefusal::RoleAlreadyExist),
+    (AuthError::RoleNotFound, PbRefusal::RoleNotFound),
+    (AuthError::RoleEmpty, PbRefusal::RoleEmpty),
+    (AuthError::AuthFailed, PbRefusal::AuthFailed),
+    (AuthError::PermissionDenied, PbRefusal::PermissionDenied),
+    (AuthError::RoleNotGranted, PbRefusal::RoleNotGranted),
+    (
+        AuthError::PermissionNotGranted,
+        PbRefusal::PermissionNotGranted,
+    ),
+    (AuthError::AuthNotEnabled, PbRefusal::AuthNotEnabled),
+    (AuthError::InvalidAuthToken, PbRefusal::InvalidAuthToken),
+    (AuthError::InvalidAuthMgmt, PbRefusal::InvalidAuthMgmt),
+    (AuthError::AuthOldRevision, PbRefusal::AuthOldRevision),
+    (AuthError::PermissionNotGiven, PbRefusal::PermissionNotGiven),
+    (AuthError::NoPasswordUser, PbRefusal::NoPasswordUser),
+];
+
+fn auth_refusal(e: AuthError) -> PbRefusal {
+    // every auth error has a row (checked by a test below)
+    AUTH_REFUSALS
+        .iter()
+        .find(|(a, _)| *a == e)
+        .map_or(PbRefusal::Unspecified, |(_, p)| *p)
 }
 
 impl TryFrom<PbRefusal> for Refusal {
@@ -152,6 +187,13 @@ impl TryFrom<PbRefusal> for Refusal {
             PbRefusal::LeaseTtlTooLarge => Refusal::LeaseTtlTooLarge,
             PbRefusal::NoSpace => Refusal::NoSpace,
             PbRefusal::Unspecified => return Err("unspecified refusal".into()),
+            other => Refusal::Auth(
+                AUTH_REFUSALS
+                    .iter()
+                    .find(|(_, p)| *p == other)
+                    .map(|(a, _)| *a)
+                    .ok_or("unknown refusal")?,
+            ),
         })
     }
 }
@@ -243,6 +285,37 @@ mod tests {
     }
 
     #[test]
+    fn every_auth_error_has_its_own_refusal() {
+        let all = [
+            AuthError::RootUserNotExist,
+            AuthError::RootRoleNotExist,
+            AuthError::UserAlreadyExist,
+            AuthError::UserEmpty,
+            AuthError::UserNotFound,
+            AuthError::RoleAlreadyExist,
+            AuthError::RoleNotFound,
+            AuthError::RoleEmpty,
+            AuthError::AuthFailed,
+            AuthError::PermissionDenied,
+            AuthError::RoleNotGranted,
+            AuthError::PermissionNotGranted,
+            AuthError::AuthNotEnabled,
+            AuthError::InvalidAuthToken,
+            AuthError::InvalidAuthMgmt,
+            AuthError::AuthOldRevision,
+            AuthError::PermissionNotGiven,
+            AuthError::NoPasswordUser,
+        ];
+        let mut seen = std::collections::HashSet::new();
+        for e in all {
+            let pb = PbRefusal::from(Refusal::Auth(e));
+            assert_ne!(pb, PbRefusal::Unspecified, "{e:?}");
+            assert!(seen.insert(pb as i32), "{e:?} shares a refusal");
+            assert_eq!(Refusal::try_from(pb), Ok(Refusal::Auth(e)));
+        }
+    }
+
+    #[test]
     fn another_format_version_is_refused() {
         let mut bytes = encode_versioned(&Command::batch(Vec::new()));
         bytes[0] = 2;
@@ -268,6 +341,7 @@ mod tests {
                 prev_kv: None,
             }),
             Applied::Refused(Refusal::NoSpace),
+            Applied::Refused(Refusal::Auth(AuthError::AuthOldRevision)),
             Applied::Batch(vec![Applied::Refused(Refusal::Compacted), Applied::None]),
         ];
         for a in outcomes {

@@ -5,6 +5,7 @@
 //! `alarm`, `storage`, `proto`.
 //! Must never: import `raft`, `server` or `api`, read a clock, or wait on anything.
 
+pub mod auth;
 pub mod command;
 pub mod kv;
 pub mod txn;
@@ -15,6 +16,7 @@ pub use command::{
 };
 
 use crate::alarm::AlarmStore;
+use crate::auth::AuthStore;
 use crate::lease::{Lessor, MAX_LEASE_TTL};
 use crate::membership::Members;
 use crate::mvcc::{self, KvStore};
@@ -62,6 +64,9 @@ pub enum Refusal {
     /// A NOSPACE alarm is raised: writes that add data are refused (etcd's capped applier).
     #[error("{}", crate::rpctypes::NO_SPACE)]
     NoSpace,
+    /// Refused by the auth store: no permission, or an auth change against its rules.
+    #[error("{0}")]
+    Auth(crate::auth::Error),
 }
 
 /// Failures that stop the member: the store cannot be trusted to go on.
@@ -95,7 +100,16 @@ pub struct Applier<'a> {
     pub leases: &'a mut Lessor,
     pub members: &'a mut Members,
     pub alarms: &'a mut AlarmStore,
+    pub auth: &'a mut AuthStore,
     pub batch: &'a mut WriteBatch,
+}
+
+/// The outcome of an auth change.
+fn auth_done(r: crate::auth::Result<()>) -> Applied {
+    match r {
+        Ok(()) => Applied::None,
+        Err(e) => Applied::Refused(Refusal::Auth(e)),
+    }
 }
 
 fn header(revision: i64) -> Option<ResponseHeader> {
@@ -159,6 +173,13 @@ impl Applier<'_> {
                 events: Vec::new(),
             });
         }
+        let ai = auth::caller(cmd.header.as_ref());
+        if let Err(e) = auth::check(self.auth, self.leases, &ai, &req) {
+            return Ok(Output {
+                applied: Applied::Refused(Refusal::Auth(e)),
+                events: Vec::new(),
+            });
+        }
         let (applied, events) =
             match req {
                 Request::Put(req) => self
@@ -189,6 +210,58 @@ impl Applier<'_> {
                     (applied, Vec::new())
                 }
                 Request::Alarm(req) => (Applied::Alarm(self.alarm(&req)), Vec::new()),
+                Request::AuthEnable(_) => (auth_done(self.auth.enable(self.batch)), Vec::new()),
+                Request::AuthDisable(_) => {
+                    self.auth.disable(self.batch);
+                    (Applied::None, Vec::new())
+                }
+                Request::AuthUserAdd(r) => {
+                    let done = self.auth.user_add(
+                        &r.name,
+                        r.hashed_password.as_bytes(),
+                        r.options,
+                        self.batch,
+                    );
+                    (auth_done(done), Vec::new())
+                }
+                Request::AuthUserDelete(r) => (
+                    auth_done(self.auth.user_delete(&r.name, self.batch)),
+                    Vec::new(),
+                ),
+                Request::AuthUserChangePassword(r) => {
+                    let done = self.auth.user_change_password(
+                        &r.name,
+                        r.hashed_password.as_bytes(),
+                        self.batch,
+                    );
+                    (auth_done(done), Vec::new())
+                }
+                Request::AuthUserGrantRole(r) => {
+                    let done = self.auth.user_grant_role(&r.user, &r.role, self.batch);
+                    (auth_done(done), Vec::new())
+                }
+                Request::AuthUserRevokeRole(r) => {
+                    let done = self.auth.user_revoke_role(&r.name, &r.role, self.batch);
+                    (auth_done(done), Vec::new())
+                }
+                Request::AuthRoleAdd(r) => (
+                    auth_done(self.auth.role_add(&r.name, self.batch)),
+                    Vec::new(),
+                ),
+                Request::AuthRoleDelete(r) => (
+                    auth_done(self.auth.role_delete(&r.role, self.batch)),
+                    Vec::new(),
+                ),
+                Request::AuthRoleGrantPermission(r) => {
+                    let done = self.auth.role_grant_permission(&r.name, r.perm, self.batch);
+                    (auth_done(done), Vec::new())
+                }
+                Request::AuthRoleRevokePermission(r) => {
+                    let done =
+                        self.auth
+                            .role_revoke_permission(&r.role, &r.key, &r.range_end, self.batch);
+                    (auth_done(done), Vec::new())
+                }
                 Request::MemberAttrSet(req) => {
                     let attrs = req.member_attributes.unwrap_or_default();
                     self.members.set_attributes(

@@ -8,6 +8,7 @@ use bytes::Bytes;
 
 use super::{Applied, Applier, Command, Output, Refusal, Request};
 use crate::alarm::AlarmStore;
+use crate::auth::AuthStore;
 use crate::lease::Lessor;
 use crate::membership::{MemberRecord, Members};
 use crate::mvcc::KvStore;
@@ -25,6 +26,7 @@ struct Stores {
     leases: Lessor,
     members: Members,
     alarms: AlarmStore,
+    auth: AuthStore,
 }
 
 impl Stores {
@@ -37,20 +39,36 @@ impl Stores {
             leases: Lessor::new(1),
             members: Members::default(),
             alarms: AlarmStore::default(),
+            auth: AuthStore::default(),
         }
     }
 
     /// Apply one request as its own batch; the outcome and how many writes the batch held.
     fn apply(&mut self, req: Request) -> (Output, usize) {
+        self.apply_cmd(Command::new(1, req))
+    }
+
+    /// The same for a request proposed by `user`, checked at auth revision `rev`.
+    fn apply_as(&mut self, user: &str, rev: u64, req: Request) -> (Output, usize) {
+        let mut cmd = Command::new(1, req);
+        if let Some(h) = cmd.header.as_mut() {
+            h.username = user.to_string();
+            h.auth_revision = rev;
+        }
+        self.apply_cmd(cmd)
+    }
+
+    fn apply_cmd(&mut self, cmd: Command) -> (Output, usize) {
         let mut batch = WriteBatch::default();
         let out = Applier {
             kv: &mut self.kv,
             leases: &mut self.leases,
             members: &mut self.members,
             alarms: &mut self.alarms,
+            auth: &mut self.auth,
             batch: &mut batch,
         }
-        .apply(Command::new(1, req))
+        .apply(cmd)
         .expect("apply");
         let writes = batch.ops.len();
         self.backend.write(Tree::State, batch).expect("write");
@@ -385,6 +403,7 @@ fn a_batch_gives_each_request_its_revision_and_an_empty_envelope_changes_nothing
         leases: &mut s.leases,
         members: &mut s.members,
         alarms: &mut s.alarms,
+        auth: &mut s.auth,
         batch: &mut batch,
     }
     .apply(Command {
@@ -395,4 +414,119 @@ fn a_batch_gives_each_request_its_revision_and_an_empty_envelope_changes_nothing
     assert!(matches!(out.applied, Applied::None));
     assert!(batch.ops.is_empty());
     assert_eq!(s.kv.current_rev(), before);
+}
+
+/// Auth at apply: writes are checked against the store as it is when they apply, for the
+/// header's user and auth revision; a refusal changes nothing.
+#[test]
+fn writes_are_checked_at_apply_against_the_auth_revision() {
+    use crate::auth::Error as AuthError;
+    use crate::proto::authpb::{permission::Type, Permission, UserAddOptions};
+    use crate::proto::etcdserverpb::{
+        AuthEnableRequest, AuthRoleAddRequest, AuthRoleGrantPermissionRequest,
+        AuthRoleRevokePermissionRequest, AuthUserAddRequest, AuthUserGrantRoleRequest,
+    };
+    let mut s = Stores::new();
+    let user_add = |name: &str| {
+        Request::AuthUserAdd(AuthUserAddRequest {
+            name: name.into(),
+            hashed_password: "$2b$04$hash".into(),
+            options: Some(UserAddOptions { no_password: false }),
+            ..Default::default()
+        })
+    };
+    let grant = |user: &str, role: &str| {
+        Request::AuthUserGrantRole(AuthUserGrantRoleRequest {
+            user: user.into(),
+            role: role.into(),
+        })
+    };
+    for req in [
+        user_add("root"),
+        grant("root", "root"),
+        user_add("u"),
+        Request::AuthRoleAdd(AuthRoleAddRequest { name: "w".into() }),
+        Request::AuthRoleGrantPermission(AuthRoleGrantPermissionRequest {
+            name: "w".into(),
+            perm: Some(Permission {
+                perm_type: Type::Write as i32,
+                key: Bytes::from_static(b"k"),
+                range_end: Bytes::new(),
+            }),
+        }),
+        grant("u", "w"),
+        Request::AuthEnable(AuthEnableRequest {}),
+    ] {
+        let (out, _) = s.apply(req);
+        assert!(matches!(out.applied, Applied::None), "{:?}", out.applied);
+    }
+    let put = |key: &'static str| {
+        Request::Put(PutRequest {
+            key: Bytes::from_static(key.as_bytes()),
+            value: Bytes::from_static(b"v"),
+            ..Default::default()
+        })
+    };
+    let rev = s.auth.revision();
+    let (out, _) = s.apply_as("u", rev, put("k"));
+    assert!(matches!(out.applied, Applied::Put(_)));
+    let kv_rev = s.kv.current_rev();
+    let refused = |s: &mut Stores, user: &str, rev: u64, req: Request| {
+        let (out, writes) = s.apply_as(user, rev, req);
+        assert_eq!(writes, 0, "a refusal wrote");
+        match out.applied {
+            Applied::Refused(Refusal::Auth(e)) => e,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(
+        refused(&mut s, "u", rev, put("other")),
+        AuthError::PermissionDenied
+    );
+    assert_eq!(refused(&mut s, "", 0, put("k")), AuthError::UserEmpty);
+    // an auth change by someone without the root role
+    assert_eq!(
+        refused(&mut s, "u", rev, user_add("x")),
+        AuthError::PermissionDenied
+    );
+    // the permission is revoked after the proposer checked it: refused as old
+    let (out, _) = s.apply_as(
+        "root",
+        rev,
+        Request::AuthRoleRevokePermission(AuthRoleRevokePermissionRequest {
+            role: "w".into(),
+            key: Bytes::from_static(b"k"),
+            range_end: Bytes::new(),
+        }),
+    );
+    assert!(matches!(out.applied, Applied::None));
+    assert_eq!(
+        refused(&mut s, "u", rev, put("k")),
+        AuthError::AuthOldRevision
+    );
+    let now = s.auth.revision();
+    assert_eq!(
+        refused(&mut s, "u", now, put("k")),
+        AuthError::PermissionDenied
+    );
+    // a nested txn's put is checked too
+    let nested = Request::Txn(TxnRequest {
+        success: vec![RequestOp {
+            request: Some(request_op::Request::RequestTxn(TxnRequest {
+                success: vec![RequestOp {
+                    request: Some(request_op::Request::RequestPut(PutRequest {
+                        key: Bytes::from_static(b"k"),
+                        ..Default::default()
+                    })),
+                }],
+                ..Default::default()
+            })),
+        }],
+        ..Default::default()
+    });
+    assert_eq!(
+        refused(&mut s, "u", now, nested),
+        AuthError::PermissionDenied
+    );
+    assert_eq!(s.kv.current_rev(), kv_rev);
 }

@@ -21,6 +21,11 @@ impl Config {
         }
     }
 
+    /// etcd's --auth-token-ttl: how long a simple token lives without use.
+    pub fn auth_token_ttl(&self) -> Duration {
+        Duration::from_secs(self.flag("auth-token-ttl").parse::<u64>().unwrap_or(300))
+    }
+
     /// A flag of etcd 3.6 with its older `experimental-` name: the one given (the new
     /// name when both are).
     fn flag_renamed(&self, name: &str) -> &str {

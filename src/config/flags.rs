@@ -188,8 +188,8 @@ pub const ETCD_FLAGS: &[Flag] = &[
     row("experimental-peer-skip-client-san-verification", Bool, "false", NoEffect(PEER_TLS)),
     // --- auth
     sample(row("auth-token", Str, "simple", Serves("simple tokens (jwt is refused)")), "simple"),
-    sample(row("bcrypt-cost", Uint, "10", NoEffect("authentication is not served yet")), "4"),
-    sample(row("auth-token-ttl", Uint, "300", NoEffect("authentication is not served yet")), "600"),
+    sample(row("bcrypt-cost", Uint, "10", Serves("bcrypt cost of the password hashes (4 to 31, else 10)")), "4"),
+    sample(row("auth-token-ttl", Uint, "300", Serves("seconds a simple token lives without use")), "600"),
     // --- profiling and monitoring
     row("enable-pprof", Bool, "false", NoEffect("Go's runtime profiler does not exist in a Rust binary; /debug/pprof is not served")),
     sample(row("metrics", Str, "basic", NoEffect("/metrics serves a fixed set of gauges; there are no histograms to add")), "extensive"),

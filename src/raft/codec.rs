@@ -184,10 +184,17 @@ pub fn decode_stored_membership(bytes: &[u8]) -> Result<StoredMembership, Storag
 mod tests {
     use super::*;
     use crate::apply::{Command, Request};
+    use crate::proto::authpb::{permission, Permission, UserAddOptions};
     use crate::proto::etcdserverpb::{
         alarm_request::AlarmAction, compare, request_op, AlarmRequest, AlarmType,
         CompactionRequest, Compare, DeleteRangeRequest, LeaseCheckpoint, LeaseCheckpointRequest,
         LeaseGrantRequest, LeaseRevokeRequest, PutRequest, RequestOp, TxnRequest,
+    };
+    use crate::proto::etcdserverpb::{
+        AuthDisableRequest, AuthEnableRequest, AuthRoleAddRequest, AuthRoleDeleteRequest,
+        AuthRoleGrantPermissionRequest, AuthRoleRevokePermissionRequest, AuthUserAddRequest,
+        AuthUserChangePasswordRequest, AuthUserDeleteRequest, AuthUserGrantRoleRequest,
+        AuthUserRevokeRoleRequest,
     };
     use crate::proto::metastorepb::{MemberAttrSetRequest, MemberAttributes};
 
@@ -279,6 +286,70 @@ mod tests {
                     }),
                 }),
             ),
+            ("auth_enable", Request::AuthEnable(AuthEnableRequest {})),
+            ("auth_disable", Request::AuthDisable(AuthDisableRequest {})),
+            (
+                "auth_user_add",
+                Request::AuthUserAdd(AuthUserAddRequest {
+                    name: "u".into(),
+                    password: String::new(),
+                    options: Some(UserAddOptions { no_password: false }),
+                    hashed_password: "$2b$04$h".into(),
+                }),
+            ),
+            (
+                "auth_user_delete",
+                Request::AuthUserDelete(AuthUserDeleteRequest { name: "u".into() }),
+            ),
+            (
+                "auth_user_change_password",
+                Request::AuthUserChangePassword(AuthUserChangePasswordRequest {
+                    name: "u".into(),
+                    password: String::new(),
+                    hashed_password: "$2b$04$h".into(),
+                }),
+            ),
+            (
+                "auth_user_grant_role",
+                Request::AuthUserGrantRole(AuthUserGrantRoleRequest {
+                    user: "u".into(),
+                    role: "r".into(),
+                }),
+            ),
+            (
+                "auth_user_revoke_role",
+                Request::AuthUserRevokeRole(AuthUserRevokeRoleRequest {
+                    name: "u".into(),
+                    role: "r".into(),
+                }),
+            ),
+            (
+                "auth_role_add",
+                Request::AuthRoleAdd(AuthRoleAddRequest { name: "r".into() }),
+            ),
+            (
+                "auth_role_delete",
+                Request::AuthRoleDelete(AuthRoleDeleteRequest { role: "r".into() }),
+            ),
+            (
+                "auth_role_grant_permission",
+                Request::AuthRoleGrantPermission(AuthRoleGrantPermissionRequest {
+                    name: "r".into(),
+                    perm: Some(Permission {
+                        perm_type: permission::Type::Readwrite as i32,
+                        key: "a".into(),
+                        range_end: "b".into(),
+                    }),
+                }),
+            ),
+            (
+                "auth_role_revoke_permission",
+                Request::AuthRoleRevokePermission(AuthRoleRevokePermissionRequest {
+                    role: "r".into(),
+                    key: "a".into(),
+                    range_end: "b".into(),
+                }),
+            ),
             (
                 "batch",
                 Request::Batch(crate::proto::metastorepb::InternalRaftBatch {
@@ -300,6 +371,17 @@ mod tests {
                 | Request::Alarm(_)
                 | Request::LeaseCheckpoint(_)
                 | Request::MemberAttrSet(_)
+                | Request::AuthEnable(_)
+                | Request::AuthDisable(_)
+                | Request::AuthUserAdd(_)
+                | Request::AuthUserDelete(_)
+                | Request::AuthUserChangePassword(_)
+                | Request::AuthUserGrantRole(_)
+                | Request::AuthUserRevokeRole(_)
+                | Request::AuthRoleAdd(_)
+                | Request::AuthRoleDelete(_)
+                | Request::AuthRoleGrantPermission(_)
+                | Request::AuthRoleRevokePermission(_)
                 | Request::Batch(_) => {}
             }
         }
@@ -321,6 +403,29 @@ mod tests {
             "member_attr_set",
             "01aa512d08cdd2918bd2b881cf8e0112200a0764656661756c74121568747470\
              3a2f2f3132372e302e302e313a32333739a206020801",
+        ),
+        ("auth_enable", "01c23e00a206020801"),
+        ("auth_disable", "019a3f00a206020801"),
+        (
+            "auth_user_add",
+            "01e2440f0a01751a0022082432622430342468a206020801",
+        ),
+        ("auth_user_delete", "01ea44030a0175a206020801"),
+        (
+            "auth_user_change_password",
+            "01fa440d0a01751a082432622430342468a206020801",
+        ),
+        ("auth_user_grant_role", "018245060a0175120172a206020801"),
+        ("auth_user_revoke_role", "018a45060a0175120172a206020801"),
+        ("auth_role_add", "01824b030a0172a206020801"),
+        ("auth_role_delete", "018a4b030a0172a206020801"),
+        (
+            "auth_role_grant_permission",
+            "019a4b0d0a0172120808021201611a0162a206020801",
+        ),
+        (
+            "auth_role_revoke_permission",
+            "01a24b090a01721201611a0162a206020801",
         ),
         ("batch", "01827d0b0a094a020801a206020802a206020801"),
     ];

@@ -26,6 +26,7 @@ use super::types::{
 };
 use crate::alarm::AlarmStore;
 use crate::apply::{Applied, Applier, FORMAT_VERSION};
+use crate::auth::{AuthStore, SimpleTokens};
 use crate::lease::Lessor;
 use crate::membership::Members;
 use crate::mvcc::{KvStore, WatchableStore};
@@ -40,6 +41,8 @@ pub struct SharedState {
     pub members: RwLock<Members>,
     /// Raised alarms; locked after `members`.
     pub alarms: Mutex<AlarmStore>,
+    /// Users, roles and permissions; locked after `alarms`.
+    pub auth: RwLock<AuthStore>,
     applied: RwLock<(Option<LogId>, StoredMembership)>,
     backend: Arc<dyn Backend>,
     watch: RwLock<Option<Arc<WatchableStore>>>,
@@ -92,6 +95,7 @@ impl StateMachine {
         let mut leases = Lessor::new(min_lease_ttl);
         restore_leases(&*backend, &mut kv, &mut leases)?;
         let (members, alarms) = restore_cluster(&*backend)?;
+        let auth = restore_auth(&*backend, Arc::new(SimpleTokens::default()))?;
         let (last_applied, membership) = restore_applied(&*backend)?;
         Ok(Self {
             shared: Arc::new(SharedState {
@@ -99,6 +103,7 @@ impl StateMachine {
                 leases: Mutex::new(leases),
                 members: RwLock::new(members),
                 alarms: Mutex::new(alarms),
+                auth: RwLock::new(auth),
                 applied: RwLock::new((last_applied, membership)),
                 backend,
                 watch: RwLock::new(None),
@@ -151,6 +156,11 @@ fn reload(shared: &SharedState, kv: &mut KvStore) -> Result<(), StorageError> {
     let (members, alarms) = restore_cluster(&**shared.backend())?;
     *shared.members.write().expect("members lock") = members;
     *shared.alarms.lock().expect("alarms lock") = alarms;
+    {
+        let mut auth = shared.auth.write().expect("auth lock");
+        let tokens = auth.tokens().clone();
+        *auth = restore_auth(&**shared.backend(), tokens)?;
+    }
     *shared.applied.write().expect("applied lock") = restore_applied(&**shared.backend())?;
     Ok(())
 }
@@ -221,6 +231,15 @@ fn restore_cluster(backend: &dyn Backend) -> Result<(Members, AlarmStore), Stora
             .map(|(k, _)| k),
     );
     Ok((members, alarms))
+}
+
+/// The auth store from its records; the member's tokens carry over.
+fn restore_auth(
+    backend: &dyn Backend,
+    tokens: Arc<SimpleTokens>,
+) -> Result<AuthStore, StorageError> {
+    AuthStore::restore(prefixed(backend, schema::AUTH)?, tokens)
+        .map_err(|e| sm_err(ErrorVerb::Read, e))
 }
 
 /// Rebuild the lease table from its records and re-attach the live keys that carry a lease.
@@ -301,6 +320,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let mut leases = shared.leases.lock().expect("leases lock");
             let mut members = shared.members.write().expect("members lock");
             let mut alarms = shared.alarms.lock().expect("alarms lock");
+            let mut auth = shared.auth.write().expect("auth lock");
             let mut batch = WriteBatch::default();
             for entry in entries {
                 last_applied = Some(entry.log_id);
@@ -313,6 +333,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                             leases: &mut leases,
                             members: &mut members,
                             alarms: &mut alarms,
+                            auth: &mut auth,
                             batch: &mut batch,
                         }
                         .apply(cmd)

@@ -24,7 +24,7 @@ async fn compact(member: &Member, rev: i64) {
         revision: rev,
         physical: false,
     };
-    match member.compact(req).await {
+    match member.compact(&crate::auth::AuthInfo::member(), req).await {
         Ok(_) => tracing::info!(revision = rev, "completed auto compaction"),
         Err(e) => tracing::debug!(revision = rev, error = %e, "auto compaction skipped"),
     }

@@ -56,6 +56,13 @@ pub enum Error {
     MemberNotLearner,
     #[error("{}", rpctypes::LEARNER_NOT_READY)]
     LearnerNotReady,
+    /// etcd's auth errors (rpctypes ErrGRPCRootUserNotExist ... ErrGRPCAuthOldRevision).
+    #[error("{0}")]
+    Auth(crate::auth::Error),
+    /// An auth error as etcd 3.4's Maintenance service sends it: the `auth` package's
+    /// own text with code Unknown (`auth: permission denied`).
+    #[error("{}", .0.raw())]
+    AuthRaw(crate::auth::Error),
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -72,6 +79,7 @@ impl From<Refusal> for Error {
             Refusal::LeaseExists => Error::LeaseExists,
             Refusal::LeaseTtlTooLarge => Error::LeaseTtlTooLarge,
             Refusal::NoSpace => Error::NoSpace,
+            Refusal::Auth(e) => Error::Auth(e),
         }
     }
 }

@@ -58,7 +58,10 @@ async fn revoke_expired(member: &Arc<Member>) {
     let revokes = expired.into_iter().map(|id| {
         let member = member.clone();
         async move {
-            if let Err(e) = member.lease_revoke(id).await {
+            if let Err(e) = member
+                .lease_revoke(&crate::auth::AuthInfo::member(), id)
+                .await
+            {
                 tracing::debug!(lease = id, error = %e, "expired lease not revoked this round");
             }
         }

@@ -14,6 +14,7 @@ use super::ids::{self, IdGenerator};
 use super::peers::{bind_peer_port, join_existing, serve_peers, watch_removed};
 use super::propose::{Proposer, ReadBarrier};
 use crate::apply::{self, Applied, Command, Request};
+use crate::auth::AuthInfo;
 use crate::config::Config;
 use crate::lease::Lessor;
 pub use crate::membership::MemberRecord;
@@ -56,6 +57,8 @@ pub struct MemberSettings {
     pub meta_root: String,
     pub meta_write_role: String,
     pub election_timeout_ms: u64,
+    /// --bcrypt-cost, as given (server::auth::bcrypt_cost applies etcd's bounds).
+    pub bcrypt_cost: u32,
 }
 
 pub struct Member {
@@ -96,6 +99,7 @@ impl Member {
             meta_root: cfg.meta_root.clone(),
             meta_write_role: cfg.meta_write_role.clone(),
             election_timeout_ms: cfg.election_timeout,
+            bcrypt_cost: cfg.bcrypt_cost,
         };
         let db_dir = settings.data_dir.join("member").join("db");
         std::fs::create_dir_all(&db_dir).map_err(|e| internal(&e))?;
@@ -123,6 +127,12 @@ impl Member {
         let sm = StateMachine::open(backend.clone(), min_lease_ttl, snap_dir, cfg.snapshot_count)
             .map_err(|e| internal(&e))?;
         let state = sm.shared.clone();
+        state
+            .auth
+            .read()
+            .expect("auth lock")
+            .tokens()
+            .set_ttl(cfg.auth_token_ttl());
         let watch = WatchableStore::start(state.kv.clone());
         state.set_watchable_store(watch.clone());
         let raft_config = openraft::Config {
@@ -380,9 +390,25 @@ impl Member {
         self.raft.metrics().borrow().current_leader
     }
 
-    /// Propose a request, under a new request id, and wait for the result of its apply.
+    /// Propose a request of the member's own (etcd's WithRoot), under a new request id,
+    /// and wait for the result of its apply.
     async fn propose(&self, req: Request, size: usize) -> Result<Applied> {
-        let cmd = Command::new(self.ids.next(), req);
+        self.propose_as(&AuthInfo::member(), req, size).await
+    }
+
+    /// Propose a request for `ai` (its user and auth revision go in the header, and apply
+    /// checks the request for them) and wait for the result of its apply.
+    pub(super) async fn propose_as(
+        &self,
+        ai: &AuthInfo,
+        req: Request,
+        size: usize,
+    ) -> Result<Applied> {
+        let mut cmd = Command::new(self.ids.next(), req);
+        if let Some(h) = cmd.header.as_mut() {
+            h.username.clone_from(&ai.username);
+            h.auth_revision = ai.revision;
+        }
         // etcd compares the encoded internal request (the request plus a small header).
         if size + 16 > self.settings.max_request_bytes as usize {
             return Err(Error::RequestTooLarge);
@@ -406,11 +432,18 @@ impl Member {
             .map_err(|_| Error::Timeout)?
     }
 
-    pub async fn range(&self, req: RangeRequest) -> Result<RangeResponse> {
+    pub async fn range(&self, ai: &AuthInfo, req: RangeRequest) -> Result<RangeResponse> {
         self.check_not_fatal()?;
         if !req.serializable {
             self.read_barrier().await?;
         }
+        self.check_range(ai, &req.key, &req.range_end)?;
+        let resp = self.range_unchecked(req)?;
+        self.check_auth_revision_after_read(ai)?;
+        Ok(resp)
+    }
+
+    fn range_unchecked(&self, req: RangeRequest) -> Result<RangeResponse> {
         // Plan under the lock (revision checks, count, which versions), read the values
         // after it; a version removed in between (a later compaction) means plan again.
         let plan = apply::kv::range_plan(&req);
@@ -434,23 +467,27 @@ impl Member {
         Ok(apply::kv::range(&*kv, &req)??)
     }
 
-    pub async fn put(&self, req: PutRequest) -> Result<PutResponse> {
+    pub async fn put(&self, ai: &AuthInfo, req: PutRequest) -> Result<PutResponse> {
         let size = req.encoded_len();
-        match self.propose(Request::Put(req), size).await? {
+        match self.propose_as(ai, Request::Put(req), size).await? {
             Applied::Put(r) => Ok(r),
             other => Err(unexpected(other)),
         }
     }
 
-    pub async fn delete_range(&self, req: DeleteRangeRequest) -> Result<DeleteRangeResponse> {
+    pub async fn delete_range(
+        &self,
+        ai: &AuthInfo,
+        req: DeleteRangeRequest,
+    ) -> Result<DeleteRangeResponse> {
         let size = req.encoded_len();
-        match self.propose(Request::DeleteRange(req), size).await? {
+        match self.propose_as(ai, Request::DeleteRange(req), size).await? {
             Applied::DeleteRange(r) => Ok(r),
             other => Err(unexpected(other)),
         }
     }
 
-    pub async fn txn(&self, req: TxnRequest) -> Result<TxnResponse> {
+    pub async fn txn(&self, ai: &AuthInfo, req: TxnRequest) -> Result<TxnResponse> {
         if is_txn_read_only(&req) {
             // Like etcd, a txn of ranges only is a read: barrier, then run it locally at one
             // pinned revision, the lock held only to plan each read (applies and other
@@ -458,6 +495,20 @@ impl Member {
             // over; after a few tries, the txn runs under the shared lock.
             self.check_not_fatal()?;
             self.read_barrier().await?;
+            apply::auth::check_txn(&self.state.auth.read().expect("auth lock"), ai, &req)?;
+            let resp = self.txn_read_only(req)?;
+            self.check_auth_revision_after_read(ai)?;
+            return Ok(resp);
+        }
+        let size = req.encoded_len();
+        match self.propose_as(ai, Request::Txn(req), size).await? {
+            Applied::Txn(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    fn txn_read_only(&self, req: TxnRequest) -> Result<TxnResponse> {
+        {
             for _ in 0..3 {
                 let view = PinnedView::pin(&self.state.kv, &**self.backend());
                 let answer = apply::txn::txn_read_only(&view, &req);
@@ -466,16 +517,15 @@ impl Member {
                 }
             }
             let kv = self.state.kv.read().expect("kv lock");
-            return Ok(apply::txn::txn_read_only(&*kv, &req)??);
-        }
-        let size = req.encoded_len();
-        match self.propose(Request::Txn(req), size).await? {
-            Applied::Txn(r) => Ok(r),
-            other => Err(unexpected(other)),
+            Ok(apply::txn::txn_read_only(&*kv, &req)??)
         }
     }
 
-    pub async fn compact(&self, req: CompactionRequest) -> Result<CompactionResponse> {
+    pub async fn compact(
+        &self,
+        ai: &AuthInfo,
+        req: CompactionRequest,
+    ) -> Result<CompactionResponse> {
         let (rev, physical) = (req.revision, req.physical);
         let mut finished = self
             .state
@@ -484,7 +534,7 @@ impl Member {
             .expect("kv lock")
             .finished_compactions();
         let size = req.encoded_len();
-        let resp = match self.propose(Request::Compaction(req), size).await? {
+        let resp = match self.propose_as(ai, Request::Compaction(req), size).await? {
             Applied::Compaction(r) => r,
             other => return Err(unexpected(other)),
         };
@@ -527,10 +577,10 @@ impl Member {
     }
 
     /// Revoke a lease and delete its keys in one revision.
-    pub async fn lease_revoke(&self, id: i64) -> Result<LeaseRevokeResponse> {
+    pub async fn lease_revoke(&self, ai: &AuthInfo, id: i64) -> Result<LeaseRevokeResponse> {
         let req = LeaseRevokeRequest { id };
         let size = req.encoded_len();
-        match self.propose(Request::LeaseRevoke(req), size).await? {
+        match self.propose_as(ai, Request::LeaseRevoke(req), size).await? {
             Applied::LeaseRevoke(r) => Ok(r),
             other => Err(unexpected(other)),
         }
@@ -549,14 +599,26 @@ impl Member {
     }
 
     /// (remaining seconds, granted TTL, attached keys) of a lease.
+    /// With `keys`, the caller must be able to read every attached key (etcd 3.5's
+    /// checkLeaseTimeToLive; 3.4.23 shows them to anyone).
     pub async fn lease_time_to_live(
         &self,
+        ai: Option<&AuthInfo>,
         id: i64,
         keys: bool,
     ) -> Result<(i64, i64, Vec<bytes::Bytes>)> {
         self.read_barrier().await?;
         let leases = self.state.leases.lock().expect("leases lock");
         let lease = leases.get(id).ok_or(Error::LeaseNotFound)?;
+        if keys {
+            let auth = self.state.auth.read().expect("auth lock");
+            if auth.is_enabled() {
+                let ai = ai.ok_or(crate::auth::Error::UserEmpty)?;
+                for k in &lease.keys {
+                    auth.is_range_permitted(ai, k, &[])?;
+                }
+            }
+        }
         let remaining = leases.remaining(id).unwrap_or(0);
         let attached = if keys {
             lease.keys.iter().cloned().collect()
@@ -724,7 +786,7 @@ async fn watch_raft_fatal<N: openraft::Node>(
     }
 }
 
-fn unexpected(a: Applied) -> Error {
+pub(super) fn unexpected(a: Applied) -> Error {
     Error::Internal(format!("unexpected apply result {a:?}"))
 }
 

@@ -44,11 +44,14 @@ async fn a_read_only_txn_answers_while_a_reader_holds_the_store() {
     let dir = tempfile::tempdir().unwrap();
     let member = start(dir.path()).await;
     member
-        .put(crate::proto::etcdserverpb::PutRequest {
-            key: Bytes::from_static(b"k"),
-            value: Bytes::from_static(b"v"),
-            ..Default::default()
-        })
+        .put(
+            &crate::auth::AuthInfo::member(),
+            crate::proto::etcdserverpb::PutRequest {
+                key: Bytes::from_static(b"k"),
+                value: Bytes::from_static(b"v"),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
 
@@ -64,7 +67,11 @@ async fn a_read_only_txn_answers_while_a_reader_holds_the_store() {
 
     let txn = tokio::spawn({
         let member = member.clone();
-        async move { member.txn(read_only_txn()).await }
+        async move {
+            member
+                .txn(&crate::auth::AuthInfo::member(), read_only_txn())
+                .await
+        }
     });
     let answered = tokio::time::timeout(Duration::from_secs(5), txn).await;
     release_tx.send(()).unwrap();

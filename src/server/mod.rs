@@ -3,6 +3,7 @@
 //!
 //! Imports: `raft`, `apply`, `mvcc`, `storage`, `config`, `proto`. Must never: import `api`.
 
+mod auth;
 pub mod compactor;
 pub mod error;
 mod forward;
@@ -14,6 +15,7 @@ mod member_tests;
 mod peers;
 pub mod propose;
 
+pub use crate::auth::{AuthInfo, Error as AuthError};
 /// Key ranges by etcd's `range_end` rules, for request checks at the edge.
 pub use crate::mvcc::KeyRange;
 /// Watch types the stream protocol at the edge needs.

@@ -47,3 +47,12 @@ pub const META_CURRENT_REV: &[u8] = b"mcurrent_rev";
 /// Keys of the raft meta tree.
 pub const RAFT_VOTE: &[u8] = b"vote";
 pub const RAFT_PURGED: &[u8] = b"purged";
+
+/// The auth store (etcd's `auth`, `authUsers`, `authRoles` buckets): prefix + one byte
+/// naming the record: `e` -> enabled flag (one byte), `v` -> auth revision (big-endian
+/// u64), `u` + user name -> encoded authpb.User, `r` + role name -> encoded authpb.Role.
+pub const AUTH: u8 = b'A';
+pub const AUTH_ENABLED: &[u8] = b"Ae";
+pub const AUTH_REVISION: &[u8] = b"Av";
+pub const AUTH_USER: &[u8] = b"Au";
+pub const AUTH_ROLE: &[u8] = b"Ar";

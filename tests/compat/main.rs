@@ -17,6 +17,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod auth;
 mod client;
 mod cluster;
 mod ctl;

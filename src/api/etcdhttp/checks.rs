@@ -80,7 +80,12 @@ async fn read(member: &Member, serializable: bool) -> Result<(), String> {
     };
     let timeout =
         Duration::from_secs(5) + 2 * Duration::from_millis(member.settings.election_timeout_ms);
-    match tokio::time::timeout(timeout, member.range(probe)).await {
+    match tokio::time::timeout(
+        timeout,
+        member.range(&crate::server::AuthInfo::member(), probe),
+    )
+    .await
+    {
         Ok(Ok(_)) => Ok(()),
         // etcd's server errors carry their package prefix: "etcdserver: request timed out"
         Ok(Err(e)) => Err(format!("{}{e}", crate::rpctypes::PREFIX)),

@@ -16,7 +16,11 @@ pub(super) async fn health(State(member): State<Arc<Member>>) -> axum::response:
         key: bytes::Bytes::from_static(b"health"),
         ..Default::default()
     };
-    let res = tokio::time::timeout(Duration::from_secs(1), member.range(probe)).await;
+    let res = tokio::time::timeout(
+        Duration::from_secs(1),
+        member.range(&crate::server::AuthInfo::member(), probe),
+    )
+    .await;
     match res {
         Ok(Ok(_)) => json(StatusCode::OK, r#"{"health":"true","reason":""}"#.into()),
         Ok(Err(e)) => json(

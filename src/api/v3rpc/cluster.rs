@@ -58,8 +58,10 @@ impl Cluster for ClusterService {
         &self,
         req: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
+        let ai = super::auth::caller_opt(&self.member, &req)?;
         let req = req.into_inner();
         check_urls(&req.peer_ur_ls)?;
+        self.member.check_admin(ai.as_ref())?;
         let added = self
             .member
             .member_add(req.peer_ur_ls, req.is_learner)
@@ -75,6 +77,8 @@ impl Cluster for ClusterService {
         &self,
         req: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
+        let ai = super::auth::caller_opt(&self.member, &req)?;
+        self.member.check_admin(ai.as_ref())?;
         self.member.member_remove(req.into_inner().id).await?;
         Ok(Response::new(MemberRemoveResponse {
             header: Some(self.member.header(0)),
@@ -86,8 +90,10 @@ impl Cluster for ClusterService {
         &self,
         req: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
+        let ai = super::auth::caller_opt(&self.member, &req)?;
         let req = req.into_inner();
         check_urls(&req.peer_ur_ls)?;
+        self.member.check_admin(ai.as_ref())?;
         self.member.member_update(req.id, req.peer_ur_ls).await?;
         Ok(Response::new(MemberUpdateResponse {
             header: Some(self.member.header(0)),
@@ -110,6 +116,8 @@ impl Cluster for ClusterService {
         &self,
         req: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
+        let ai = super::auth::caller_opt(&self.member, &req)?;
+        self.member.check_admin(ai.as_ref())?;
         self.member.member_promote(req.into_inner().id).await?;
         Ok(Response::new(MemberPromoteResponse {
             header: Some(self.member.header(0)),

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
+use super::auth::caller;
 use super::{header::fill, validate};
 use crate::proto::etcdserverpb::{
     kv_server::Kv, CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
@@ -18,17 +19,19 @@ pub struct KvService {
 #[tonic::async_trait]
 impl Kv for KvService {
     async fn range(&self, req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
+        let ai = caller(&self.member, &req)?;
         let r = req.into_inner();
         validate::check_range(&r)?;
-        let mut resp = self.member.range(r).await?;
+        let mut resp = self.member.range(&ai, r).await?;
         fill(&self.member, &mut resp.header);
         Ok(Response::new(resp))
     }
 
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        let ai = caller(&self.member, &req)?;
         let r = req.into_inner();
         validate::check_put(&r)?;
-        let mut resp = self.member.put(r).await?;
+        let mut resp = self.member.put(&ai, r).await?;
         fill(&self.member, &mut resp.header);
         Ok(Response::new(resp))
     }
@@ -37,17 +40,19 @@ impl Kv for KvService {
         &self,
         req: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
+        let ai = caller(&self.member, &req)?;
         let r = req.into_inner();
         validate::check_delete(&r)?;
-        let mut resp = self.member.delete_range(r).await?;
+        let mut resp = self.member.delete_range(&ai, r).await?;
         fill(&self.member, &mut resp.header);
         Ok(Response::new(resp))
     }
 
     async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        let ai = caller(&self.member, &req)?;
         let r = req.into_inner();
         validate::check_txn(&r, self.member.settings.max_txn_ops as usize)?;
-        let mut resp = self.member.txn(r).await?;
+        let mut resp = self.member.txn(&ai, r).await?;
         fill(&self.member, &mut resp.header);
         Ok(Response::new(resp))
     }
@@ -56,7 +61,8 @@ impl Kv for KvService {
         &self,
         req: Request<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
-        let mut resp = self.member.compact(req.into_inner()).await?;
+        let ai = caller(&self.member, &req)?;
+        let mut resp = self.member.compact(&ai, req.into_inner()).await?;
         fill(&self.member, &mut resp.header);
         Ok(Response::new(resp))
     }

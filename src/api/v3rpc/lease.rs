@@ -35,7 +35,8 @@ impl Lease for LeaseService {
         &self,
         req: Request<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
-        let mut resp = self.member.lease_revoke(req.into_inner().id).await?;
+        let ai = super::auth::caller(&self.member, &req)?;
+        let mut resp = self.member.lease_revoke(&ai, req.into_inner().id).await?;
         fill(&self.member, &mut resp.header);
         Ok(Response::new(resp))
     }
@@ -86,8 +87,13 @@ impl Lease for LeaseService {
         &self,
         req: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        let ai = super::auth::caller_opt(&self.member, &req)?;
         let r = req.into_inner();
-        let mut resp = match self.member.lease_time_to_live(r.id, r.keys).await {
+        let mut resp = match self
+            .member
+            .lease_time_to_live(ai.as_ref(), r.id, r.keys)
+            .await
+        {
             Ok((ttl, granted, keys)) => LeaseTimeToLiveResponse {
                 header: None,
                 id: r.id,

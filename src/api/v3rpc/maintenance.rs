@@ -12,6 +12,27 @@ use crate::proto::etcdserverpb::{
 };
 use crate::server::Member;
 
+/// etcd 3.4's authMaintenanceServer: Defragment, Snapshot, Hash, HashKV and MoveLeader need
+/// the root role, and a refusal goes out as the auth package's own error (code Unknown,
+/// `auth: permission denied`), not as the `etcdserver:` one the other services send.
+pub fn admin_only<T>(member: &Member, req: &Request<T>) -> Result<(), Status> {
+    let raw = |e: crate::server::Error| match e {
+        crate::server::Error::Auth(a) => crate::server::Error::AuthRaw(a),
+        other => other,
+    };
+    let ai = super::auth::caller_opt(member, req).map_err(|s| {
+        if s.code() == tonic::Code::Unauthenticated {
+            Status::from(crate::server::Error::AuthRaw(
+                crate::server::AuthError::InvalidAuthToken,
+            ))
+        } else {
+            s
+        }
+    })?;
+    member.check_admin(ai.as_ref()).map_err(raw)?;
+    Ok(())
+}
+
 pub struct MaintenanceService {
     pub member: Arc<Member>,
 }
@@ -49,8 +70,9 @@ impl Maintenance for MaintenanceService {
 
     async fn defragment(
         &self,
-        _req: Request<DefragmentRequest>,
+        req: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
+        admin_only(&self.member, &req)?;
         self.member.defragment()?;
         let mut resp = DefragmentResponse { header: None };
         fill(&self.member, &mut resp.header);

@@ -3,6 +3,7 @@
 //! A file per service, plus the shared pieces: the response header, the request checks
 //! done before a request reaches the member, and the error table.
 
+pub mod auth;
 pub mod cluster;
 pub mod header;
 pub mod kv;
@@ -16,8 +17,8 @@ pub mod watch;
 use std::sync::Arc;
 
 use crate::proto::etcdserverpb::{
-    cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
-    maintenance_server::MaintenanceServer, watch_server::WatchServer,
+    auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer,
+    lease_server::LeaseServer, maintenance_server::MaintenanceServer, watch_server::WatchServer,
 };
 use crate::server::Member;
 
@@ -48,6 +49,7 @@ pub fn services(member: &Arc<Member>) -> tonic::service::Routes {
             cluster::ClusterService { member: m() }
         ))
         .add_service(service!(WatchServer, watch::WatchService { member: m() }))
+        .add_service(service!(AuthServer, auth::AuthService { member: m() }))
 }
 
 /// The response half of a long-lived stream (watch, lease keep-alive): what the stream's

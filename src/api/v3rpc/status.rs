@@ -5,6 +5,7 @@
 use tonic::{Code, Status};
 
 use crate::rpctypes;
+use crate::server::AuthError;
 use crate::server::Error;
 
 /// The code and message etcd sends for each error.
@@ -34,9 +35,39 @@ pub fn code_and_message(e: &Error) -> (Code, String) {
         Error::TooManyLearners => Code::FailedPrecondition,
         Error::MemberNotLearner => Code::FailedPrecondition,
         Error::LearnerNotReady => Code::FailedPrecondition,
+        // not in etcd's rpctypes: its own text, code Unknown (etcd's togRPCError)
+        Error::Auth(AuthError::NoPasswordUser) => {
+            return (Code::Unknown, AuthError::NoPasswordUser.raw().to_string())
+        }
+        Error::Auth(a) => auth_code(*a),
+        Error::AuthRaw(a) => return (Code::Unknown, a.raw().to_string()),
         Error::Internal(m) => return (Code::Unknown, m.clone()),
     };
     (code, format!("{}{e}", rpctypes::PREFIX))
+}
+
+/// The code etcd sends with each auth error (rpctypes ErrGRPCRootUserNotExist ...).
+fn auth_code(e: AuthError) -> Code {
+    match e {
+        AuthError::RootUserNotExist => Code::FailedPrecondition,
+        AuthError::RootRoleNotExist => Code::FailedPrecondition,
+        AuthError::UserAlreadyExist => Code::FailedPrecondition,
+        AuthError::UserEmpty => Code::InvalidArgument,
+        AuthError::UserNotFound => Code::FailedPrecondition,
+        AuthError::RoleAlreadyExist => Code::FailedPrecondition,
+        AuthError::RoleNotFound => Code::FailedPrecondition,
+        AuthError::RoleEmpty => Code::InvalidArgument,
+        AuthError::AuthFailed => Code::InvalidArgument,
+        AuthError::PermissionDenied => Code::PermissionDenied,
+        AuthError::RoleNotGranted => Code::FailedPrecondition,
+        AuthError::PermissionNotGranted => Code::FailedPrecondition,
+        AuthError::AuthNotEnabled => Code::FailedPrecondition,
+        AuthError::InvalidAuthToken => Code::Unauthenticated,
+        AuthError::InvalidAuthMgmt => Code::InvalidArgument,
+        AuthError::AuthOldRevision => Code::InvalidArgument,
+        AuthError::PermissionNotGiven => Code::InvalidArgument,
+        AuthError::NoPasswordUser => Code::Unknown,
+    }
 }
 
 impl From<Error> for Status {
@@ -127,9 +158,118 @@ mod tests {
             Error::LearnerNotReady => Error::LearnerNotReady,
                 Code::FailedPrecondition,
                 "etcdserver: can only promote a learner member which is in sync with leader";
+            Error::Auth(_) => Error::Auth(AuthError::PermissionDenied),
+                Code::PermissionDenied, "etcdserver: permission denied";
+            Error::AuthRaw(_) => Error::AuthRaw(AuthError::PermissionDenied),
+                Code::Unknown, "auth: permission denied";
             // etcd's togRPCError sends an unknown error's own text with code Unknown
             Error::Internal(_) => Error::Internal("disk on fire".into()),
                 Code::Unknown, "disk on fire";
+        }
+    }
+
+    /// Every auth error against etcd's rpctypes (3.4's error.go, plus 3.5's
+    /// ErrGRPCPermissionNotGiven).
+    #[test]
+    fn every_auth_error_has_etcds_code_and_message() {
+        let table = [
+            (
+                AuthError::RootUserNotExist,
+                Code::FailedPrecondition,
+                "etcdserver: root user does not exist",
+            ),
+            (
+                AuthError::RootRoleNotExist,
+                Code::FailedPrecondition,
+                "etcdserver: root user does not have root role",
+            ),
+            (
+                AuthError::UserAlreadyExist,
+                Code::FailedPrecondition,
+                "etcdserver: user name already exists",
+            ),
+            (
+                AuthError::UserEmpty,
+                Code::InvalidArgument,
+                "etcdserver: user name is empty",
+            ),
+            (
+                AuthError::UserNotFound,
+                Code::FailedPrecondition,
+                "etcdserver: user name not found",
+            ),
+            (
+                AuthError::RoleAlreadyExist,
+                Code::FailedPrecondition,
+                "etcdserver: role name already exists",
+            ),
+            (
+                AuthError::RoleNotFound,
+                Code::FailedPrecondition,
+                "etcdserver: role name not found",
+            ),
+            (
+                AuthError::RoleEmpty,
+                Code::InvalidArgument,
+                "etcdserver: role name is empty",
+            ),
+            (
+                AuthError::AuthFailed,
+                Code::InvalidArgument,
+                "etcdserver: authentication failed, invalid user ID or password",
+            ),
+            (
+                AuthError::PermissionDenied,
+                Code::PermissionDenied,
+                "etcdserver: permission denied",
+            ),
+            (
+                AuthError::RoleNotGranted,
+                Code::FailedPrecondition,
+                "etcdserver: role is not granted to the user",
+            ),
+            (
+                AuthError::PermissionNotGranted,
+                Code::FailedPrecondition,
+                "etcdserver: permission is not granted to the role",
+            ),
+            (
+                AuthError::AuthNotEnabled,
+                Code::FailedPrecondition,
+                "etcdserver: authentication is not enabled",
+            ),
+            (
+                AuthError::InvalidAuthToken,
+                Code::Unauthenticated,
+                "etcdserver: invalid auth token",
+            ),
+            (
+                AuthError::InvalidAuthMgmt,
+                Code::InvalidArgument,
+                "etcdserver: invalid auth management",
+            ),
+            (
+                AuthError::AuthOldRevision,
+                Code::InvalidArgument,
+                "etcdserver: revision of auth store is old",
+            ),
+            (
+                AuthError::PermissionNotGiven,
+                Code::InvalidArgument,
+                "etcdserver: permission not given",
+            ),
+        ];
+        let nopw: Status = Error::Auth(AuthError::NoPasswordUser).into();
+        assert_eq!(
+            (nopw.code(), nopw.message()),
+            (
+                Code::Unknown,
+                "auth: authentication failed, password was given for no password user"
+            )
+        );
+        for (e, code, msg) in table {
+            let s: Status = Error::Auth(e).into();
+            assert_eq!((s.code(), s.message()), (code, msg), "{e:?}");
         }
     }
 

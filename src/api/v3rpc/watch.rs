@@ -41,7 +41,9 @@ impl Watch for WatchService {
         req: Request<Streaming<WatchRequest>>,
     ) -> Result<Response<BoxStream<WatchResponse>>, Status> {
         let (out, rx) = mpsc::channel(OUT_QUEUE);
-        let (stream, notices) = WatchStream::new(self.member.clone(), out);
+        let token = super::auth::token(&req);
+        let (mut stream, notices) = WatchStream::new(self.member.clone(), out);
+        stream.token = token;
         tokio::spawn(stream.run(req.into_inner(), notices));
         Ok(Response::new(super::until_stopped(&self.member, rx)))
     }
@@ -68,6 +70,8 @@ struct WatchStream {
     next_auto_id: i64,
     /// A progress request was handed to the store and not answered yet.
     deferred_progress: bool,
+    /// The token the stream was opened with: each create is checked for its user.
+    token: Option<String>,
 }
 
 impl WatchStream {
@@ -83,6 +87,7 @@ impl WatchStream {
             watchers: HashMap::new(),
             next_auto_id: 0,
             deferred_progress: false,
+            token: None,
         };
         (s, rx)
     }
@@ -179,6 +184,26 @@ impl WatchStream {
         if !c.range_end.is_empty() && !open_end && key.as_ref() >= c.range_end.as_ref() {
             return self.refuse_create(EMPTY_RANGE).await;
         }
+        // etcd's isWatchPermitted: read permission on the range (a "\0" end is from the
+        // key on), for the stream's token; refused as created and cancelled.
+        if !self.watch_permitted(&key, &c.range_end) {
+            let rev = self.member.current_revision();
+            return self
+                .send(WatchResponse {
+                    header: self.header(rev),
+                    watch_id: c.watch_id,
+                    created: true,
+                    canceled: true,
+                    // etcd puts the Go text of its gRPC error here
+                    cancel_reason: format!(
+                        "rpc error: code = PermissionDenied desc = {}{}",
+                        crate::rpctypes::PREFIX,
+                        crate::rpctypes::PERMISSION_DENIED
+                    ),
+                    ..Default::default()
+                })
+                .await;
+        }
         let range = KeyRange::new(key, c.range_end.clone());
         let watch_id = if c.watch_id == 0 {
             while self.watchers.contains_key(&self.next_auto_id) {
@@ -225,6 +250,16 @@ impl WatchStream {
             ..Default::default()
         })
         .await
+    }
+
+    fn watch_permitted(&self, key: &[u8], range_end: &[u8]) -> bool {
+        match self.member.auth_info(self.token.as_deref()) {
+            Ok(ai) => self
+                .member
+                .check_range(&ai.unwrap_or_default(), key, range_end)
+                .is_ok(),
+            Err(_) => false,
+        }
     }
 
     /// A create refused with `reason`: created and cancelled at once, no watcher.
