@@ -36,5 +36,10 @@ pub const MEMBER_BAD_URLS: &str = "given member URLs are invalid";
 pub const PEER_URL_EXIST: &str = "Peer URLs already exists";
 pub const TOO_MANY_LEARNERS: &str = "too many learner members in cluster";
 pub const MEMBER_NOT_LEARNER: &str = "can only promote a learner member";
+pub const NOT_ENOUGH_STARTED: &str = "re-configuration failed due to not enough started members";
+pub const UNHEALTHY: &str = "unhealthy cluster";
+pub const NOT_LEADER: &str = "not leader";
+pub const BAD_LEADER_TRANSFEREE: &str = "bad leader transferee";
+pub const LEADER_TRANSFER_TIMEOUT: &str = "request timed out, leader transfer took too long";
 pub const LEARNER_NOT_READY: &str =
     "can only promote a learner member which is in sync with leader";

@@ -56,6 +56,16 @@ pub enum Error {
     MemberNotLearner,
     #[error("{}", rpctypes::LEARNER_NOT_READY)]
     LearnerNotReady,
+    #[error("{}", rpctypes::NOT_ENOUGH_STARTED)]
+    NotEnoughStarted,
+    #[error("{}", rpctypes::UNHEALTHY)]
+    Unhealthy,
+    #[error("{}", rpctypes::NOT_LEADER)]
+    NotLeader,
+    #[error("{}", rpctypes::BAD_LEADER_TRANSFEREE)]
+    BadLeaderTransferee,
+    #[error("{}", rpctypes::LEADER_TRANSFER_TIMEOUT)]
+    LeaderTransferTimeout,
     #[error("internal: {0}")]
     Internal(String),
 }

@@ -34,6 +34,12 @@ pub fn code_and_message(e: &Error) -> (Code, String) {
         Error::TooManyLearners => Code::FailedPrecondition,
         Error::MemberNotLearner => Code::FailedPrecondition,
         Error::LearnerNotReady => Code::FailedPrecondition,
+        Error::NotEnoughStarted => Code::FailedPrecondition,
+        Error::Unhealthy => Code::Unavailable,
+        Error::NotLeader => Code::FailedPrecondition,
+        Error::BadLeaderTransferee => Code::FailedPrecondition,
+        // not in etcd's rpctypes: togRPCError sends it as Unknown
+        Error::LeaderTransferTimeout => Code::Unknown,
         Error::Internal(m) => return (Code::Unknown, m.clone()),
     };
     (code, format!("{}{e}", rpctypes::PREFIX))
@@ -127,6 +133,17 @@ mod tests {
             Error::LearnerNotReady => Error::LearnerNotReady,
                 Code::FailedPrecondition,
                 "etcdserver: can only promote a learner member which is in sync with leader";
+            Error::NotEnoughStarted => Error::NotEnoughStarted,
+                Code::FailedPrecondition,
+                "etcdserver: re-configuration failed due to not enough started members";
+            Error::Unhealthy => Error::Unhealthy,
+                Code::Unavailable, "etcdserver: unhealthy cluster";
+            Error::NotLeader => Error::NotLeader,
+                Code::FailedPrecondition, "etcdserver: not leader";
+            Error::BadLeaderTransferee => Error::BadLeaderTransferee,
+                Code::FailedPrecondition, "etcdserver: bad leader transferee";
+            Error::LeaderTransferTimeout => Error::LeaderTransferTimeout,
+                Code::Unknown, "etcdserver: request timed out, leader transfer took too long";
             // etcd's togRPCError sends an unknown error's own text with code Unknown
             Error::Internal(_) => Error::Internal("disk on fire".into()),
                 Code::Unknown, "disk on fire";
