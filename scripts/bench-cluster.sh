@@ -12,7 +12,7 @@ ETCD=${ETCD_BIN:-$(command -v etcd)}
 ETCDCTL=${ETCDCTL_BIN:-$(command -v etcdctl)}
 FAILOVERS=${FAILOVERS:-10}
 WORK=$(mktemp -d)
-trap 'kill -9 $(cat "$WORK"/*.pid 2>/dev/null) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+trap 'kill -9 $(cat "$WORK"/*.pid 2>/dev/null) 2>/dev/null || true; [ -n "${KEEP_WORK:-}" ] && echo "kept $WORK" || rm -rf "$WORK"' EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -21,7 +21,8 @@ member_start() { # kind n
   local kind=$1 n=$2 bin cluster=""
   if [ "$kind" = etcd ]; then bin=$ETCD; else bin=$BIN; fi
   for m in 0 1 2; do cluster+="${cluster:+,}m$m=http://127.0.0.1:${PPORT[$kind,$m]}"; done
-  ETCD_UNSUPPORTED_ARCH=$(uname -m | sed 's/x86_64/amd64/;s/aarch64/arm64/') \
+  # Started from a subshell, so that this shell reports no kill -9 of its own jobs.
+  (ETCD_UNSUPPORTED_ARCH=$(uname -m | sed 's/x86_64/amd64/;s/aarch64/arm64/') \
   "$bin" --name "m$n" --data-dir "$WORK/$kind.$n" \
     --listen-client-urls "http://127.0.0.1:${CPORT[$kind,$n]}" \
     --advertise-client-urls "http://127.0.0.1:${CPORT[$kind,$n]}" \
@@ -29,7 +30,11 @@ member_start() { # kind n
     --initial-advertise-peer-urls "http://127.0.0.1:${PPORT[$kind,$n]}" \
     --initial-cluster "$cluster" --initial-cluster-token "bench-$kind" \
     --initial-cluster-state new >>"$WORK/$kind.$n.log" 2>&1 &
-  echo $! >"$WORK/$kind.$n.pid"
+  echo $! >"$WORK/$kind.$n.pid")
+}
+
+gone() { # pid: wait until the process has exited
+  while kill -0 "$1" 2>/dev/null; do sleep 0.05; done
 }
 
 endpoints() { # kind [except n]
@@ -57,7 +62,7 @@ for i,s in enumerate(st):
 result() { sed -E "s/.* $1=([^ ]+).*/\1/" <<<"$2"; }
 
 declare -A R
-for kind in etcd metastore; do
+for kind in ${KINDS:-etcd metastore}; do
   for n in 0 1 2; do CPORT[$kind,$n]=$(free_port); PPORT[$kind,$n]=$(free_port); done
   for n in 0 1 2; do member_start "$kind" "$n"; done
   healthy "$kind"
@@ -82,16 +87,17 @@ for kind in etcd metastore; do
     line=$("$BIN" bench failover --endpoints "$(endpoints "$kind" "$l")" --since-ns "$since" --label "$kind" | grep '^RESULT')
     echo "kill $k of m$l: $line"
     times+=("$(result failover_ms "$line")")
-    wait "$(cat "$WORK/$kind.$l.pid")" 2>/dev/null || true
+    gone "$(cat "$WORK/$kind.$l.pid")"
     member_start "$kind" "$l"
   done
-  R[$kind,fo]=$(printf '%s\n' "${times[@]}" | sort -n | python3 -c '
+  R[$kind,fo]=RESULT\ $(printf '%s\n' "${times[@]}" | sort -n | python3 -c '
 import sys; v=[float(x) for x in sys.stdin]; print(f"median_ms={v[len(v)//2] if len(v)%2 else (v[len(v)//2-1]+v[len(v)//2])/2:.1f} worst_ms={max(v):.1f}")')
   echo "$kind failover over $FAILOVERS kills: ${R[$kind,fo]}"
   for n in 0 1 2; do kill "$(cat "$WORK/$kind.$n.pid")" 2>/dev/null || true; done
-  for n in 0 1 2; do wait "$(cat "$WORK/$kind.$n.pid")" 2>/dev/null || true; done
+  for n in 0 1 2; do gone "$(cat "$WORK/$kind.$n.pid")"; done
 done
 
+[ -n "${R[etcd,p100]:-}" ] && [ -n "${R[metastore,p100]:-}" ] || exit 0
 echo
 printf '%-44s %14s %14s %8s\n' "3 members" etcd metastore ratio
 row() { # label key field
