@@ -62,10 +62,15 @@ bench-cluster: deps
 	$(CARGO) build --release --bins
 	bash scripts/bench-cluster.sh
 
+# The single-member kill -9 loop, then the cluster loop (leader kills, pauses and network
+# partitions under load) for CLUSTER_SOAK_SECS (10 minutes unless given).
+CLUSTER_SOAK_SECS ?= 600
 soak: deps
 	$(CARGO) build --release --bins
 	METASTORE_BIN=$(CURDIR)/target/release/metastore METASTORE_SOAK=1 \
 		$(CARGO) test --release --test crash -- --nocapture
+	METASTORE_BIN=$(CURDIR)/target/release/metastore METASTORE_CLUSTER_SOAK_SECS=$(CLUSTER_SOAK_SECS) \
+		$(CARGO) test --release --test cluster_soak -- --ignored --nocapture
 
 fmt:
 	$(CARGO) fmt --all
