@@ -9,7 +9,7 @@ DATA_DIR ?= default.metastore
 PROTOX := $(CURDIR)/.tools/bin/protox
 export PROTOC := $(PROTOX)
 
-.PHONY: all build run test unit compat deps tools bench soak fmt clippy check-layering clean
+.PHONY: all build run test unit compat deps tools bench bench-cluster soak fmt clippy check-layering clean
 
 all: build
 
@@ -55,6 +55,12 @@ check-layering:
 bench: deps
 	$(CARGO) build --release --bins
 	bash scripts/bench.sh
+
+# The same comparison for 3-member clusters (issue 11): puts, a follower's linearizable
+# ranges, and leader failover over FAILOVERS kills (default 10).
+bench-cluster: deps
+	$(CARGO) build --release --bins
+	bash scripts/bench-cluster.sh
 
 # The single-member kill -9 loop, then the cluster loop (leader kills, pauses and network
 # partitions under load) for CLUSTER_SOAK_SECS (10 minutes unless given).

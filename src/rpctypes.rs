@@ -43,3 +43,12 @@ pub const BAD_LEADER_TRANSFEREE: &str = "bad leader transferee";
 pub const LEADER_TRANSFER_TIMEOUT: &str = "request timed out, leader transfer took too long";
 pub const LEARNER_NOT_READY: &str =
     "can only promote a learner member which is in sync with leader";
+
+/// The Lock and Election services' own errors (etcd: client/v3/concurrency and
+/// api/v3election). etcd's servers return them as plain Go errors, so clients get them with
+/// code Unknown and without the [`PREFIX`].
+pub const ELECTION_NOT_LEADER: &str = "election: not leader";
+pub const ELECTION_NO_LEADER: &str = "election: no leader";
+pub const MISSING_LEADER_KEY: &str = "\"leader\" field must be provided";
+pub const SESSION_EXPIRED: &str = "mutex: session is expired";
+pub const LOST_WATCHER: &str = "lost watcher waiting for delete";

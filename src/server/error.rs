@@ -66,6 +66,16 @@ pub enum Error {
     BadLeaderTransferee,
     #[error("{}", rpctypes::LEADER_TRANSFER_TIMEOUT)]
     LeaderTransferTimeout,
+    #[error("{}", rpctypes::ELECTION_NOT_LEADER)]
+    ElectionNotLeader,
+    #[error("{}", rpctypes::ELECTION_NO_LEADER)]
+    ElectionNoLeader,
+    #[error("{}", rpctypes::MISSING_LEADER_KEY)]
+    MissingLeaderKey,
+    #[error("{}", rpctypes::SESSION_EXPIRED)]
+    SessionExpired,
+    #[error("{}", rpctypes::LOST_WATCHER)]
+    LostWatcher,
     #[error("internal: {0}")]
     Internal(String),
 }

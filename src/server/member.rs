@@ -46,6 +46,18 @@ fn has_leader(m: &openraft::RaftMetrics<u64, MemberNode>, me: u64, election_ms: 
 }
 
 /// How long a proposal may wait for its result (etcd: 5s plus two election timeouts).
+/// openraft's (min, max) election timeouts for etcd's `--election-timeout` E.
+///
+/// A follower of a known leader stands after openraft's leader lease (the max) plus a
+/// random timeout in [min, max): with (0.3 E, 0.75 E) that is [1.05 E, 1.5 E) after the
+/// last word from the leader, as etcd's followers stand after a random [E, 2 E). With
+/// (E, 2 E) it was [3 E, 4 E): a failover took three to four seconds, etcd's about one.
+/// The min stays above the heartbeat (etcd requires E >= 5 heartbeats).
+fn election_timeouts(election_ms: u64) -> (u64, u64) {
+    let min = (election_ms * 3 / 10).max(1);
+    (min, (election_ms * 3 / 4).max(min + 1))
+}
+
 fn request_timeout(election_ms: u64) -> Duration {
     Duration::from_secs(5) + Duration::from_millis(2 * election_ms)
 }
@@ -142,11 +154,10 @@ impl Member {
         state.set_watchable_store(watch.clone());
         let raft_config = openraft::Config {
             cluster_name: cfg.initial_cluster_token.clone(),
-            // etcd's --heartbeat-interval and --election-timeout: a follower that hears no
-            // leader for an election timeout (randomised up to twice it) stands.
+            // etcd's --heartbeat-interval and --election-timeout (see `election_timeouts`).
             heartbeat_interval: cfg.heartbeat_interval,
-            election_timeout_min: cfg.election_timeout,
-            election_timeout_max: cfg.election_timeout * 2,
+            election_timeout_min: election_timeouts(cfg.election_timeout).0,
+            election_timeout_max: election_timeouts(cfg.election_timeout).1,
             // Snapshots are asked for by `snapshot_loop`, counting applied requests as etcd's
             // --snapshot-count does, not log entries (group commit packs many per entry).
             snapshot_policy: openraft::SnapshotPolicy::Never,
@@ -874,5 +885,19 @@ mod tests {
         let mut seen = failed(openraft::RaftMetrics::new_initial(1), false);
         let e = seen.wait_for(Option::is_some).await.unwrap().clone();
         assert_eq!(e.as_deref(), Some("raft: stopped"));
+    }
+
+    #[test]
+    fn a_follower_stands_within_etcds_election_window() {
+        for (e, heartbeat) in [(1000, 100), (50, 10), (5000, 1000), (10, 1)] {
+            let (min, max) = election_timeouts(e);
+            assert!(heartbeat < min && min < max, "{e}: {min} {max}");
+            // openraft: leader lease (max) + a random timeout in [min, max).
+            let (first, last) = (max + min, 2 * max);
+            assert!(
+                first >= e && last <= 2 * e,
+                "{e}: stands in [{first}, {last})"
+            );
+        }
     }
 }

@@ -4,9 +4,12 @@
 //! done before a request reaches the member, and the error table.
 
 pub mod cluster;
+mod concurrency;
+pub mod election;
 pub mod header;
 pub mod kv;
 pub mod lease;
+pub mod lock;
 pub mod maintenance;
 pub mod recv_error;
 pub mod status;
@@ -19,6 +22,8 @@ use crate::proto::etcdserverpb::{
     cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
     maintenance_server::MaintenanceServer, watch_server::WatchServer,
 };
+use crate::proto::v3electionpb::election_server::ElectionServer;
+use crate::proto::v3lockpb::lock_server::LockServer;
 use crate::server::Member;
 
 /// etcd lets a gRPC message exceed --max-request-bytes by this much before gRPC refuses it,
@@ -75,6 +80,11 @@ pub fn services(member: &Arc<Member>) -> tonic::service::Routes {
             cluster::ClusterService { member: m() }
         ))
         .add_service(service!(WatchServer, watch::WatchService { member: m() }))
+        .add_service(service!(LockServer, lock::LockService { member: m() }))
+        .add_service(service!(
+            ElectionServer,
+            election::ElectionService { member: m() }
+        ))
 }
 
 /// The response half of a long-lived stream (watch, lease keep-alive): what the stream's
