@@ -67,10 +67,15 @@ impl Election for ElectionService {
         &self,
         req: Request<LeaderRequest>,
     ) -> Result<Response<BoxStream<LeaderResponse>>, Status> {
+        let require_leader = super::requires_leader(req.metadata());
         let prefix = cc::key_prefix(&req.into_inner().name);
         let (tx, rx) = mpsc::channel(16);
         tokio::spawn(observe(self.member.clone(), prefix, tx));
-        Ok(Response::new(super::until_stopped(&self.member, rx)))
+        Ok(Response::new(super::until_stopped(
+            &self.member,
+            rx,
+            require_leader,
+        )))
     }
 
     async fn resign(
