@@ -9,7 +9,7 @@ DATA_DIR ?= default.metastore
 PROTOX := $(CURDIR)/.tools/bin/protox
 export PROTOC := $(PROTOX)
 
-.PHONY: all build run test unit compat deps tools bench soak fmt clippy check-layering clean
+.PHONY: all build run test unit compat deps tools bench bench-cluster soak fmt clippy check-layering clean
 
 all: build
 
@@ -56,10 +56,21 @@ bench: deps
 	$(CARGO) build --release --bins
 	bash scripts/bench.sh
 
+# The same comparison for 3-member clusters (issue 11): puts, a follower's linearizable
+# ranges, and leader failover over FAILOVERS kills (default 10).
+bench-cluster: deps
+	$(CARGO) build --release --bins
+	bash scripts/bench-cluster.sh
+
+# The single-member kill -9 loop, then the cluster loop (leader kills, pauses and network
+# partitions under load) for CLUSTER_SOAK_SECS (10 minutes unless given).
+CLUSTER_SOAK_SECS ?= 600
 soak: deps
 	$(CARGO) build --release --bins
 	METASTORE_BIN=$(CURDIR)/target/release/metastore METASTORE_SOAK=1 \
 		$(CARGO) test --release --test crash -- --nocapture
+	METASTORE_BIN=$(CURDIR)/target/release/metastore METASTORE_CLUSTER_SOAK_SECS=$(CLUSTER_SOAK_SECS) \
+		$(CARGO) test --release --test cluster_soak -- --ignored --nocapture
 
 fmt:
 	$(CARGO) fmt --all

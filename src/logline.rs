@@ -267,6 +267,22 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Layer {
         enabled(level) && (ours || level >= Level::Warn)
     }
 
+    /// The most verbose level written: callsites above it are never enabled, and `log`
+    /// records from crates that use the `log` macros (sled) are filtered by `log`'s own
+    /// max level (set from this at init) instead of each reaching the subscriber.
+    fn max_level_hint(&self) -> Option<tracing_subscriber::filter::LevelFilter> {
+        use tracing_subscriber::filter::LevelFilter;
+        Some(if enabled(Level::Debug) {
+            LevelFilter::TRACE
+        } else if enabled(Level::Info) {
+            LevelFilter::INFO
+        } else if enabled(Level::Warn) {
+            LevelFilter::WARN
+        } else {
+            LevelFilter::ERROR
+        })
+    }
+
     fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
         let mut v = Fields::default();
         event.record(&mut v);

@@ -36,6 +36,11 @@ pub const MEMBER_BAD_URLS: &str = "given member URLs are invalid";
 pub const PEER_URL_EXIST: &str = "Peer URLs already exists";
 pub const TOO_MANY_LEARNERS: &str = "too many learner members in cluster";
 pub const MEMBER_NOT_LEARNER: &str = "can only promote a learner member";
+pub const NOT_ENOUGH_STARTED: &str = "re-configuration failed due to not enough started members";
+pub const UNHEALTHY: &str = "unhealthy cluster";
+pub const NOT_LEADER: &str = "not leader";
+pub const BAD_LEADER_TRANSFEREE: &str = "bad leader transferee";
+pub const LEADER_TRANSFER_TIMEOUT: &str = "request timed out, leader transfer took too long";
 pub const LEARNER_NOT_READY: &str =
     "can only promote a learner member which is in sync with leader";
 
@@ -58,3 +63,11 @@ pub const INVALID_AUTH_MGMT: &str = "invalid auth management";
 pub const AUTH_OLD_REVISION: &str = "revision of auth store is old";
 /// etcd 3.5's ErrGRPCPermissionNotGiven (a RoleGrantPermission without a permission).
 pub const PERMISSION_NOT_GIVEN: &str = "permission not given";
+/// The Lock and Election services' own errors (etcd: client/v3/concurrency and
+/// api/v3election). etcd's servers return them as plain Go errors, so clients get them with
+/// code Unknown and without the [`PREFIX`].
+pub const ELECTION_NOT_LEADER: &str = "election: not leader";
+pub const ELECTION_NO_LEADER: &str = "election: no leader";
+pub const MISSING_LEADER_KEY: &str = "\"leader\" field must be provided";
+pub const SESSION_EXPIRED: &str = "mutex: session is expired";
+pub const LOST_WATCHER: &str = "lost watcher waiting for delete";

@@ -21,13 +21,25 @@ async fn a_learner_is_added_joins_is_promoted_updated_and_removed() {
     // Added as a learner through a member that may be a follower (the change is forwarded).
     let new = cluster.new_member();
     let peer = cluster.members[new].peer_url();
-    let added = c
-        .member_add(
-            [peer.as_str()],
-            Some(MemberAddOptions::new().with_is_learner()),
-        )
-        .await
-        .expect("member add");
+    // etcd's --strict-reconfig-check refuses changes until the leader's peer links have
+    // worked for 5 s: retry while the fresh cluster is "unhealthy".
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let added = loop {
+        let r = c
+            .member_add(
+                [peer.as_str()],
+                Some(MemberAddOptions::new().with_is_learner()),
+            )
+            .await;
+        match r {
+            Ok(r) => break r,
+            Err(e) if e.to_string().contains("etcdserver: unhealthy cluster") => {
+                assert!(Instant::now() < deadline, "still unhealthy: {e}")
+            }
+            Err(e) => panic!("member add: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     let id = added.member().unwrap().id();
     assert!(added.member().unwrap().is_learner());
     assert_eq!(added.member_list().len(), 4);

@@ -34,6 +34,19 @@ async fn progress_never_runs_ahead_of_events() {
         .watch("o/k0", Some(WatchOptions::new().with_progress_notify()))
         .await
         .unwrap();
+    // etcd-client's `watch` returns before the server has created the watcher: wait for
+    // both created responses, or the first puts may come before the watchers (a watcher
+    // created at revision R rightly sees nothing at or below R).
+    let mut created = 0;
+    while created < 2 {
+        let r = tokio::time::timeout(Duration::from_secs(10), stream.message())
+            .await
+            .expect("watchers not created")
+            .unwrap()
+            .expect("stream ended");
+        assert!(r.events().is_empty() && !r.canceled(), "{r:?}");
+        created += usize::from(r.created());
+    }
     const WRITERS: usize = 4;
     const PUTS: usize = 400;
     let mut writers = Vec::new();
@@ -58,10 +71,7 @@ async fn progress_never_runs_ahead_of_events() {
             .unwrap_or_else(|_| panic!("timed out after {events} events"))
             .unwrap()
             .expect("stream ended");
-        if r.created() {
-            continue;
-        }
-        assert!(!r.canceled(), "{r:?}");
+        assert!(!r.created() && !r.canceled(), "{r:?}");
         if r.events().is_empty() {
             let rev = r.header().unwrap().revision();
             assert!(

@@ -43,10 +43,17 @@ pub enum DecodeError {
 /// The same for a message that can hold nested txns: read at any depth the request
 /// checks admit (prost alone stops at about 50 levels, and a committed txn that failed to
 /// decode from the log would stop the member).
-pub fn decode_versioned_nested<M: DecodeNested>(bytes: &[u8]) -> Result<M, DecodeError> {
+/// prost's own decoder goes first (it is the faster one, and for a message within its
+/// recursion limit both give the same message); the nested walker reads what prost refuses.
+pub fn decode_versioned_nested<M: DecodeNested + Message + Default>(
+    bytes: &[u8],
+) -> Result<M, DecodeError> {
     match bytes.split_first() {
         None => Err(DecodeError::Empty),
-        Some((&FORMAT_VERSION, rest)) => Ok(M::decode_nested(rest, Deep::Refuse)?),
+        Some((&FORMAT_VERSION, rest)) => match M::decode(rest) {
+            Ok(m) => Ok(m),
+            Err(_) => Ok(M::decode_nested(rest, Deep::Refuse)?),
+        },
         Some((&found, _)) => Err(DecodeError::Version { found }),
     }
 }

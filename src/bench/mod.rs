@@ -5,6 +5,7 @@
 //! Owned by the binary (`src/main.rs` declares it), not part of the library's API; it speaks
 //! only the public `metastore::proto` client stubs.
 
+mod failover;
 mod lease;
 mod watch;
 
@@ -54,6 +55,7 @@ pub fn main(args: &[String]) -> i32 {
     match args.first().map(String::as_str) {
         Some("watch") => return cli("watch", &args[1..], watch::run),
         Some("keepalive") => return cli("keepalive", &args[1..], lease::run),
+        Some("failover") => return cli("failover", &args[1..], failover::run),
         _ => {}
     }
     cli("bench", args, run)
@@ -86,15 +88,23 @@ where
     }
 }
 
-/// One connection per `conns` to the first of `endpoints`.
+/// `conns` connections, spread over `endpoints` in turn (as etcd's benchmark tool does).
 pub(crate) async fn connect(
     endpoints: &str,
     conns: usize,
 ) -> Result<Vec<Channel>, Box<dyn std::error::Error>> {
-    let endpoint = endpoints.split(',').next().unwrap_or_default().to_string();
+    let endpoints: Vec<String> = endpoints
+        .split(',')
+        .filter(|e| !e.is_empty())
+        .map(str::to_string)
+        .collect();
+    if endpoints.is_empty() {
+        return Err("no endpoints".into());
+    }
     let mut channels = Vec::new();
-    for _ in 0..conns.max(1) {
-        channels.push(Channel::from_shared(endpoint.clone())?.connect().await?);
+    for n in 0..conns.max(1) {
+        let endpoint = endpoints[n % endpoints.len()].clone();
+        channels.push(Channel::from_shared(endpoint)?.connect().await?);
     }
     Ok(channels)
 }
@@ -138,7 +148,7 @@ fn key_bytes(n: u64, size: usize) -> Bytes {
 async fn run(a: Args) -> Result<(), Box<dyn std::error::Error>> {
     if a.op != "put" && a.op != "range" {
         return Err(format!(
-            "unknown workload {:?}: put, range, watch or keepalive",
+            "unknown workload {:?}: put, range, watch, keepalive or failover",
             a.op
         )
         .into());

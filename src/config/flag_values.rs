@@ -90,6 +90,11 @@ impl Config {
         parse_duration(self.flag("grpc-keepalive-timeout")).filter(|d| !d.is_zero())
     }
 
+    /// `--max-learners`: learners a cluster may have.
+    pub fn max_learners(&self) -> u32 {
+        self.flag("max-learners").parse().unwrap_or(1)
+    }
+
     /// `--snapshot-catchup-entries` (etcd 3.4/3.5: `--experimental-...`).
     pub fn snapshot_catchup_entries(&self) -> u64 {
         self.flag_renamed("snapshot-catchup-entries")

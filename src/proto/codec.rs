@@ -55,16 +55,20 @@ impl<U: Message + Default + 'static> Decoder for EtcdDecoder<U> {
 
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
         let unmarshal = |_| Status::internal(UNMARSHAL_FAILED);
+        // prost first (faster, and the same message within its recursion limit); the
+        // nested walker for what prost refuses.
         let nested: Option<Box<dyn Any>> = if TypeId::of::<U>() == TypeId::of::<TxnRequest>() {
             let bytes = buf.copy_to_bytes(buf.remaining());
-            Some(Box::new(
-                TxnRequest::decode_nested(&bytes, Deep::Truncate).map_err(unmarshal)?,
-            ))
+            Some(Box::new(match TxnRequest::decode(bytes.clone()) {
+                Ok(t) => t,
+                Err(_) => TxnRequest::decode_nested(&bytes, Deep::Truncate).map_err(unmarshal)?,
+            }))
         } else if TypeId::of::<U>() == TypeId::of::<TxnResponse>() {
             let bytes = buf.copy_to_bytes(buf.remaining());
-            Some(Box::new(
-                TxnResponse::decode_nested(&bytes, Deep::Refuse).map_err(unmarshal)?,
-            ))
+            Some(Box::new(match TxnResponse::decode(bytes.clone()) {
+                Ok(t) => t,
+                Err(_) => TxnResponse::decode_nested(&bytes, Deep::Refuse).map_err(unmarshal)?,
+            }))
         } else {
             None
         };

@@ -7,13 +7,22 @@
 //!   (unknown member, a peer URL already in use, too many learners, promoting a voter or a
 //!   learner that lags), before anything is proposed;
 //! - a voter is added as etcd adds one: a learner first (so it receives the log), then a
-//!   voter; openraft commits each step through the log.
+//!   voter; openraft commits each step through the log;
+//! - with `--strict-reconfig-check` (etcd's default), a change that would leave fewer
+//!   started or connected voters than a quorum is refused before it is proposed (etcd:
+//!   mayAddMember, mayRemoveMember, mayPromoteMember): a member is started once it has
+//!   published its name, and connected when the leader's peer link to it has worked for
+//!   [`HEALTH_INTERVAL`] without a failure.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::ChangeMembers;
 
+use super::network::PeerActivity;
+use super::state_machine::SharedState;
 use super::types::{MemberNode, NodeId, Raft};
 use crate::proto::etcdserverpb as epb;
 use crate::proto::metastorepb::{member_change_request::Change as PbChange, MemberChangeRefusal};
@@ -21,6 +30,120 @@ use crate::proto::metastorepb::{member_change_request::Change as PbChange, Membe
 /// A learner may be promoted once it has this share of the leader's log (etcd's
 /// readyPercent).
 const LEARNER_READY_PERCENT: f64 = 0.9;
+
+/// How long a peer link must have worked for its member to count as connected (etcd's
+/// HealthInterval).
+pub const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The limits of the member that took the client's request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// `--max-learners`.
+    pub max_learners: u32,
+    /// `--strict-reconfig-check`.
+    pub strict: bool,
+}
+
+/// What the leader knows of its voters' health: which members have published their name
+/// (started) and how long each peer link has worked.
+#[derive(Clone)]
+pub struct ClusterHealth {
+    pub activity: PeerActivity,
+    pub state: Arc<SharedState>,
+}
+
+impl ClusterHealth {
+    fn started(&self) -> BTreeSet<NodeId> {
+        let members = self.state.members.read().expect("members lock");
+        members
+            .list()
+            .into_iter()
+            .filter(|r| !r.name.is_empty())
+            .map(|r| r.id)
+            .collect()
+    }
+
+    /// Voters this member (`me`, always counted) has been connected to since `since`.
+    fn connected_since(&self, me: NodeId, voters: &BTreeSet<NodeId>, since: Instant) -> usize {
+        voters
+            .iter()
+            .filter(|&&id| id == me || self.activity.active_since(id).is_some_and(|t| t <= since))
+            .count()
+    }
+}
+
+fn quorum(n: usize) -> usize {
+    n / 2 + 1
+}
+
+/// etcd's mayAddMember, mayRemoveMember and mayPromoteMember checks.
+fn strict_check(
+    change: &Change,
+    me: NodeId,
+    voters: &BTreeSet<NodeId>,
+    nodes: &BTreeMap<NodeId, MemberNode>,
+    health: &ClusterHealth,
+) -> Result<(), ChangeError> {
+    let started = health.started();
+    let since = Instant::now()
+        .checked_sub(HEALTH_INTERVAL)
+        .unwrap_or_else(Instant::now);
+    let started_voters = |except: Option<NodeId>| {
+        voters
+            .iter()
+            .filter(|id| Some(**id) != except && started.contains(id))
+            .count()
+    };
+    match change {
+        Change::Add { is_learner, .. } => {
+            // IsReadyToAddVotingMember: the new member counts as not started.
+            let members = voters.len() + 1;
+            let ok = started_voters(None) >= quorum(members)
+                || (started_voters(None) == 1 && members == 2);
+            if !is_learner && !ok {
+                return Err(ChangeError::NotEnoughStarted);
+            }
+            // The new member counts as unavailable when checking quorum safety.
+            if voters.len() > 1
+                && health.connected_since(me, voters, since) < quorum(voters.len() + 1)
+            {
+                return Err(ChangeError::Unhealthy);
+            }
+        }
+        Change::Remove(id) => {
+            if !voters.contains(id) {
+                // No quorum to check when a learner goes.
+                return Ok(());
+            }
+            let remaining = voters.len() - 1;
+            if started_voters(Some(*id)) < quorum(remaining) {
+                return Err(ChangeError::NotEnoughStarted);
+            }
+            // A member that is down is safe to remove: it is not part of the active quorum.
+            if *id != me && health.activity.active_since(*id).is_none() {
+                return Ok(());
+            }
+            let active = health.connected_since(me, voters, since);
+            // The active voters that stay must still be a quorum of those that stay.
+            if active.saturating_sub(1) < 1 + (voters.len() - 1) / 2 {
+                return Err(ChangeError::Unhealthy);
+            }
+        }
+        Change::Promote(id) => {
+            // IsReadyToPromoteMember: the learner counts as a started voter.
+            let members = voters.len() + 1;
+            let mut n = started_voters(None);
+            if started.contains(id) || nodes.get(id).is_some_and(|n| !n.name.is_empty()) {
+                n += 1;
+            }
+            if n < quorum(members) {
+                return Err(ChangeError::NotEnoughStarted);
+            }
+        }
+        Change::Update { .. } => {}
+    }
+    Ok(())
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
@@ -50,6 +173,10 @@ pub enum ChangeError {
     NotLearner,
     #[error("learner not ready")]
     LearnerNotReady,
+    #[error("not enough started members")]
+    NotEnoughStarted,
+    #[error("unhealthy cluster")]
+    Unhealthy,
     #[error("not the leader")]
     NotLeader(Option<NodeId>),
     #[error("raft stopped")]
@@ -66,6 +193,8 @@ impl ChangeError {
             ChangeError::TooManyLearners => MemberChangeRefusal::TooManyLearners,
             ChangeError::NotLearner => MemberChangeRefusal::MemberNotLearner,
             ChangeError::LearnerNotReady => MemberChangeRefusal::LearnerNotReady,
+            ChangeError::NotEnoughStarted => MemberChangeRefusal::NotEnoughStarted,
+            ChangeError::Unhealthy => MemberChangeRefusal::Unhealthy,
             _ => return None,
         })
     }
@@ -77,6 +206,8 @@ impl ChangeError {
             MemberChangeRefusal::TooManyLearners => ChangeError::TooManyLearners,
             MemberChangeRefusal::MemberNotLearner => ChangeError::NotLearner,
             MemberChangeRefusal::LearnerNotReady => ChangeError::LearnerNotReady,
+            MemberChangeRefusal::NotEnoughStarted => ChangeError::NotEnoughStarted,
+            MemberChangeRefusal::Unhealthy => ChangeError::Unhealthy,
             MemberChangeRefusal::Unspecified => ChangeError::Failed("unspecified refusal".into()),
         }
     }
@@ -144,8 +275,10 @@ fn write_err(e: RaftError<NodeId, ClientWriteError<NodeId, MemberNode>>) -> Chan
 pub async fn change_on_leader(
     raft: &Raft,
     change: Change,
-    max_learners: u32,
+    limits: Limits,
+    health: &ClusterHealth,
 ) -> Result<NodeId, ChangeError> {
+    let max_learners = limits.max_learners;
     let metrics = raft.metrics().borrow().clone();
     if metrics.current_leader != Some(metrics.id) {
         return Err(ChangeError::NotLeader(metrics.current_leader));
@@ -154,6 +287,15 @@ pub async fn change_on_leader(
     let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
     let nodes: BTreeMap<NodeId, MemberNode> =
         membership.nodes().map(|(id, n)| (*id, n.clone())).collect();
+    let known = match &change {
+        Change::Add { .. } => true,
+        Change::Remove(id) | Change::Update { id, .. } | Change::Promote(id) => {
+            nodes.contains_key(id)
+        }
+    };
+    if limits.strict && known {
+        strict_check(&change, metrics.id, &voters, &nodes, health)?;
+    }
     let url_taken = |urls: &[String], except: Option<NodeId>| {
         nodes
             .iter()

@@ -29,7 +29,7 @@ use openraft::raft::{
 use tonic::transport::Channel;
 
 use super::codec;
-use super::member_change::{Change, ChangeError};
+use super::member_change::{Change, ChangeError, Limits};
 use super::peer_message as msg;
 use super::types::{LogId, MemberNode, NodeId, TypeConfig};
 use crate::apply::{Applied, Command};
@@ -51,6 +51,29 @@ pub const RAFT_FAILED: tonic::Code = tonic::Code::Aborted;
 #[derive(Clone)]
 pub struct Network {
     links: Arc<Links>,
+    activity: PeerActivity,
+}
+
+/// Since when each peer has answered this member's raft messages without a failure in
+/// between (etcd's transport ActiveSince); a peer that failed last has no entry.
+#[derive(Clone, Default)]
+pub struct PeerActivity {
+    since: Arc<Mutex<HashMap<NodeId, Instant>>>,
+}
+
+impl PeerActivity {
+    pub fn active_since(&self, id: NodeId) -> Option<Instant> {
+        self.since.lock().expect("activity lock").get(&id).copied()
+    }
+
+    fn answered(&self, id: NodeId, ok: bool) {
+        let mut since = self.since.lock().expect("activity lock");
+        if ok {
+            since.entry(id).or_insert_with(Instant::now);
+        } else {
+            since.remove(&id);
+        }
+    }
 }
 
 struct Links {
@@ -94,7 +117,13 @@ impl Network {
                 tls,
                 refusals_logged: Mutex::new(HashMap::new()),
             }),
+            activity: PeerActivity::default(),
         }
+    }
+
+    /// How long each peer has answered this member's raft messages.
+    pub fn activity(&self) -> PeerActivity {
+        self.activity.clone()
     }
 
     fn header(&self, to: NodeId) -> pb::PeerHeader {
@@ -238,11 +267,13 @@ impl Network {
     }
 
     /// Renew lease `id` on the leader `to`: its TTL from now, `None` for no such lease.
+    /// Renew lease `id` on the leader `to` (or, `only_remaining`, ask its remaining TTL).
     pub async fn lease_renew(
         &self,
         to: NodeId,
         node: &MemberNode,
         id: i64,
+        only_remaining: bool,
         timeout: Duration,
     ) -> Result<Option<i64>, PeerError> {
         let mut client = self
@@ -251,6 +282,7 @@ impl Network {
         let mut req = tonic::Request::new(pb::LeaseRenewRequest {
             header: Some(self.header(to)),
             id,
+            only_remaining,
         });
         req.set_timeout(timeout);
         let resp = client
@@ -270,12 +302,30 @@ impl Network {
 
 impl Network {
     /// Ask the leader `to` to make a membership change.
+    /// Ask member `to` to stand for election now (MoveLeader).
+    pub async fn elect(
+        &self,
+        to: NodeId,
+        node: &MemberNode,
+        timeout: Duration,
+    ) -> Result<(), PeerError> {
+        let mut client = self
+            .client(node)
+            .map_err(|e| PeerError::Unreachable(to, e))?;
+        let mut req = tonic::Request::new(pb::ElectRequest {
+            header: Some(self.header(to)),
+        });
+        req.set_timeout(timeout);
+        client.elect(req).await.map_err(|s| self.failed(to, s))?;
+        Ok(())
+    }
+
     pub async fn member_change(
         &self,
         to: NodeId,
         node: &MemberNode,
         change: &Change,
-        max_learners: u32,
+        limits: Limits,
         timeout: Duration,
     ) -> Result<Result<NodeId, ChangeError>, PeerError> {
         let mut client = self
@@ -284,7 +334,8 @@ impl Network {
         let mut req = tonic::Request::new(pb::MemberChangeRequest {
             header: Some(self.header(to)),
             change: Some(change.to_pb()),
-            max_learners,
+            max_learners: limits.max_learners,
+            strict_reconfig_check: limits.strict,
             new_member_id: change.new_member_id(),
         });
         req.set_timeout(timeout);
@@ -413,11 +464,9 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         let mut client = self.client()?;
         let mut request = tonic::Request::new(req);
         request.set_timeout(option.hard_ttl());
-        let resp = client
-            .append_entries(request)
-            .await
-            .map_err(|s| self.status(s))?
-            .into_inner();
+        let resp = client.append_entries(request).await;
+        self.net.activity.answered(self.target, resp.is_ok());
+        let resp = resp.map_err(|s| self.status(s))?.into_inner();
         let resp = msg::append_resp_from_pb(resp).map_err(|e| self.malformed(e))?;
         Ok(match resp {
             AppendEntriesResponse::Success if cut => {
@@ -436,11 +485,9 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         let mut client = self.client()?;
         let mut request = tonic::Request::new(req);
         request.set_timeout(option.hard_ttl());
-        let resp = client
-            .install_snapshot(request)
-            .await
-            .map_err(|s| self.status(s))?
-            .into_inner();
+        let resp = client.install_snapshot(request).await;
+        self.net.activity.answered(self.target, resp.is_ok());
+        let resp = resp.map_err(|s| self.status(s))?.into_inner();
         match msg::snapshot_resp_from_pb(resp).map_err(|e| self.malformed(e))? {
             Ok(r) => Ok(r),
             Err(e) => Err(RPCError::RemoteError(RemoteError::new_with_node(
@@ -460,11 +507,9 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         let mut client = self.client()?;
         let mut request = tonic::Request::new(req);
         request.set_timeout(option.hard_ttl());
-        let resp = client
-            .vote(request)
-            .await
-            .map_err(|s| self.status(s))?
-            .into_inner();
+        let resp = client.vote(request).await;
+        self.net.activity.answered(self.target, resp.is_ok());
+        let resp = resp.map_err(|s| self.status(s))?.into_inner();
         msg::vote_resp_from_pb(resp).map_err(|e| self.malformed(e))
     }
 }

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use tonic::{Request, Response, Status};
 
-use super::member_change::{change_on_leader, Change, ChangeError};
-use super::network::{MAX_MESSAGE_BYTES, RAFT_FAILED, REFUSED};
+use super::member_change::{change_on_leader, Change, ChangeError, ClusterHealth, Limits};
+use super::network::{PeerActivity, MAX_MESSAGE_BYTES, RAFT_FAILED, REFUSED};
 use super::peer_message as msg;
 use super::types::{NodeId, Raft};
 use super::SharedState;
@@ -25,14 +25,25 @@ pub struct PeerService {
     state: Arc<SharedState>,
     me: NodeId,
     cluster_id: u64,
+    health: ClusterHealth,
     /// When a refusal of each remote was last logged: a refused peer retries at every
     /// heartbeat, its log line does not repeat more than once every 10 s.
     refusals_logged: Mutex<HashMap<NodeId, Instant>>,
 }
 
 impl PeerService {
-    pub fn new(raft: Raft, state: Arc<SharedState>, me: NodeId, cluster_id: u64) -> Self {
+    pub fn new(
+        raft: Raft,
+        state: Arc<SharedState>,
+        me: NodeId,
+        cluster_id: u64,
+        activity: PeerActivity,
+    ) -> Self {
         PeerService {
+            health: ClusterHealth {
+                activity,
+                state: state.clone(),
+            },
             raft,
             state,
             me,
@@ -247,7 +258,11 @@ impl pb::peer_server::Peer for PeerService {
             .change
             .ok_or_else(|| Status::invalid_argument("member change without a change"))?;
         let change = Change::from_pb(change, req.new_member_id);
-        let result = match change_on_leader(&self.raft, change, req.max_learners).await {
+        let limits = Limits {
+            max_learners: req.max_learners,
+            strict: req.strict_reconfig_check,
+        };
+        let result = match change_on_leader(&self.raft, change, limits, &self.health).await {
             Ok(id) => R::MemberId(id),
             Err(ChangeError::NotLeader(l)) => R::NotLeader(pb::NotLeader {
                 leader_id: l.unwrap_or(0),
@@ -283,7 +298,13 @@ impl pb::peer_server::Peer for PeerService {
         let result = if self.leader() != Some(self.me) {
             R::NotLeader(self.not_leader())
         } else {
-            match self.state.leases.lock().expect("leases lock").renew(req.id) {
+            let mut leases = self.state.leases.lock().expect("leases lock");
+            let ttl = if req.only_remaining {
+                leases.remaining(req.id)
+            } else {
+                leases.renew(req.id)
+            };
+            match ttl {
                 Some(ttl) => R::Ttl(ttl),
                 None => R::NotFound(pb::Empty {}),
             }
@@ -291,5 +312,21 @@ impl pb::peer_server::Peer for PeerService {
         Ok(Response::new(pb::LeaseRenewResponse {
             result: Some(result),
         }))
+    }
+
+    /// MoveLeader's last step, on the transferee: stand for election now.
+    async fn elect(
+        &self,
+        req: Request<pb::ElectRequest>,
+    ) -> Result<Response<pb::ElectResponse>, Status> {
+        let req = req.into_inner();
+        self.check(req.header.as_ref())?;
+        tracing::info!(from = %format!("{:x}", req.header.map_or(0, |h| h.from)), "asked to stand for election (move-leader)");
+        self.raft
+            .trigger()
+            .elect()
+            .await
+            .map_err(|e| Status::new(RAFT_FAILED, e.to_string()))?;
+        Ok(Response::new(pb::ElectResponse {}))
     }
 }

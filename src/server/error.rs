@@ -63,6 +63,26 @@ pub enum Error {
     /// own text with code Unknown (`auth: permission denied`).
     #[error("{}", .0.raw())]
     AuthRaw(crate::auth::Error),
+    #[error("{}", rpctypes::NOT_ENOUGH_STARTED)]
+    NotEnoughStarted,
+    #[error("{}", rpctypes::UNHEALTHY)]
+    Unhealthy,
+    #[error("{}", rpctypes::NOT_LEADER)]
+    NotLeader,
+    #[error("{}", rpctypes::BAD_LEADER_TRANSFEREE)]
+    BadLeaderTransferee,
+    #[error("{}", rpctypes::LEADER_TRANSFER_TIMEOUT)]
+    LeaderTransferTimeout,
+    #[error("{}", rpctypes::ELECTION_NOT_LEADER)]
+    ElectionNotLeader,
+    #[error("{}", rpctypes::ELECTION_NO_LEADER)]
+    ElectionNoLeader,
+    #[error("{}", rpctypes::MISSING_LEADER_KEY)]
+    MissingLeaderKey,
+    #[error("{}", rpctypes::SESSION_EXPIRED)]
+    SessionExpired,
+    #[error("{}", rpctypes::LOST_WATCHER)]
+    LostWatcher,
     #[error("internal: {0}")]
     Internal(String),
 }

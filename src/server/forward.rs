@@ -23,7 +23,7 @@ use super::error::{Error, Result};
 /// How long a retry waits for raft to report a new leader before asking the same one again.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 use crate::apply::{Applied, Command};
-use crate::raft::member_change::{change_on_leader, Change, ChangeError};
+use crate::raft::member_change::{change_on_leader, Change, ChangeError, ClusterHealth, Limits};
 use crate::raft::network::PeerError;
 use crate::raft::{MemberNode, Network, NodeId, Raft};
 
@@ -32,6 +32,7 @@ pub struct LeaderLink {
     raft: Raft,
     net: Network,
     me: NodeId,
+    health: ClusterHealth,
 }
 
 /// What to do after a failed attempt.
@@ -54,8 +55,13 @@ fn peer_failure(e: PeerError) -> Next {
 }
 
 impl LeaderLink {
-    pub fn new(raft: Raft, net: Network, me: NodeId) -> Self {
-        LeaderLink { raft, net, me }
+    pub fn new(raft: Raft, net: Network, me: NodeId, health: ClusterHealth) -> Self {
+        LeaderLink {
+            raft,
+            net,
+            me,
+            health,
+        }
     }
 
     /// The leader (and its record). After a failed attempt with `failed` (leader, term),
@@ -98,6 +104,10 @@ impl LeaderLink {
                 Err(_) => return Err(Error::Timeout),
             }
         }
+    }
+
+    pub(super) fn network(&self) -> &Network {
+        &self.net
     }
 
     fn remaining(deadline: Instant) -> Duration {
@@ -199,10 +209,12 @@ impl LeaderLink {
     }
 
     /// Renew a lease on the leader (`renew_here` when this member leads): its TTL from
-    /// now, or `None` for no such lease.
+    /// now, or `None` for no such lease. With `only_remaining`, the leader's remaining TTL
+    /// of the lease instead, renewing nothing.
     pub async fn lease_renew(
         &self,
         id: i64,
+        only_remaining: bool,
         deadline: Instant,
         renew_here: impl Fn() -> Option<i64>,
     ) -> Result<Option<i64>> {
@@ -213,9 +225,9 @@ impl LeaderLink {
                 return Ok(renew_here());
             }
             let node = node.ok_or(Error::NoLeader)?;
-            let asked = self
-                .net
-                .lease_renew(leader, &node, id, Self::remaining(deadline));
+            let asked =
+                self.net
+                    .lease_renew(leader, &node, id, only_remaining, Self::remaining(deadline));
             match tokio::time::timeout_at(deadline, asked).await {
                 Ok(Ok(ttl)) => return Ok(ttl),
                 // A renewal can be sent again: it only moves the expiry.
@@ -235,14 +247,14 @@ impl LeaderLink {
     pub async fn member_change(
         &self,
         change: Change,
-        max_learners: u32,
+        limits: Limits,
         deadline: Instant,
     ) -> Result<NodeId> {
         let mut failed = None;
         loop {
             let (leader, term, node) = self.leader(failed, deadline).await?;
             let outcome = if leader == self.me {
-                let made = change_on_leader(&self.raft, change.clone(), max_learners);
+                let made = change_on_leader(&self.raft, change.clone(), limits, &self.health);
                 match tokio::time::timeout_at(deadline, made).await {
                     Ok(r) => r,
                     Err(_) => return Err(Error::Timeout),
@@ -253,7 +265,7 @@ impl LeaderLink {
                     leader,
                     &node,
                     &change,
-                    max_learners,
+                    limits,
                     Self::remaining(deadline),
                 );
                 match tokio::time::timeout_at(deadline, asked).await {
@@ -279,6 +291,8 @@ impl LeaderLink {
                 Err(ChangeError::TooManyLearners) => Err(Error::TooManyLearners),
                 Err(ChangeError::NotLearner) => Err(Error::MemberNotLearner),
                 Err(ChangeError::LearnerNotReady) => Err(Error::LearnerNotReady),
+                Err(ChangeError::NotEnoughStarted) => Err(Error::NotEnoughStarted),
+                Err(ChangeError::Unhealthy) => Err(Error::Unhealthy),
                 Err(ChangeError::Stopped) => Err(Error::Stopped),
                 Err(ChangeError::Failed(m)) => Err(Error::Internal(m)),
             };

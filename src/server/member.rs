@@ -29,18 +29,39 @@ use crate::proto::etcdserverpb::{
 };
 use crate::proto::metastorepb::{MemberAttrSetRequest, MemberAttributes};
 use crate::proto::mvccpb::KeyValue;
-use crate::raft::member_change::Change;
+use crate::raft::member_change::{Change, ClusterHealth, Limits};
 use crate::raft::peer_service::PeerService;
 use crate::raft::{LogStore, MemberNode, Network, Raft, SharedState, StateMachine};
 use crate::storage::{Backend, SledBackend};
 
+fn has_leader(m: &openraft::RaftMetrics<u64, MemberNode>, me: u64, election_ms: u64) -> bool {
+    match m.current_leader {
+        None => false,
+        Some(l) if l == me => {
+            m.membership_config.membership().voter_ids().count() <= 1
+                || m.millis_since_quorum_ack
+                    .is_some_and(|ms| ms <= election_ms)
+        }
+        Some(_) => true,
+    }
+}
+
 /// How long a proposal may wait for its result (etcd: 5s plus two election timeouts).
+/// openraft's (min, max) election timeouts for etcd's `--election-timeout` E.
+///
+/// A follower of a known leader stands after openraft's leader lease (the max) plus a
+/// random timeout in [min, max): with (0.3 E, 0.75 E) that is [1.05 E, 1.5 E) after the
+/// last word from the leader, as etcd's followers stand after a random [E, 2 E). With
+/// (E, 2 E) it was [3 E, 4 E): a failover took three to four seconds, etcd's about one.
+/// The min stays above the heartbeat (etcd requires E >= 5 heartbeats).
+fn election_timeouts(election_ms: u64) -> (u64, u64) {
+    let min = (election_ms * 3 / 10).max(1);
+    (min, (election_ms * 3 / 4).max(min + 1))
+}
+
 fn request_timeout(election_ms: u64) -> Duration {
     Duration::from_secs(5) + Duration::from_millis(2 * election_ms)
 }
-
-/// Learners a cluster may have (etcd's --experimental-max-learners default).
-const MAX_LEARNERS: u32 = 1;
 
 /// Settings the member needs after start (a subset of [`Config`]).
 #[derive(Debug, Clone)]
@@ -59,6 +80,8 @@ pub struct MemberSettings {
     pub election_timeout_ms: u64,
     /// --bcrypt-cost, as given (server::auth::bcrypt_cost applies etcd's bounds).
     pub bcrypt_cost: u32,
+    /// `--max-learners` and `--strict-reconfig-check`.
+    pub reconfig: Limits,
 }
 
 pub struct Member {
@@ -100,6 +123,10 @@ impl Member {
             meta_write_role: cfg.meta_write_role.clone(),
             election_timeout_ms: cfg.election_timeout,
             bcrypt_cost: cfg.bcrypt_cost,
+            reconfig: Limits {
+                max_learners: cfg.max_learners(),
+                strict: cfg.strict_reconfig_check,
+            },
         };
         let db_dir = settings.data_dir.join("member").join("db");
         std::fs::create_dir_all(&db_dir).map_err(|e| internal(&e))?;
@@ -137,11 +164,10 @@ impl Member {
         state.set_watchable_store(watch.clone());
         let raft_config = openraft::Config {
             cluster_name: cfg.initial_cluster_token.clone(),
-            // etcd's --heartbeat-interval and --election-timeout: a follower that hears no
-            // leader for an election timeout (randomised up to twice it) stands.
+            // etcd's --heartbeat-interval and --election-timeout (see `election_timeouts`).
             heartbeat_interval: cfg.heartbeat_interval,
-            election_timeout_min: cfg.election_timeout,
-            election_timeout_max: cfg.election_timeout * 2,
+            election_timeout_min: election_timeouts(cfg.election_timeout).0,
+            election_timeout_max: election_timeouts(cfg.election_timeout).1,
             // Snapshots are asked for by `snapshot_loop`, counting applied requests as etcd's
             // --snapshot-count does, not log entries (group commit packs many per entry).
             snapshot_policy: openraft::SnapshotPolicy::Never,
@@ -162,7 +188,13 @@ impl Member {
         let closing = tokio::sync::watch::Sender::new(false);
         tokio::spawn(serve_peers(
             peer_listeners,
-            PeerService::new(raft.clone(), state.clone(), member_id, cluster_id),
+            PeerService::new(
+                raft.clone(),
+                state.clone(),
+                member_id,
+                cluster_id,
+                network.activity(),
+            ),
             closing.subscribe(),
         ));
         tokio::spawn(watch_raft_fatal(
@@ -212,7 +244,11 @@ impl Member {
             closing.subscribe(),
         ));
         let timeout = request_timeout(settings.election_timeout_ms);
-        let link = LeaderLink::new(raft.clone(), network, member_id);
+        let health = ClusterHealth {
+            activity: network.activity(),
+            state: state.clone(),
+        };
+        let link = LeaderLink::new(raft.clone(), network, member_id, health);
         let proposer = Proposer::start(link.clone(), timeout);
         let reads = ReadBarrier::start(link.clone(), timeout);
         let member = Arc::new(Member {
@@ -593,7 +629,7 @@ impl Member {
             tokio::time::Instant::now() + request_timeout(self.settings.election_timeout_ms);
         let renew_here = || self.state.leases.lock().expect("leases lock").renew(id);
         self.link
-            .lease_renew(id, deadline, renew_here)
+            .lease_renew(id, false, deadline, renew_here)
             .await?
             .ok_or(Error::LeaseNotFound)
     }
@@ -608,29 +644,89 @@ impl Member {
         keys: bool,
     ) -> Result<(i64, i64, Vec<bytes::Bytes>)> {
         self.read_barrier().await?;
-        let leases = self.state.leases.lock().expect("leases lock");
-        let lease = leases.get(id).ok_or(Error::LeaseNotFound)?;
-        if keys {
-            let auth = self.state.auth.read().expect("auth lock");
-            if auth.is_enabled() {
-                let ai = ai.ok_or(crate::auth::Error::UserEmpty)?;
-                for k in &lease.keys {
-                    auth.is_range_permitted(ai, k, &[])?;
+        let (ttl, attached) = {
+            let leases = self.state.leases.lock().expect("leases lock");
+            let lease = leases.get(id).ok_or(Error::LeaseNotFound)?;
+            if keys {
+                let auth = self.state.auth.read().expect("auth lock");
+                if auth.is_enabled() {
+                    let ai = ai.ok_or(crate::auth::Error::UserEmpty)?;
+                    for k in &lease.keys {
+                        auth.is_range_permitted(ai, k, &[])?;
+                    }
                 }
             }
-        }
-        let remaining = leases.remaining(id).unwrap_or(0);
-        let attached = if keys {
-            lease.keys.iter().cloned().collect()
-        } else {
-            Vec::new()
+            let attached = if keys {
+                lease.keys.iter().cloned().collect()
+            } else {
+                Vec::new()
+            };
+            (lease.ttl, attached)
         };
-        Ok((remaining, lease.ttl, attached))
+        // Expiry runs on the leader: the remaining TTL is the leader's (etcd: a follower
+        // asks the leader's lessor over the peer link).
+        let deadline =
+            tokio::time::Instant::now() + request_timeout(self.settings.election_timeout_ms);
+        let here = || self.state.leases.lock().expect("leases lock").remaining(id);
+        let remaining = self
+            .link
+            .lease_renew(id, true, deadline, here)
+            .await?
+            .ok_or(Error::LeaseNotFound)?;
+        Ok((remaining, ttl, attached))
     }
 
     pub async fn lease_leases(&self) -> Result<Vec<i64>> {
         self.read_barrier().await?;
         Ok(self.state.leases.lock().expect("leases lock").ids())
+    }
+
+    /// etcd's MoveLeader: hand leadership to voter `target` (see `move_leader`).
+    pub async fn move_leader(&self, target: u64) -> Result<()> {
+        let election = Duration::from_millis(self.settings.election_timeout_ms);
+        let deadline = tokio::time::Instant::now() + request_timeout(election.as_millis() as u64);
+        super::move_leader::move_leader(
+            &self.raft,
+            self.link.network(),
+            self.member_id,
+            target,
+            election,
+            deadline,
+        )
+        .await
+    }
+
+    /// Whether this member knows a leader (etcd: `s.Leader() != None`). A leader that has
+    /// not heard from a quorum for an election timeout counts as none: etcd's leader steps
+    /// down then (CheckQuorum), openraft's does not.
+    pub fn has_leader(&self) -> bool {
+        has_leader(
+            &self.raft.metrics().borrow(),
+            self.member_id,
+            self.settings.election_timeout_ms,
+        )
+    }
+
+    /// Resolves once this member has found no leader at three checks an election timeout
+    /// apart (etcd's monitorLeader, which then ends the streams of clients that require a
+    /// leader).
+    pub fn leader_lost(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let metrics = self.raft.metrics();
+        let (me, election_ms) = (self.member_id, self.settings.election_timeout_ms);
+        async move {
+            let mut misses = 0;
+            loop {
+                tokio::time::sleep(Duration::from_millis(election_ms)).await;
+                if has_leader(&metrics.borrow(), me, election_ms) {
+                    misses = 0;
+                } else {
+                    misses += 1;
+                    if misses >= 3 {
+                        return;
+                    }
+                }
+            }
+        }
     }
 
     /// Raft index and term of the last applied entry, and the db size.
@@ -648,12 +744,25 @@ impl Member {
     async fn member_change(&self, change: Change) -> Result<u64> {
         let deadline =
             tokio::time::Instant::now() + request_timeout(self.settings.election_timeout_ms);
+        let removes_me = change == Change::Remove(self.member_id);
         let id = self
             .link
-            .member_change(change, MAX_LEARNERS, deadline)
+            .member_change(change, self.settings.reconfig, deadline)
             .await?;
         // Answer with the member list as it is after the change.
-        self.read_barrier().await?;
+        if removes_me {
+            // This member (the leader that made the change) is out of the cluster: no
+            // leader answers its read barrier any more, but its own log has the change.
+            let last = self.raft.metrics().borrow().last_log_index;
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            self.raft
+                .wait(Some(left))
+                .applied_index_at_least(last, "own removal")
+                .await
+                .map_err(|_| Error::Timeout)?;
+        } else {
+            self.read_barrier().await?;
+        }
         Ok(id)
     }
 
@@ -838,5 +947,19 @@ mod tests {
         let mut seen = failed(openraft::RaftMetrics::new_initial(1), false);
         let e = seen.wait_for(Option::is_some).await.unwrap().clone();
         assert_eq!(e.as_deref(), Some("raft: stopped"));
+    }
+
+    #[test]
+    fn a_follower_stands_within_etcds_election_window() {
+        for (e, heartbeat) in [(1000, 100), (50, 10), (5000, 1000), (10, 1)] {
+            let (min, max) = election_timeouts(e);
+            assert!(heartbeat < min && min < max, "{e}: {min} {max}");
+            // openraft: leader lease (max) + a random timeout in [min, max).
+            let (first, last) = (max + min, 2 * max);
+            assert!(
+                first >= e && last <= 2 * e,
+                "{e}: stands in [{first}, {last})"
+            );
+        }
     }
 }

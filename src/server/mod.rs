@@ -12,6 +12,7 @@ pub mod lease_loop;
 pub mod member;
 #[cfg(test)]
 mod member_tests;
+mod move_leader;
 mod peers;
 pub mod propose;
 

@@ -48,6 +48,9 @@ pub(super) async fn join_existing(
     )))
 }
 
+/// How long a removed member goes on answering before it stops (etcd: 10 * 100 ms).
+const REMOVED_STOP_DELAY: Duration = Duration::from_secs(1);
+
 /// A member removed from the cluster stops (etcd: "the member has been permanently removed
 /// from the cluster").
 pub(super) async fn watch_removed(
@@ -62,6 +65,9 @@ pub(super) async fn watch_removed(
             membership.nodes().next().is_some() && membership.get_node(&me).is_none()
         };
         if removed {
+            // As etcd's stopWithDelay: a second for the answers in flight (the member
+            // change that removed this member among them) to reach their clients.
+            tokio::time::sleep(REMOVED_STOP_DELAY).await;
             fatal.send_replace(Some(
                 "the member has been permanently removed from the cluster".to_string(),
             ));

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::proxy::Net;
 use super::{free_port, metastore_bin};
 
 /// Timers for tests: fast failover (etcd's defaults are 100 ms and 1 s).
@@ -20,7 +21,11 @@ pub struct Member {
     pub name: String,
     pub data_dir: PathBuf,
     pub client_port: u16,
+    /// The port the member listens on for its peers.
     pub peer_port: u16,
+    /// The port of our proxy in front of `peer_port`, which the member advertises (clusters
+    /// started with [`Cluster::start_proxied`]).
+    pub proxy_port: Option<u16>,
     pub log: PathBuf,
     /// `http` or `https` (peer TLS).
     pub peer_scheme: &'static str,
@@ -36,7 +41,14 @@ impl Member {
         format!("http://127.0.0.1:{}", self.client_port)
     }
 
+    /// The advertised peer URL (the proxy's, when there is one).
     pub fn peer_url(&self) -> String {
+        let port = self.proxy_port.unwrap_or(self.peer_port);
+        format!("{}://127.0.0.1:{port}", self.peer_scheme)
+    }
+
+    /// The peer URL the member listens on.
+    pub fn listen_peer_url(&self) -> String {
         format!("{}://127.0.0.1:{}", self.peer_scheme, self.peer_port)
     }
 
@@ -75,6 +87,22 @@ impl Member {
         assert!(ok, "kill {sig} {pid}");
     }
 
+    /// Wait until the process exits by itself (and reap it); false on timeout.
+    pub fn wait_exit(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while let Some(c) = self.child.as_mut() {
+            if let Ok(Some(_)) = c.try_wait() {
+                self.child = None;
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        true
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -102,13 +130,29 @@ pub struct Cluster {
     pub members: Vec<Member>,
     pub extra: Vec<String>,
     pub token: String,
+    /// The peer proxies, for network partitions ([`Cluster::start_proxied`]).
+    pub net: Option<Net>,
     _dir: tempfile::TempDir,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Some(net) = &self.net {
+            net.close();
+        }
+    }
 }
 
 impl Cluster {
     /// Start a new cluster of `n` members and wait until every member serves.
     pub fn start(n: usize, extra: &[&str]) -> Cluster {
         Self::start_with(n, extra, "http", |_| Vec::new())
+    }
+
+    /// A new cluster whose peer links all pass through our proxies (see [`Net`]), so that
+    /// a test can cut members off from each other.
+    pub fn start_proxied(n: usize, extra: &[&str]) -> Cluster {
+        Self::start_inner(n, extra, "http", |_| Vec::new(), true)
     }
 
     /// The same, with peer URLs of `peer_scheme` and `flags(i)` for member `i` alone.
@@ -118,17 +162,30 @@ impl Cluster {
         peer_scheme: &'static str,
         flags: impl Fn(usize) -> Vec<String>,
     ) -> Cluster {
+        Self::start_inner(n, extra, peer_scheme, flags, false)
+    }
+
+    fn start_inner(
+        n: usize,
+        extra: &[&str],
+        peer_scheme: &'static str,
+        flags: impl Fn(usize) -> Vec<String>,
+        proxied: bool,
+    ) -> Cluster {
         for attempt in 0..3 {
             let dir = tempfile::tempdir().unwrap();
+            let net = proxied.then(Net::new);
             let members: Vec<Member> = (0..n)
                 .map(|i| {
                     let name = format!("m{i}");
+                    let peer_port = free_port();
                     Member {
                         data_dir: dir.path().join(&name),
                         log: dir.path().join(format!("{name}.log")),
                         name,
                         client_port: free_port(),
-                        peer_port: free_port(),
+                        peer_port,
+                        proxy_port: net.as_ref().map(|net| net.proxy(i, peer_port)),
                         peer_scheme,
                         flags: flags(i),
                         child: None,
@@ -140,6 +197,7 @@ impl Cluster {
                 members,
                 extra: extra.iter().map(|s| s.to_string()).collect(),
                 token: "test-cluster".into(),
+                net,
                 _dir: dir,
             };
             for i in 0..n {
@@ -169,12 +227,14 @@ impl Cluster {
     pub fn new_member(&mut self) -> usize {
         let i = self.members.len();
         let name = format!("m{i}");
+        let peer_port = free_port();
         self.members.push(Member {
             data_dir: self._dir.path().join(&name),
             log: self._dir.path().join(format!("{name}.log")),
             name,
             client_port: free_port(),
-            peer_port: free_port(),
+            peer_port,
+            proxy_port: self.net.as_ref().map(|net| net.proxy(i, peer_port)),
             peer_scheme: "http",
             flags: Vec::new(),
             child: None,
@@ -204,7 +264,7 @@ impl Cluster {
             .arg(&m.data_dir)
             .args(["--listen-client-urls", &m.endpoint()])
             .args(["--advertise-client-urls", &m.endpoint()])
-            .args(["--listen-peer-urls", &m.peer_url()])
+            .args(["--listen-peer-urls", &m.listen_peer_url()])
             .args(["--initial-advertise-peer-urls", &m.peer_url()])
             .args(["--initial-cluster", &ic])
             .args(["--initial-cluster-token", &self.token])
@@ -217,6 +277,9 @@ impl Cluster {
             .stderr(Stdio::from(log))
             .spawn()
             .expect("start metastore");
+        if let Some(net) = &self.net {
+            net.set_pid(i, child.id());
+        }
         m.child = Some(child);
     }
 
@@ -269,6 +332,51 @@ impl Cluster {
         Ok(())
     }
 
+    /// Cut member `i` off from every other member (a proxied cluster).
+    pub fn isolate(&self, i: usize) {
+        let net = self.net.as_ref().expect("a proxied cluster");
+        net.isolate(i, self.members.len());
+    }
+
+    /// Cut every link between the members of `a` and those of `b`.
+    pub fn partition(&self, a: &[usize], b: &[usize]) {
+        self.net
+            .as_ref()
+            .expect("a proxied cluster")
+            .partition(a, b);
+    }
+
+    /// Every peer link works again.
+    pub fn heal(&self) {
+        self.net.as_ref().expect("a proxied cluster").heal();
+    }
+
+    /// Wait until every running member holds the identical keyspace at the same revision
+    /// (read locally, serializable); returns it.
+    pub async fn converged(&self, timeout: Duration) -> Keyspace {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut spaces = Vec::new();
+            for m in self.members.iter().filter(|m| m.is_running()) {
+                spaces.push(keyspace(&m.endpoint()).await);
+            }
+            if spaces.windows(2).all(|w| w[0] == w[1]) {
+                if let Some(Ok(space)) = spaces.pop() {
+                    return space;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "members did not converge: revisions {:?}",
+                spaces
+                    .iter()
+                    .map(|s| s.as_ref().map(|s| s.0))
+                    .collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     pub fn endpoints(&self) -> Vec<String> {
         self.members.iter().map(Member::endpoint).collect()
     }
@@ -295,6 +403,40 @@ impl Cluster {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+/// A member's revision and every key with its value and mod revision.
+pub type Keyspace = (i64, Vec<(String, String, i64)>);
+
+/// The keyspace as the member at `endpoint` holds it, read locally (serializable).
+pub async fn keyspace(endpoint: &str) -> Result<Keyspace, String> {
+    let opts = etcd_client::ConnectOptions::new().with_timeout(Duration::from_secs(5));
+    let mut c = etcd_client::Client::connect([endpoint], Some(opts))
+        .await
+        .map_err(|e| e.to_string())?;
+    let r = c
+        .get(
+            "",
+            Some(
+                etcd_client::GetOptions::new()
+                    .with_all_keys()
+                    .with_serializable(),
+            ),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let kvs = r
+        .kvs()
+        .iter()
+        .map(|kv| {
+            (
+                String::from_utf8_lossy(kv.key()).into_owned(),
+                String::from_utf8_lossy(kv.value()).into_owned(),
+                kv.mod_revision(),
+            )
+        })
+        .collect();
+    Ok((r.header().unwrap().revision(), kvs))
 }
 
 fn tail(s: &str) -> String {

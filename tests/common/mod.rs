@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod pki;
+pub mod proxy;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;

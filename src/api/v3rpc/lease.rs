@@ -45,6 +45,7 @@ impl Lease for LeaseService {
         &self,
         req: Request<Streaming<LeaseKeepAliveRequest>>,
     ) -> Result<Response<BoxStream<LeaseKeepAliveResponse>>, Status> {
+        let require_leader = super::requires_leader(req.metadata());
         let mut inbound = req.into_inner();
         let (tx, rx) = mpsc::channel(64);
         let member = self.member.clone();
@@ -80,7 +81,11 @@ impl Lease for LeaseService {
                 }
             }
         });
-        Ok(Response::new(super::until_stopped(&self.member, rx)))
+        Ok(Response::new(super::until_stopped(
+            &self.member,
+            rx,
+            require_leader,
+        )))
     }
 
     async fn lease_time_to_live(

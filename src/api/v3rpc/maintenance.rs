@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 use super::header::fill;
 use crate::proto::etcdserverpb::{
     maintenance_server::Maintenance, AlarmRequest, AlarmResponse, DefragmentRequest,
-    DefragmentResponse, StatusRequest, StatusResponse,
+    DefragmentResponse, MoveLeaderRequest, MoveLeaderResponse, StatusRequest, StatusResponse,
 };
 use crate::server::Member;
 
@@ -55,7 +55,7 @@ impl Maintenance for MaintenanceService {
             raft_applied_index: s.applied,
             errors: Vec::new(),
             db_size_in_use: db,
-            is_learner: false,
+            is_learner: self.member.is_learner(),
             ..Default::default()
         };
         fill(&self.member, &mut resp.header);
@@ -65,6 +65,16 @@ impl Maintenance for MaintenanceService {
     async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
         // etcd 3.4 answers an alarm request with no header (3.5 fills one in).
         let resp = self.member.alarm(req.into_inner()).await?;
+        Ok(Response::new(resp))
+    }
+
+    async fn move_leader(
+        &self,
+        req: Request<MoveLeaderRequest>,
+    ) -> Result<Response<MoveLeaderResponse>, Status> {
+        self.member.move_leader(req.into_inner().target_id).await?;
+        let mut resp = MoveLeaderResponse { header: None };
+        fill(&self.member, &mut resp.header);
         Ok(Response::new(resp))
     }
 

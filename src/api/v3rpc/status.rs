@@ -41,6 +41,19 @@ pub fn code_and_message(e: &Error) -> (Code, String) {
         }
         Error::Auth(a) => auth_code(*a),
         Error::AuthRaw(a) => return (Code::Unknown, a.raw().to_string()),
+        Error::NotEnoughStarted => Code::FailedPrecondition,
+        Error::Unhealthy => Code::Unavailable,
+        Error::NotLeader => Code::FailedPrecondition,
+        Error::BadLeaderTransferee => Code::FailedPrecondition,
+        // not in etcd's rpctypes: togRPCError sends it as Unknown
+        Error::LeaderTransferTimeout => Code::Unknown,
+        // the Lock and Election services' own errors: plain errors in etcd, so code
+        // Unknown and no prefix
+        Error::ElectionNotLeader
+        | Error::ElectionNoLeader
+        | Error::MissingLeaderKey
+        | Error::SessionExpired
+        | Error::LostWatcher => return (Code::Unknown, e.to_string()),
         Error::Internal(m) => return (Code::Unknown, m.clone()),
     };
     (code, format!("{}{e}", rpctypes::PREFIX))
@@ -162,6 +175,28 @@ mod tests {
                 Code::PermissionDenied, "etcdserver: permission denied";
             Error::AuthRaw(_) => Error::AuthRaw(AuthError::PermissionDenied),
                 Code::Unknown, "auth: permission denied";
+            Error::NotEnoughStarted => Error::NotEnoughStarted,
+                Code::FailedPrecondition,
+                "etcdserver: re-configuration failed due to not enough started members";
+            Error::Unhealthy => Error::Unhealthy,
+                Code::Unavailable, "etcdserver: unhealthy cluster";
+            Error::NotLeader => Error::NotLeader,
+                Code::FailedPrecondition, "etcdserver: not leader";
+            Error::BadLeaderTransferee => Error::BadLeaderTransferee,
+                Code::FailedPrecondition, "etcdserver: bad leader transferee";
+            Error::LeaderTransferTimeout => Error::LeaderTransferTimeout,
+                Code::Unknown, "etcdserver: request timed out, leader transfer took too long";
+            // plain errors of etcd's v3lock/v3election servers and concurrency package
+            Error::ElectionNotLeader => Error::ElectionNotLeader,
+                Code::Unknown, "election: not leader";
+            Error::ElectionNoLeader => Error::ElectionNoLeader,
+                Code::Unknown, "election: no leader";
+            Error::MissingLeaderKey => Error::MissingLeaderKey,
+                Code::Unknown, "\"leader\" field must be provided";
+            Error::SessionExpired => Error::SessionExpired,
+                Code::Unknown, "mutex: session is expired";
+            Error::LostWatcher => Error::LostWatcher,
+                Code::Unknown, "lost watcher waiting for delete";
             // etcd's togRPCError sends an unknown error's own text with code Unknown
             Error::Internal(_) => Error::Internal("disk on fire".into()),
                 Code::Unknown, "disk on fire";

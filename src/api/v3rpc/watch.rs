@@ -40,12 +40,17 @@ impl Watch for WatchService {
         &self,
         req: Request<Streaming<WatchRequest>>,
     ) -> Result<Response<BoxStream<WatchResponse>>, Status> {
+        let require_leader = super::requires_leader(req.metadata());
         let (out, rx) = mpsc::channel(OUT_QUEUE);
         let token = super::auth::token(&req);
         let (mut stream, notices) = WatchStream::new(self.member.clone(), out);
         stream.token = token;
         tokio::spawn(stream.run(req.into_inner(), notices));
-        Ok(Response::new(super::until_stopped(&self.member, rx)))
+        Ok(Response::new(super::until_stopped(
+            &self.member,
+            rx,
+            require_leader,
+        )))
     }
 }
 
