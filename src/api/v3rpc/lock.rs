@@ -10,6 +10,7 @@ use tonic::{Request, Response, Status};
 
 use super::concurrency::{self as cc, header_rev, range_kvs};
 use super::header::fill;
+use super::status::through_client;
 use crate::proto::etcdserverpb::TxnRequest;
 use crate::proto::v3lockpb::{
     lock_server::Lock, LockRequest, LockResponse, UnlockRequest, UnlockResponse,
@@ -25,7 +26,9 @@ impl Lock for LockService {
     async fn lock(&self, req: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
         let r = req.into_inner();
         let member = &self.member;
-        let resp = cc::until_stopped(member, acquire(member, r.name, r.lease)).await?;
+        let resp = cc::until_stopped(member, acquire(member, r.name, r.lease))
+            .await
+            .map_err(through_client)?;
         Ok(Response::new(resp))
     }
 
@@ -34,7 +37,9 @@ impl Lock for LockService {
         req: Request<UnlockRequest>,
     ) -> Result<Response<UnlockResponse>, Status> {
         let key = req.into_inner().key;
-        let header = cc::delete(&self.member, &key).await?;
+        let header = cc::delete(&self.member, &key)
+            .await
+            .map_err(through_client)?;
         Ok(Response::new(UnlockResponse {
             header: Some(header),
         }))
