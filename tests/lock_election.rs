@@ -187,7 +187,7 @@ async fn lock_errors_expiry_and_cancel() {
     assert_eq!(
         status(err),
         (
-            tonic::Code::NotFound,
+            tonic::Code::Unknown,
             "etcdserver: requested lease not found".to_string()
         )
     );
@@ -196,7 +196,7 @@ async fn lock_errors_expiry_and_cancel() {
     assert_eq!(
         status(err),
         (
-            tonic::Code::InvalidArgument,
+            tonic::Code::Unknown,
             "etcdserver: key is not provided".to_string()
         )
     );

@@ -23,6 +23,7 @@ mod cluster;
 mod ctl;
 mod edge;
 mod lease;
+mod lock;
 mod probe;
 mod range;
 mod raw;

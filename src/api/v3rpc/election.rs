@@ -14,6 +14,7 @@ use tonic::{Request, Response, Status};
 use super::auth::caller;
 use super::concurrency::{self as cc, header_rev, range_kvs};
 use super::header::fill;
+use super::status::through_client;
 use crate::proto::etcdserverpb::{ResponseHeader, TxnRequest};
 use crate::proto::mvccpb::{event::EventType, KeyValue};
 use crate::proto::v3electionpb::{
@@ -35,7 +36,9 @@ impl Election for ElectionService {
     ) -> Result<Response<CampaignResponse>, Status> {
         let ai = caller(&self.member, &req)?;
         let r = req.into_inner();
-        let resp = cc::until_stopped(&self.member, campaign(&self.member, &ai, r)).await?;
+        let resp = cc::until_stopped(&self.member, campaign(&self.member, &ai, r))
+            .await
+            .map_err(through_client)?;
         Ok(Response::new(resp))
     }
 
@@ -46,8 +49,12 @@ impl Election for ElectionService {
         let ai = caller(&self.member, &req)?;
         let r = req.into_inner();
         let leader = r.leader.ok_or(Error::MissingLeaderKey)?;
-        let lease = cc::session_lease(&self.member, leader.lease).await?;
-        let header = proclaim(&self.member, &ai, &leader.key, leader.rev, lease, r.value).await?;
+        let header = async {
+            let lease = cc::session_lease(&self.member, leader.lease).await?;
+            proclaim(&self.member, &ai, &leader.key, leader.rev, lease, r.value).await
+        }
+        .await
+        .map_err(through_client)?;
         Ok(Response::new(ProclaimResponse {
             header: Some(header),
         }))
@@ -59,7 +66,9 @@ impl Election for ElectionService {
     ) -> Result<Response<LeaderResponse>, Status> {
         let ai = caller(&self.member, &req)?;
         let prefix = cc::key_prefix(&req.into_inner().name);
-        let mut resp = cc::range(&self.member, &ai, cc::first_created(&prefix)).await?;
+        let mut resp = cc::range(&self.member, &ai, cc::first_created(&prefix))
+            .await
+            .map_err(through_client)?;
         let kv = resp.kvs.drain(..).next().ok_or(Error::ElectionNoLeader)?;
         fill(&self.member, &mut resp.header);
         Ok(Response::new(LeaderResponse {
@@ -91,8 +100,12 @@ impl Election for ElectionService {
         let ai = caller(&self.member, &req)?;
         let leader = req.into_inner().leader.ok_or(Error::MissingLeaderKey)?;
         // etcd opens a session (granting a lease for lease 0) before it resigns
-        cc::session_lease(&self.member, leader.lease).await?;
-        let mut resp = cc::txn(&self.member, &ai, resign_txn(&leader.key, leader.rev)).await?;
+        let mut resp = async {
+            cc::session_lease(&self.member, leader.lease).await?;
+            cc::txn(&self.member, &ai, resign_txn(&leader.key, leader.rev)).await
+        }
+        .await
+        .map_err(through_client)?;
         fill(&self.member, &mut resp.header);
         Ok(Response::new(ResignResponse {
             header: resp.header,

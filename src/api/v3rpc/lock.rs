@@ -11,6 +11,7 @@ use tonic::{Request, Response, Status};
 use super::auth::caller;
 use super::concurrency::{self as cc, header_rev, range_kvs};
 use super::header::fill;
+use super::status::through_client;
 use crate::proto::etcdserverpb::TxnRequest;
 use crate::proto::v3lockpb::{
     lock_server::Lock, LockRequest, LockResponse, UnlockRequest, UnlockResponse,
@@ -28,7 +29,9 @@ impl Lock for LockService {
         let ai = caller(&self.member, &req)?;
         let r = req.into_inner();
         let member = &self.member;
-        let resp = cc::until_stopped(member, acquire(member, &ai, r.name, r.lease)).await?;
+        let resp = cc::until_stopped(member, acquire(member, &ai, r.name, r.lease))
+            .await
+            .map_err(through_client)?;
         Ok(Response::new(resp))
     }
 
@@ -38,7 +41,9 @@ impl Lock for LockService {
     ) -> Result<Response<UnlockResponse>, Status> {
         let ai = caller(&self.member, &req)?;
         let key = req.into_inner().key;
-        let header = cc::delete(&self.member, &ai, &key).await?;
+        let header = cc::delete(&self.member, &ai, &key)
+            .await
+            .map_err(through_client)?;
         Ok(Response::new(UnlockResponse {
             header: Some(header),
         }))

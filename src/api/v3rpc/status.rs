@@ -8,6 +8,19 @@ use crate::rpctypes;
 use crate::server::AuthError;
 use crate::server::Error;
 
+/// etcd's Lock and Election servers reach the member through its client library, whose
+/// toErr turns each of etcd's errors into a plain Go error (rpctypes.EtcdError): their
+/// clients get it with code Unknown and the same text (etcd 3.4:
+/// `lock with a missing lease` -> Unknown "etcdserver: requested lease not found").
+/// Any other status is passed on as it is.
+pub fn through_client(s: Status) -> Status {
+    if s.message().starts_with(rpctypes::PREFIX) {
+        Status::new(Code::Unknown, s.message())
+    } else {
+        s
+    }
+}
+
 /// The code and message etcd sends for each error.
 pub fn code_and_message(e: &Error) -> (Code, String) {
     let code = match e {
@@ -315,5 +328,19 @@ mod tests {
             let s: Status = e.into();
             assert_eq!((s.code(), s.message()), (code, msg), "{row}");
         }
+    }
+
+    #[test]
+    fn through_client_makes_etcd_errors_unknown() {
+        let s = through_client(Error::LeaseNotFound.into());
+        assert_eq!(s.code(), Code::Unknown);
+        assert_eq!(s.message(), "etcdserver: requested lease not found");
+        let s = through_client(Status::cancelled("context canceled"));
+        assert_eq!(s.code(), Code::Cancelled);
+        let s = through_client(Error::ElectionNotLeader.into());
+        assert_eq!(
+            (s.code(), s.message()),
+            (Code::Unknown, "election: not leader")
+        );
     }
 }
