@@ -413,7 +413,7 @@ fn mixed_delivery_round() -> Vec<(i64, i64, i64)> {
                                     want = r + 1;
                                     got += 1;
                                 }
-                                if got % (5 + t as usize) == 0 {
+                                if got % (5 + t) == 0 {
                                     std::thread::sleep(Duration::from_millis(1));
                                 }
                             }
