@@ -13,7 +13,7 @@
 //!   `RemoteError`, never mistaken for an unreachable peer;
 //! - one gRPC channel per peer address is shared by every stream to it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -46,6 +46,11 @@ pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
 pub const REFUSED: tonic::Code = tonic::Code::FailedPrecondition;
 /// The status of a request the peer's raft could not serve (stopped, fatal error).
 pub const RAFT_FAILED: tonic::Code = tonic::Code::Aborted;
+
+/// How a member refuses a peer that was removed from the cluster.
+pub fn removed_message(member: NodeId) -> String {
+    format!("the member {member:x} has been permanently removed from the cluster")
+}
 
 /// Opens peer connections for openraft and for the member's own calls to its leader.
 #[derive(Clone)]
@@ -85,6 +90,10 @@ struct Links {
     /// When a refusal by each peer was last logged (a refused peer is retried at every
     /// heartbeat; its log line is not).
     refusals_logged: Mutex<HashMap<NodeId, Instant>>,
+    /// The peers that refused this member as removed from the cluster: a removed follower
+    /// may never receive the entry that removed it (the leader stops replicating to it),
+    /// and learns it from the others' refusals, as etcd's does from their `410 Gone`.
+    removed: tokio::sync::watch::Sender<HashSet<NodeId>>,
 }
 
 /// Why a call to a peer failed.
@@ -116,9 +125,15 @@ impl Network {
                 channels: Mutex::new(HashMap::new()),
                 tls,
                 refusals_logged: Mutex::new(HashMap::new()),
+                removed: tokio::sync::watch::Sender::new(HashSet::new()),
             }),
             activity: PeerActivity::default(),
         }
+    }
+
+    /// The peers that have refused this member as removed from the cluster.
+    pub fn removed(&self) -> tokio::sync::watch::Receiver<HashSet<NodeId>> {
+        self.links.removed.subscribe()
     }
 
     /// How long each peer has answered this member's raft messages.
@@ -176,6 +191,11 @@ impl Network {
     fn failed(&self, to: NodeId, status: tonic::Status) -> PeerError {
         match status.code() {
             REFUSED | RAFT_FAILED => {
+                if status.code() == REFUSED && status.message() == removed_message(self.links.me) {
+                    self.links
+                        .removed
+                        .send_if_modified(|peers| peers.insert(to));
+                }
                 let now = Instant::now();
                 let mut logged = self.links.refusals_logged.lock().expect("refusals lock");
                 let due = logged

@@ -14,7 +14,7 @@ use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use tonic::{Request, Response, Status};
 
 use super::member_change::{change_on_leader, Change, ChangeError, ClusterHealth, Limits};
-use super::network::{PeerActivity, MAX_MESSAGE_BYTES, RAFT_FAILED, REFUSED};
+use super::network::{removed_message, PeerActivity, MAX_MESSAGE_BYTES, RAFT_FAILED, REFUSED};
 use super::peer_message as msg;
 use super::types::{NodeId, Raft};
 use super::SharedState;
@@ -93,13 +93,7 @@ impl PeerService {
                     "rejected a request from a member that is not (or no longer) in the cluster"
                 );
             }
-            return Err(Status::new(
-                REFUSED,
-                format!(
-                    "the member {:x} has been permanently removed from the cluster",
-                    h.from
-                ),
-            ));
+            return Err(Status::new(REFUSED, removed_message(h.from)));
         }
         if h.to != self.me {
             if self.log_due(h.from) {

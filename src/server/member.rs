@@ -213,7 +213,12 @@ impl Member {
             pause: cfg.compaction_sleep_interval(),
         };
         compaction::start(&state.kv, pacing, on_compaction_error);
-        tokio::spawn(watch_removed(raft.metrics(), member_id, fatal.clone()));
+        tokio::spawn(watch_removed(
+            raft.metrics(),
+            network.removed(),
+            member_id,
+            fatal.clone(),
+        ));
         // A member joining an existing cluster gets its membership from the leader.
         if !joining && !raft.is_initialized().await.map_err(|e| internal(&e))? {
             // A new cluster: every member starts raft with the whole initial cluster, as

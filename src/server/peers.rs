@@ -52,9 +52,10 @@ pub(super) async fn join_existing(
 const REMOVED_STOP_DELAY: Duration = Duration::from_secs(1);
 
 /// A member removed from the cluster stops (etcd: "the member has been permanently removed
-/// from the cluster").
+/// from the cluster"): when it applies its removal, or when a peer refuses it as removed.
 pub(super) async fn watch_removed(
     mut metrics: tokio::sync::watch::Receiver<openraft::RaftMetrics<u64, MemberNode>>,
+    mut refused: tokio::sync::watch::Receiver<std::collections::HashSet<u64>>,
     me: u64,
     fatal: tokio::sync::watch::Sender<Option<String>>,
 ) {
@@ -62,7 +63,13 @@ pub(super) async fn watch_removed(
         let removed = {
             let m = metrics.borrow_and_update();
             let membership = m.membership_config.membership();
-            membership.nodes().next().is_some() && membership.get_node(&me).is_none()
+            let applied = membership.nodes().next().is_some() && membership.get_node(&me).is_none();
+            // Refused as removed by most of the other voters this member knows of (one
+            // peer that lags behind a member's addition must not stop it).
+            let others: Vec<u64> = membership.voter_ids().filter(|id| *id != me).collect();
+            let refused = refused.borrow_and_update();
+            let refusing = others.iter().filter(|id| refused.contains(id)).count();
+            applied || (!others.is_empty() && refusing * 2 > others.len())
         };
         if removed {
             // As etcd's stopWithDelay: a second for the answers in flight (the member
@@ -73,8 +80,9 @@ pub(super) async fn watch_removed(
             ));
             return;
         }
-        if metrics.changed().await.is_err() {
-            return;
+        tokio::select! {
+            r = metrics.changed() => if r.is_err() { return },
+            r = refused.changed() => if r.is_err() { return },
         }
     }
 }

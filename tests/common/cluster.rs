@@ -132,6 +132,8 @@ pub struct Cluster {
     pub token: String,
     /// The peer proxies, for network partitions ([`Cluster::start_proxied`]).
     pub net: Option<Net>,
+    /// The server binary the members run: metastore, or etcd for differential tests.
+    pub bin: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -152,7 +154,12 @@ impl Cluster {
     /// A new cluster whose peer links all pass through our proxies (see [`Net`]), so that
     /// a test can cut members off from each other.
     pub fn start_proxied(n: usize, extra: &[&str]) -> Cluster {
-        Self::start_inner(n, extra, "http", |_| Vec::new(), true)
+        Self::start_inner(n, extra, "http", |_| Vec::new(), true, metastore_bin())
+    }
+
+    /// A new cluster of `n` members that run `bin` (real etcd takes the same flags).
+    pub fn start_bin(n: usize, extra: &[&str], bin: PathBuf) -> Cluster {
+        Self::start_inner(n, extra, "http", |_| Vec::new(), false, bin)
     }
 
     /// The same, with peer URLs of `peer_scheme` and `flags(i)` for member `i` alone.
@@ -162,7 +169,7 @@ impl Cluster {
         peer_scheme: &'static str,
         flags: impl Fn(usize) -> Vec<String>,
     ) -> Cluster {
-        Self::start_inner(n, extra, peer_scheme, flags, false)
+        Self::start_inner(n, extra, peer_scheme, flags, false, metastore_bin())
     }
 
     fn start_inner(
@@ -171,6 +178,7 @@ impl Cluster {
         peer_scheme: &'static str,
         flags: impl Fn(usize) -> Vec<String>,
         proxied: bool,
+        bin: PathBuf,
     ) -> Cluster {
         for attempt in 0..3 {
             let dir = tempfile::tempdir().unwrap();
@@ -198,6 +206,7 @@ impl Cluster {
                 extra: extra.iter().map(|s| s.to_string()).collect(),
                 token: "test-cluster".into(),
                 net,
+                bin: bin.clone(),
                 _dir: dir,
             };
             for i in 0..n {
@@ -259,7 +268,7 @@ impl Cluster {
             .append(true)
             .open(&m.log)
             .unwrap();
-        let child = Command::new(metastore_bin())
+        let child = Command::new(&self.bin)
             .args(["--name", &m.name, "--data-dir"])
             .arg(&m.data_dir)
             .args(["--listen-client-urls", &m.endpoint()])

@@ -24,6 +24,7 @@ mod ctl;
 mod edge;
 mod lease;
 mod lock;
+mod members;
 mod probe;
 mod range;
 mod raw;
