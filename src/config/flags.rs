@@ -255,7 +255,7 @@ pub const ETCD_FLAGS: &[Flag] = &[
     sample(row("experimental-watch-progress-notify-interval", Dur, "10m", Serves("period of watch progress notifications")), "5m"),
     sample(row("watch-progress-notify-interval", Dur, "10m", Serves("period of watch progress notifications")), "5m"),
     // --- unsafe, and the rest of 3.5 and 3.6
-    row("force-new-cluster", Bool, "false", Refused("restarting a member as a one-member cluster from its data is not built yet")),
+    row("force-new-cluster", Bool, "false", Serves("restart the member as the only voter of its cluster, keeping its data")),
     row("unsafe-no-fsync", Bool, "false", NoEffect("every write is still fsynced before it is acknowledged")),
     row("enable-grpc-gateway", Bool, "true", NoEffect("the JSON gateway (/v3/*) is not served by this version")),
     row("max-learners", Uint, "1", Serves("most learners a cluster may have (member add --learner beyond it is refused)")),

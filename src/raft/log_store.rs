@@ -19,8 +19,11 @@ use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, OptionalSend};
 
 use super::codec;
-use super::types::{Entry, LogId, StorageError, TypeConfig, Vote};
+use super::types::{Entry, LogId, Membership, NodeId, StorageError, TypeConfig, Vote};
 use crate::storage::{schema, Backend, Tree, WriteBatch};
+
+/// Failpoint: `--force-new-cluster` has stored its vote, not yet its membership entry.
+pub const FAILPOINT_FORCE_AFTER_VOTE: &str = "raft_force_new_cluster_after_vote";
 
 #[derive(Clone)]
 pub struct LogStore {
@@ -71,6 +74,96 @@ impl LogStore {
         self.backend
             .write(Tree::RaftLog, b)
             .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))
+    }
+}
+
+impl LogStore {
+    /// `--force-new-cluster` (etcd: restartAsStandaloneNode): make this member the only
+    /// voter of its cluster, keeping its data. A membership entry naming only `me` is
+    /// appended after the last log entry, in a new term this member has voted for, so
+    /// raft starts with one voter, elects it and commits the entry. `current` is the
+    /// latest membership the member knows (log or state machine), for `me`'s node record.
+    /// Returns false (nothing done) on a data dir with no log and no membership.
+    pub fn force_single_voter(
+        &self,
+        me: NodeId,
+        current: Option<&Membership>,
+    ) -> Result<bool, StorageError> {
+        let purged = match self.meta(schema::RAFT_PURGED)? {
+            Some(v) => Some(codec::decode_log_id(&v)?),
+            None => None,
+        };
+        let last = self
+            .backend
+            .last(Tree::RaftLog)
+            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+        let last = match last {
+            Some((_, v)) => Some(codec::decode_entry(&v)?),
+            None => None,
+        };
+        // The latest membership: in the log, else the state machine's.
+        let in_log = match &last {
+            Some(_) => self
+                .backend
+                .range(Tree::RaftLog, &[], &[], 0)
+                .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?
+                .iter()
+                .rev()
+                .map(|(_, v)| codec::decode_entry(v))
+                .find_map(|e| match e {
+                    Ok(Entry {
+                        payload: openraft::EntryPayload::Membership(m),
+                        ..
+                    }) => Some(Ok(m)),
+                    Ok(_) => None,
+                    Err(e) => Some(Err(e)),
+                })
+                .transpose()?,
+            None => None,
+        };
+        let Some(membership) = in_log.as_ref().or(current) else {
+            return Ok(false);
+        };
+        let node = membership.get_node(&me).cloned().unwrap_or_default();
+        let last_id = last.as_ref().map(|e| e.log_id).or(purged);
+        let vote = match self.meta(schema::RAFT_VOTE)? {
+            Some(v) => Some(codec::decode_vote(&v)?),
+            None => None,
+        };
+        let term = vote
+            .map(|v| v.leader_id().term)
+            .into_iter()
+            .chain(last_id.map(|l| l.leader_id.term))
+            .max()
+            .unwrap_or(0)
+            + 1;
+        let index = last_id.map_or(0, |l| l.index + 1);
+        let alone = Membership::new(
+            vec![std::collections::BTreeSet::from([me])],
+            std::collections::BTreeMap::from([(me, node)]),
+        );
+        let entry = Entry {
+            log_id: LogId::new(openraft::CommittedLeaderId::new(term, me), index),
+            payload: openraft::EntryPayload::Membership(alone),
+        };
+        // The vote first, durable, then the entry: a crash in between leaves only a vote
+        // in a higher term, which raft accepts as it is; never an entry of a term above
+        // the stored vote.
+        self.put_meta(schema::RAFT_VOTE, codec::encode_vote(&Vote::new(term, me)))?;
+        self.backend
+            .flush()
+            .map_err(|e| io_err(ErrorSubject::Vote, ErrorVerb::Write, e))?;
+        crate::failpoint::hit(FAILPOINT_FORCE_AFTER_VOTE)
+            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+        let mut b = WriteBatch::default();
+        b.put(index_key(index), codec::encode_entry(&entry));
+        self.backend
+            .write(Tree::RaftLog, b)
+            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+        self.backend
+            .flush()
+            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+        Ok(true)
     }
 }
 

@@ -196,6 +196,17 @@ fn check_format(backend: &dyn Backend) -> Result<(), StorageError> {
     }
 }
 
+/// The membership the state machine last applied, if any (`--force-new-cluster` reads it
+/// when the log no longer holds a membership entry).
+pub fn applied_membership(
+    backend: &dyn Backend,
+) -> Result<Option<super::types::Membership>, StorageError> {
+    let (_, stored) = restore_applied(backend)?;
+    let m = stored.membership().clone();
+    let known = m.nodes().next().is_some();
+    Ok(known.then_some(m))
+}
+
 fn restore_applied(
     backend: &dyn Backend,
 ) -> Result<(Option<LogId>, StoredMembership), StorageError> {

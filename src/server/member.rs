@@ -11,8 +11,9 @@ use prost::Message;
 use super::error::{Error, Result};
 use super::forward::LeaderLink;
 use super::ids::{self, IdGenerator};
-use super::peers::{bind_peer_port, join_existing, serve_peers, watch_removed};
+use super::peers::{bind_peer_port, force_new_cluster, join_existing, serve_peers, watch_removed};
 use super::propose::{Proposer, ReadBarrier};
+use super::raft_tasks::{snapshot_loop, watch_raft_fatal};
 use crate::apply::{self, Applied, Command, Request};
 use crate::auth::AuthInfo;
 use crate::config::Config;
@@ -149,6 +150,9 @@ impl Member {
         let (peer_listeners, peer_dial) = bind_peer_port(cfg).await?;
         let network = Network::new(member_id, cluster_id, peer_dial);
         let log_store = LogStore::new(backend.clone());
+        if cfg.force_new_cluster {
+            force_new_cluster(&log_store, &*backend, member_id)?;
+        }
         let min_lease_ttl = Lessor::min_ttl_for(Duration::from_millis(cfg.election_timeout));
         let snap_dir = settings.data_dir.join("member").join("snap");
         let sm = StateMachine::open(backend.clone(), min_lease_ttl, snap_dir, cfg.snapshot_count)
@@ -684,61 +688,6 @@ impl Member {
     pub async fn lease_leases(&self) -> Result<Vec<i64>> {
         self.read_barrier().await?;
         Ok(self.state.leases.lock().expect("leases lock").ids())
-    }
-}
-
-/// Ask raft for a snapshot whenever the state machine says --snapshot-count requests were
-/// applied since the last one.
-async fn snapshot_loop(
-    raft: Raft,
-    state: std::sync::Weak<SharedState>,
-    mut closing: tokio::sync::watch::Receiver<bool>,
-) {
-    loop {
-        // Hold the state only while waiting for the bell: a stopped member lets go of it
-        // (and of its database) at once.
-        let due = async {
-            match state.upgrade() {
-                Some(s) => {
-                    s.snapshot_due.notified().await;
-                    true
-                }
-                None => false,
-            }
-        };
-        tokio::select! {
-            rang = due => if !rang { return },
-            _ = closing.wait_for(|c| *c) => return,
-        }
-        if raft.trigger().snapshot().await.is_err() {
-            return;
-        }
-    }
-}
-
-/// Watch raft's metrics for a fatal error (a storage error or a panic in its core, or raft
-/// stopping when nobody asked it to) and record it.
-async fn watch_raft_fatal<N: openraft::Node>(
-    mut metrics: tokio::sync::watch::Receiver<openraft::RaftMetrics<u64, N>>,
-    closing: tokio::sync::watch::Receiver<bool>,
-    fatal: tokio::sync::watch::Sender<Option<String>>,
-) {
-    loop {
-        let failed = match &metrics.borrow_and_update().running_state {
-            Ok(()) => None,
-            Err(openraft::error::Fatal::Stopped) if *closing.borrow() => return,
-            Err(f) => Some(format!("raft: {f}")),
-        };
-        if let Some(e) = failed {
-            fatal.send_replace(Some(e));
-            return;
-        }
-        if metrics.changed().await.is_err() {
-            if !*closing.borrow() {
-                fatal.send_replace(Some("raft: stopped".to_string()));
-            }
-            return;
-        }
     }
 }
 

@@ -15,6 +15,7 @@ mod member_tests;
 mod move_leader;
 mod peers;
 pub mod propose;
+mod raft_tasks;
 
 pub use crate::auth::{AuthInfo, Error as AuthError};
 /// Key ranges by etcd's `range_end` rules, for request checks at the edge.

@@ -87,6 +87,27 @@ pub(super) async fn watch_removed(
     }
 }
 
+/// `--force-new-cluster`: make this member the only voter of its cluster, with its data.
+pub(super) fn force_new_cluster(
+    log_store: &crate::raft::LogStore,
+    backend: &dyn crate::storage::Backend,
+    member_id: u64,
+) -> Result<()> {
+    let internal = |e: &dyn std::fmt::Display| Error::Internal(e.to_string());
+    let current =
+        crate::raft::state_machine::applied_membership(backend).map_err(|e| internal(&e))?;
+    if log_store
+        .force_single_voter(member_id, current.as_ref())
+        .map_err(|e| internal(&e))?
+    {
+        tracing::warn!(
+            local_member_id = %format!("{member_id:x}"),
+            "forcing restart as a one-member cluster (--force-new-cluster)"
+        );
+    }
+    Ok(())
+}
+
 /// Bind a listener on each peer URL with the peer port's TLS (a generated certificate for
 /// `--peer-auto-tls`), and make the TLS this member dials `https://` peers with.
 pub(super) async fn bind_peer_port(

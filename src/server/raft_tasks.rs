@@ -1,0 +1,59 @@
+//! Tasks beside raft that every member runs: snapshots asked for by --snapshot-count, and
+//! the watch for a fatal raft error.
+
+use crate::raft::{Raft, SharedState};
+
+/// Ask raft for a snapshot whenever the state machine says --snapshot-count requests were
+/// applied since the last one.
+pub(super) async fn snapshot_loop(
+    raft: Raft,
+    state: std::sync::Weak<SharedState>,
+    mut closing: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        // Hold the state only while waiting for the bell: a stopped member lets go of it
+        // (and of its database) at once.
+        let due = async {
+            match state.upgrade() {
+                Some(s) => {
+                    s.snapshot_due.notified().await;
+                    true
+                }
+                None => false,
+            }
+        };
+        tokio::select! {
+            rang = due => if !rang { return },
+            _ = closing.wait_for(|c| *c) => return,
+        }
+        if raft.trigger().snapshot().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Watch raft's metrics for a fatal error (a storage error or a panic in its core, or raft
+/// stopping when nobody asked it to) and record it.
+pub(super) async fn watch_raft_fatal<N: openraft::Node>(
+    mut metrics: tokio::sync::watch::Receiver<openraft::RaftMetrics<u64, N>>,
+    closing: tokio::sync::watch::Receiver<bool>,
+    fatal: tokio::sync::watch::Sender<Option<String>>,
+) {
+    loop {
+        let failed = match &metrics.borrow_and_update().running_state {
+            Ok(()) => None,
+            Err(openraft::error::Fatal::Stopped) if *closing.borrow() => return,
+            Err(f) => Some(format!("raft: {f}")),
+        };
+        if let Some(e) = failed {
+            fatal.send_replace(Some(e));
+            return;
+        }
+        if metrics.changed().await.is_err() {
+            if !*closing.borrow() {
+                fatal.send_replace(Some("raft: stopped".to_string()));
+            }
+            return;
+        }
+    }
+}
