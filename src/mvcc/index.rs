@@ -166,6 +166,15 @@ impl TreeIndex {
         }
     }
 
+    /// The revisions a compaction at `at_main` keeps, without compacting (etcd: treeIndex.Keep).
+    pub fn keep(&self, at_main: i64) -> HashSet<Revision> {
+        let mut available = HashSet::new();
+        for ki in self.keys.values() {
+            ki.keep(at_main, &mut available);
+        }
+        available
+    }
+
     /// Compact every key at `at_main`; returns the revisions that stay readable.
     pub fn compact(&mut self, at_main: i64) -> HashSet<Revision> {
         let mut available = HashSet::new();

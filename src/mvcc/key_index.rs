@@ -154,6 +154,22 @@ impl KeyIndex {
         self.generations.drain(..gen_idx);
     }
 
+    /// The version of this key that a compaction at `at_main` keeps, added to `available`,
+    /// without compacting (etcd: keyIndex.keep, used by HashKV).
+    pub fn keep(&self, at_main: i64, available: &mut HashSet<Revision>) {
+        if self.generations.is_empty() {
+            return;
+        }
+        let (gen_idx, rev_idx) = self.do_compact(at_main, available);
+        let g = &self.generations[gen_idx];
+        if let Some(i) = rev_idx {
+            // A tombstone ending a generation is not kept.
+            if i == g.revs.len() - 1 && gen_idx != self.generations.len() - 1 {
+                available.remove(&g.revs[i]);
+            }
+        }
+    }
+
     fn do_compact(
         &self,
         at_main: i64,

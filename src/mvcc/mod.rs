@@ -4,6 +4,7 @@
 //! Imports: `storage`, `proto`. Must never: import `apply`, `raft`, `server` or `api`.
 
 pub mod compaction;
+pub mod hash;
 pub mod index;
 pub mod key_index;
 pub mod kvstore;
