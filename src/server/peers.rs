@@ -59,11 +59,16 @@ pub(super) async fn watch_removed(
     me: u64,
     fatal: tokio::sync::watch::Sender<Option<String>>,
 ) {
+    // Only a member that has seen itself in the membership can be removed from it: a
+    // member that joins installs a snapshot whose membership may predate its addition.
+    let mut seen_self = false;
     loop {
         let removed = {
             let m = metrics.borrow_and_update();
             let membership = m.membership_config.membership();
-            let applied = membership.nodes().next().is_some() && membership.get_node(&me).is_none();
+            let listed = membership.get_node(&me).is_some();
+            seen_self |= listed;
+            let applied = seen_self && !listed && membership.nodes().next().is_some();
             // Refused as removed by most of the other voters this member knows of (one
             // peer that lags behind a member's addition must not stop it).
             let others: Vec<u64> = membership.voter_ids().filter(|id| *id != me).collect();
