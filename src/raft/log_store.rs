@@ -78,6 +78,26 @@ impl LogStore {
 }
 
 impl LogStore {
+    /// The last purged and the last log id (the purged one when the log is empty).
+    fn log_state(&self) -> Result<LogState<TypeConfig>, StorageError> {
+        let last_purged_log_id = match self.meta(schema::RAFT_PURGED)? {
+            Some(v) => Some(codec::decode_log_id(&v)?),
+            None => None,
+        };
+        let last = self
+            .backend
+            .last(Tree::RaftLog)
+            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+        let last_log_id = match last {
+            Some((_, v)) => Some(codec::decode_entry(&v)?.log_id),
+            None => last_purged_log_id,
+        };
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id,
+        })
+    }
+
     /// `--force-new-cluster` (etcd: restartAsStandaloneNode): make this member the only
     /// voter of its cluster, keeping its data. A membership entry naming only `me` is
     /// appended after the last log entry, in a new term this member has voted for, so
@@ -89,20 +109,9 @@ impl LogStore {
         me: NodeId,
         current: Option<&Membership>,
     ) -> Result<bool, StorageError> {
-        let purged = match self.meta(schema::RAFT_PURGED)? {
-            Some(v) => Some(codec::decode_log_id(&v)?),
-            None => None,
-        };
-        let last = self
-            .backend
-            .last(Tree::RaftLog)
-            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
-        let last = match last {
-            Some((_, v)) => Some(codec::decode_entry(&v)?),
-            None => None,
-        };
+        let state = self.log_state()?;
         // The latest membership: in the log, else the state machine's.
-        let in_log = match &last {
+        let in_log = match state.last_log_id {
             Some(_) => self
                 .backend
                 .range(Tree::RaftLog, &[], &[], 0)
@@ -125,7 +134,7 @@ impl LogStore {
             return Ok(false);
         };
         let node = membership.get_node(&me).cloned().unwrap_or_default();
-        let last_id = last.as_ref().map(|e| e.log_id).or(purged);
+        let last_id = state.last_log_id;
         let vote = match self.meta(schema::RAFT_VOTE)? {
             Some(v) => Some(codec::decode_vote(&v)?),
             None => None,
@@ -194,22 +203,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
-        let last_purged_log_id = match self.meta(schema::RAFT_PURGED)? {
-            Some(v) => Some(codec::decode_log_id(&v)?),
-            None => None,
-        };
-        let last = self
-            .backend
-            .last(Tree::RaftLog)
-            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
-        let last_log_id = match last {
-            Some((_, v)) => Some(codec::decode_entry(&v)?.log_id),
-            None => last_purged_log_id,
-        };
-        Ok(LogState {
-            last_purged_log_id,
-            last_log_id,
-        })
+        self.log_state()
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
