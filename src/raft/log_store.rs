@@ -19,6 +19,7 @@ use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, OptionalSend};
 
 use super::codec;
+use super::recent_entries::RecentEntries;
 use super::types::{Entry, LogId, Membership, NodeId, StorageError, TypeConfig, Vote};
 use crate::storage::{schema, Backend, Tree, WriteBatch};
 
@@ -28,6 +29,8 @@ pub const FAILPOINT_FORCE_AFTER_VOTE: &str = "raft_force_new_cluster_after_vote"
 #[derive(Clone)]
 pub struct LogStore {
     backend: Arc<dyn Backend>,
+    /// The newest entries as appended, shared by every clone (the log reader's too).
+    recent: Arc<RecentEntries>,
 }
 
 fn index_key(index: u64) -> Bytes {
@@ -44,7 +47,10 @@ pub(crate) fn io_err(
 
 impl LogStore {
     pub fn new(backend: Arc<dyn Backend>) -> Self {
-        Self { backend }
+        Self {
+            backend,
+            recent: Arc::new(RecentEntries::default()),
+        }
     }
 
     fn meta(&self, key: &[u8]) -> Result<Option<Bytes>, StorageError> {
@@ -166,6 +172,7 @@ impl LogStore {
             .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
         let mut b = WriteBatch::default();
         b.put(index_key(index), codec::encode_entry(&entry));
+        self.recent.clear();
         self.backend
             .write(Tree::RaftLog, b)
             .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
@@ -191,6 +198,14 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(e) => index_key(*e),
             Bound::Unbounded => Bytes::new(),
         };
+        let end_index = match range.end_bound() {
+            Bound::Included(e) => Some(e + 1),
+            Bound::Excluded(e) => Some(*e),
+            Bound::Unbounded => None,
+        };
+        if let Some(held) = end_index.and_then(|end| self.recent.get(start, end)) {
+            return Ok(held);
+        }
         let found = self
             .backend
             .range(Tree::RaftLog, &index_key(start), &end, 0)
@@ -234,12 +249,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let mut b = WriteBatch::default();
+        let mut written = Vec::new();
         for e in entries {
-            b.put(index_key(e.log_id.index), codec::encode_entry(&e));
+            let bytes = codec::encode_entry(&e);
+            let n = bytes.len();
+            b.put(index_key(e.log_id.index), bytes);
+            written.push((e, n));
         }
-        self.backend
-            .write(Tree::RaftLog, b)
-            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+        if let Err(e) = self.backend.write(Tree::RaftLog, b) {
+            // What reached the backend is unknown: read it back from there from now on.
+            self.recent.clear();
+            return Err(io_err(ErrorSubject::Logs, ErrorVerb::Write, e));
+        }
+        self.recent.appended(written);
         // openraft 0.9's core waits for this callback before it goes on, so the fsync is
         // made here rather than handed to another thread: one fewer wake-up per batch.
         let res = self
@@ -255,11 +277,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.recent.truncated(log_id.index);
         self.remove_range(log_id.index, None)
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         self.put_meta(schema::RAFT_PURGED, codec::encode_log_id(&log_id))?;
+        self.recent.purged(log_id.index);
         self.remove_range(0, Some(log_id.index + 1))
     }
 }

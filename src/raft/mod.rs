@@ -11,6 +11,7 @@ pub mod member_change;
 pub mod network;
 pub mod peer_message;
 pub mod peer_service;
+mod recent_entries;
 pub mod snapshot;
 pub mod snapshot_io;
 pub mod snapshotter;
