@@ -1,10 +1,9 @@
 //! The checksum behind HashKV (etcd: storage/mvcc/hash.go, 3.4's kvstore.go hashByRev).
 //!
 //! etcd hashes with CRC-32 in the Castagnoli polynomial (Go's `crc32.MakeTable(crc32.Castagnoli)`),
-//! first over the bucket name `key`, then over each kept revision key and its value. The
-//! registry was not reachable when this was written, so the `crc32c` crate could not be added;
-//! this is the standard reflected, table-driven CRC-32C, checked against the published check
-//! value below. Swap it for the crate when the registry is available.
+//! first over the bucket name `key`, then over each kept revision key and its value.
+
+use std::collections::HashSet;
 
 use bytes::Bytes;
 
@@ -26,13 +25,22 @@ pub struct KvHash {
     pub compact_rev: i64,
 }
 
+/// What a HashKV at one revision reads, fixed under the kv lock; [`HashPlan::run`] then
+/// reads the backend without it (stored versions never change, and the compaction gate
+/// keeps a compaction from deleting any while the scan runs).
+pub struct HashPlan {
+    backend: std::sync::Arc<dyn crate::storage::Backend>,
+    gate: std::sync::Arc<std::sync::RwLock<()>>,
+    keep: HashSet<Revision>,
+    hash_rev: i64,
+    current_rev: i64,
+    compact_rev: i64,
+}
+
 impl KvStore {
-    /// etcd's hashByRev: CRC-32C of `key`, then of each stored revision key (17 bytes, `t`
-    /// for tombstones) and its KeyValue bytes up to `rev` (0: the current revision). Below
-    /// the compacted revision only the versions the compaction keeps count, so the hash is
-    /// the same before and after the compactor removed the others (not across the
-    /// compaction itself: what it drops leaves the hash at once, as in etcd).
-    pub fn hash_by_rev(&self, rev: i64) -> Result<KvHash> {
+    /// etcd's hashByRev, as a plan: the revisions checked and the versions kept below the
+    /// compacted revision. `rev` 0 is the current revision.
+    pub fn hash_plan(&self, rev: i64) -> Result<HashPlan> {
         let (current_rev, compact_rev) = (self.current_rev(), self.compact_rev());
         if rev > 0 && rev <= compact_rev {
             return Err(Error::Compacted);
@@ -41,12 +49,60 @@ impl KvStore {
             return Err(Error::FutureRev);
         }
         let hash_rev = if rev == 0 { current_rev } else { rev };
-        let keep = self.index().keep(compact_rev);
-        let upper = Revision::new(hash_rev + 1, 0);
-        let lower = Revision::new(compact_rev + 1, 0);
+        Ok(HashPlan {
+            backend: self.backend.clone(),
+            gate: self.compaction_gate(),
+            keep: self.index().keep(hash_rev),
+            hash_rev,
+            current_rev,
+            compact_rev,
+        })
+    }
+
+    /// [`KvStore::hash_plan`] run at once (tests; the server runs the plan unlocked).
+    pub fn hash_by_rev(&self, rev: i64) -> Result<KvHash> {
+        self.hash_plan(rev)?.run()
+    }
+}
+
+impl HashPlan {
+    /// Whether the stored version under backend key `k` (prefix `schema::KEY`) counts.
+    pub fn counts(&self, k: &[u8]) -> bool {
+        let Some((r, tombstone)) = Revision::from_backend_key(k) else {
+            return false;
+        };
+        if r.main > self.hash_rev {
+            return false;
+        }
+        if r.main <= self.compact_rev && !self.keep.is_empty() && !self.keep.contains(&r) {
+            return false;
+        }
+        !(tombstone && r.main == self.compact_rev)
+    }
+
+    /// The revision hashed and the current one when the plan was made.
+    pub fn revisions(&self) -> (i64, i64) {
+        (self.hash_rev, self.current_rev)
+    }
+
+    /// Hold off compaction deletes while the caller reads stored versions itself.
+    pub fn gate(&self) -> std::sync::Arc<std::sync::RwLock<()>> {
+        self.gate.clone()
+    }
+
+    /// CRC-32C of `key`, then of each stored revision key (17 bytes, `t` for tombstones)
+    /// and its KeyValue bytes up to the hashed revision. At or below the compacted
+    /// revision only the versions a compaction at the hashed revision would keep count
+    /// (etcd: `kvindex.Keep(rev)`), so the hash is the same before and after the compactor
+    /// removed the others; a tombstone at exactly the compacted revision never counts
+    /// (etcd up to 3.4.33/3.5.15 deletes it, later versions keep it and skip it).
+    pub fn run(self) -> Result<KvHash> {
+        let _no_compaction = self.gate.read().expect("compaction gate");
         let mut h = Crc32c::new();
         h.write(b"key");
         let end = Bytes::from_static(&[schema::KEY + 1]);
+        // Past `upper` nothing counts: stop there.
+        let stop = Revision::backend_key_from_main(self.hash_rev + 1);
         let mut start = Revision::backend_key_from_main(0);
         loop {
             let page = self.backend.range(Tree::State, &start, &end, HASH_PAGE)?;
@@ -54,58 +110,27 @@ impl KvStore {
             let mut next = last.to_vec();
             next.push(0);
             for (k, v) in &page {
-                let Some((r, _)) = Revision::from_backend_key(k) else {
-                    continue;
-                };
-                if r >= upper {
-                    continue;
+                if self.counts(k) {
+                    h.write(&k[1..]);
+                    h.write(v);
                 }
-                if r < lower && !keep.is_empty() && !keep.contains(&r) {
-                    continue;
-                }
-                h.write(&k[1..]);
-                h.write(v);
             }
-            if page.len() < HASH_PAGE {
+            if page.len() < HASH_PAGE || next.as_slice() >= stop.as_ref() {
                 break;
             }
             start = Bytes::from(next);
         }
         Ok(KvHash {
             hash: h.sum32(),
-            hash_rev,
-            current_rev,
-            compact_rev,
+            hash_rev: self.hash_rev,
+            current_rev: self.current_rev,
+            compact_rev: self.compact_rev,
         })
     }
 }
 
-/// The reflected Castagnoli polynomial (0x1EDC6F41 bit-reversed).
-const POLY: u32 = 0x82F6_3B78;
-
-const fn make_table() -> [u32; 256] {
-    let mut table = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut crc = i as u32;
-        let mut bit = 0;
-        while bit < 8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ POLY
-            } else {
-                crc >> 1
-            };
-            bit += 1;
-        }
-        table[i] = crc;
-        i += 1;
-    }
-    table
-}
-
-static TABLE: [u32; 256] = make_table();
-
-/// Incremental CRC-32C, as Go's `hash.Hash32` from `crc32.New(castagnoliTable)`.
+/// Incremental CRC-32C, as Go's `hash.Hash32` from `crc32.New(castagnoliTable)` (the
+/// `crc32c` crate computes it, with the CPU's CRC instruction where there is one).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Crc32c {
     state: u32,
@@ -118,23 +143,12 @@ impl Crc32c {
 
     /// Feed `data`; the sum covers everything written so far.
     pub fn write(&mut self, data: &[u8]) {
-        let mut crc = !self.state;
-        for &b in data {
-            crc = TABLE[((crc ^ u32::from(b)) & 0xFF) as usize] ^ (crc >> 8);
-        }
-        self.state = !crc;
+        self.state = crc32c::crc32c_append(self.state, data);
     }
 
     pub fn sum32(&self) -> u32 {
         self.state
     }
-}
-
-/// CRC-32C of one buffer.
-pub fn crc32c(data: &[u8]) -> u32 {
-    let mut h = Crc32c::new();
-    h.write(data);
-    h.sum32()
 }
 
 #[cfg(test)]
@@ -220,23 +234,15 @@ mod tests {
     }
 
     #[test]
-    fn matches_the_published_check_value() {
-        // CRC-32C check value (RFC 3720 appendix B.4 / the CRC catalogue).
-        assert_eq!(crc32c(b"123456789"), 0xE306_9283);
-        assert_eq!(crc32c(b""), 0);
-        // RFC 3720 B.4: 32 bytes of zeros and of 0xFF.
-        assert_eq!(crc32c(&[0u8; 32]), 0x8A91_36AA);
-        assert_eq!(crc32c(&[0xFFu8; 32]), 0x62A8_AB43);
-    }
-
-    #[test]
-    fn incremental_writes_equal_one_write() {
-        let data = b"key\x00\x00\x00\x00\x00\x00\x00\x02_\x00\x00\x00\x00\x00\x00\x00\x00";
+    fn incremental_writes_equal_the_published_check_value() {
+        // CRC-32C check value (RFC 3720 appendix B.4 / the CRC catalogue), fed in pieces
+        // as the hash is.
+        let data = b"123456789";
         for split in 0..data.len() {
             let mut h = Crc32c::new();
             h.write(&data[..split]);
             h.write(&data[split..]);
-            assert_eq!(h.sum32(), crc32c(data), "split at {split}");
+            assert_eq!(h.sum32(), 0xE306_9283, "split at {split}");
         }
     }
 }

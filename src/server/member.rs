@@ -13,6 +13,7 @@ use super::forward::LeaderLink;
 use super::ids::{self, IdGenerator};
 use super::peers::{bind_peer_port, force_new_cluster, join_existing, serve_peers, watch_removed};
 use super::propose::{Proposer, ReadBarrier};
+use super::quota;
 use super::raft_tasks::{snapshot_loop, watch_raft_fatal};
 use crate::apply::{self, Applied, Command, Request};
 use crate::auth::AuthInfo;
@@ -372,6 +373,11 @@ impl Member {
         &self.backend
     }
 
+    /// The backend's size on disk (at most 100 ms old).
+    pub(super) fn backend_size(&self) -> u64 {
+        self.backend.size()
+    }
+
     /// etcd's defragment: sled reclaims space by itself, so this makes everything written
     /// so far durable and returns.
     pub fn defragment(&self) -> Result<()> {
@@ -513,6 +519,7 @@ impl Member {
     }
 
     pub async fn put(&self, ai: &AuthInfo, req: PutRequest) -> Result<PutResponse> {
+        self.check_quota(quota::cost_put(&req)).await?;
         let size = req.encoded_len();
         match self.propose_as(ai, Request::Put(req), size).await? {
             Applied::Put(r) => Ok(r),
@@ -533,6 +540,7 @@ impl Member {
     }
 
     pub async fn txn(&self, ai: &AuthInfo, req: TxnRequest) -> Result<TxnResponse> {
+        self.check_quota(quota::cost_txn(&req)).await?;
         if is_txn_read_only(&req) {
             // Like etcd, a txn of ranges only is a read: barrier, then run it locally at one
             // pinned revision, the lock held only to plan each read (applies and other
@@ -614,6 +622,7 @@ impl Member {
                 }
             };
         }
+        self.check_quota(quota::cost_lease_grant(&req)).await?;
         let size = req.encoded_len();
         match self.propose(Request::LeaseGrant(req), size).await? {
             Applied::LeaseGrant(r) => Ok(r),

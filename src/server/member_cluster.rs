@@ -144,6 +144,15 @@ impl Member {
             .is_raised(alarm)
     }
 
+    /// Every raised alarm (etcd's AlarmStore.Get(NONE)).
+    pub fn alarms(&self) -> Vec<crate::proto::etcdserverpb::AlarmMember> {
+        self.state
+            .alarms
+            .lock()
+            .expect("alarms lock")
+            .get(crate::proto::etcdserverpb::AlarmType::None as i32)
+    }
+
     /// Whether this member is a learner (its replicated member record says so).
     pub fn is_learner(&self) -> bool {
         self.state

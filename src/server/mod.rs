@@ -7,6 +7,7 @@ mod auth;
 pub mod compactor;
 pub mod error;
 mod forward;
+mod hash;
 pub mod ids;
 pub mod lease_loop;
 pub mod member;
@@ -15,6 +16,7 @@ mod member_tests;
 mod move_leader;
 mod peers;
 pub mod propose;
+mod quota;
 mod raft_tasks;
 
 pub use crate::auth::{AuthInfo, Error as AuthError};

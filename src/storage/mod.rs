@@ -69,6 +69,6 @@ pub trait Backend: Send + Sync + 'static {
     fn flush(&self) -> Result<()>;
     /// Remove every entry of a tree.
     fn clear(&self, tree: Tree) -> Result<()>;
-    /// Bytes the backend occupies on disk (or in memory).
+    /// Bytes the backend occupies on disk (or in memory); may be up to 100 ms old.
     fn size(&self) -> u64;
 }

@@ -3,6 +3,8 @@
 //! requires; `flush` is its fsync.
 
 use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -13,7 +15,13 @@ pub struct SledBackend {
     raft_log: sled::Tree,
     raft_meta: sled::Tree,
     state: sled::Tree,
+    /// The size on disk and when it was read: reading it lists the database's files, too
+    /// slow for every write the quota check guards.
+    size: Mutex<Option<(Instant, u64)>>,
 }
+
+/// How long a size read stays good.
+const SIZE_FRESH: Duration = Duration::from_millis(100);
 
 fn io(e: sled::Error) -> Error {
     match e {
@@ -44,6 +52,7 @@ impl SledBackend {
             raft_log,
             raft_meta,
             state,
+            size: Mutex::new(None),
         })
     }
 
@@ -128,6 +137,14 @@ impl Backend for SledBackend {
     }
 
     fn size(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
+        let mut held = self.size.lock().unwrap_or_else(|p| p.into_inner());
+        match *held {
+            Some((at, n)) if at.elapsed() < SIZE_FRESH => n,
+            _ => {
+                let n = self.db.size_on_disk().unwrap_or(0);
+                *held = Some((Instant::now(), n));
+                n
+            }
+        }
     }
 }

@@ -73,6 +73,14 @@ async fn members_and_alarms_through_etcd_client() {
             o.push(obs(c
                 .alarm(AlarmAction::Get, AlarmType::Corrupt, None)
                 .await));
+            // Status lists raised alarms among its errors (the member id made comparable).
+            let errors = c.status().await.map(|s| {
+                s.errors()
+                    .iter()
+                    .map(|e| e.replace(&me.to_string(), "<me>"))
+                    .collect::<Vec<_>>()
+            });
+            o.push(format!("{:?}", errors.map_err(|e| e.to_string())));
             // What adds data is refused; reads, deletes and revokes are not.
             o.push(obs(c.put(format!("{p}during"), "1", None).await));
             o.push(obs(c

@@ -7,8 +7,9 @@ use tonic::{Request, Response, Status};
 
 use super::header::fill;
 use crate::proto::etcdserverpb::{
-    maintenance_server::Maintenance, AlarmRequest, AlarmResponse, DefragmentRequest,
-    DefragmentResponse, MoveLeaderRequest, MoveLeaderResponse, StatusRequest, StatusResponse,
+    maintenance_server::Maintenance, AlarmRequest, AlarmResponse, AlarmType, DefragmentRequest,
+    DefragmentResponse, DowngradeInfo, HashKvRequest, HashKvResponse, HashRequest, HashResponse,
+    MoveLeaderRequest, MoveLeaderResponse, ResponseHeader, StatusRequest, StatusResponse,
 };
 use crate::server::Member;
 
@@ -33,6 +34,15 @@ pub fn admin_only<T>(member: &Member, req: &Request<T>) -> Result<(), Status> {
     Ok(())
 }
 
+/// The storage version etcd 3.6 reports: the cluster version's `major.minor.0`.
+fn storage_version(version: &str) -> String {
+    let mut parts = version.split('.');
+    match (parts.next(), parts.next()) {
+        (Some(major), Some(minor)) => format!("{major}.{minor}.0"),
+        _ => String::new(),
+    }
+}
+
 pub struct MaintenanceService {
     pub member: Arc<Member>,
 }
@@ -45,18 +55,34 @@ impl Maintenance for MaintenanceService {
     ) -> Result<Response<StatusResponse>, Status> {
         let s = self.member.raft_status();
         let db = i64::try_from(s.db_size).unwrap_or(i64::MAX);
+        let version = self.member.settings.report_version.clone();
+        let mut errors = Vec::new();
+        if s.leader == 0 {
+            errors.push(format!("etcdserver: {}", crate::rpctypes::NO_LEADER));
+        }
+        // etcd lists each alarm as its proto's compact text form.
+        for a in self.member.alarms() {
+            let name = AlarmType::try_from(a.alarm).map_or("NONE", |t| t.as_str_name());
+            errors.push(format!("memberID:{} alarm:{name} ", a.member_id));
+        }
         let mut resp = StatusResponse {
             header: None,
-            version: self.member.settings.report_version.clone(),
+            storage_version: storage_version(&version),
+            version,
             db_size: db,
             leader: s.leader,
             raft_index: s.index,
             raft_term: s.term,
             raft_applied_index: s.applied,
-            errors: Vec::new(),
+            errors,
             db_size_in_use: db,
             is_learner: self.member.is_learner(),
-            ..Default::default()
+            db_size_quota: i64::try_from(self.member.settings.quota_backend_bytes)
+                .unwrap_or(i64::MAX),
+            downgrade_info: Some(DowngradeInfo {
+                enabled: false,
+                target_version: String::new(),
+            }),
         };
         fill(&self.member, &mut resp.header);
         Ok(Response::new(resp))
@@ -74,6 +100,41 @@ impl Maintenance for MaintenanceService {
     ) -> Result<Response<MoveLeaderResponse>, Status> {
         self.member.move_leader(req.into_inner().target_id).await?;
         let mut resp = MoveLeaderResponse { header: None };
+        fill(&self.member, &mut resp.header);
+        Ok(Response::new(resp))
+    }
+
+    /// etcd's HashKV: the header carries the current revision, `hash_revision` (3.6) the
+    /// one hashed, `compact_revision` -1 before any compaction.
+    async fn hash_kv(
+        &self,
+        req: Request<HashKvRequest>,
+    ) -> Result<Response<HashKvResponse>, Status> {
+        admin_only(&self.member, &req)?;
+        let h = self.member.hash_kv(req.into_inner().revision).await?;
+        let mut resp = HashKvResponse {
+            header: Some(ResponseHeader {
+                revision: h.current_rev,
+                ..Default::default()
+            }),
+            hash: h.hash,
+            compact_revision: h.compact_rev,
+            hash_revision: h.hash_rev,
+        };
+        fill(&self.member, &mut resp.header);
+        Ok(Response::new(resp))
+    }
+
+    async fn hash(&self, req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        admin_only(&self.member, &req)?;
+        let (hash, rev) = self.member.hash_state().await?;
+        let mut resp = HashResponse {
+            header: Some(ResponseHeader {
+                revision: rev,
+                ..Default::default()
+            }),
+            hash,
+        };
         fill(&self.member, &mut resp.header);
         Ok(Response::new(resp))
     }
