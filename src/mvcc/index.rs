@@ -54,9 +54,30 @@ pub struct TreeIndex {
 }
 
 impl TreeIndex {
-    pub fn put(&mut self, key: &Bytes, rev: Revision) {
-        self.keys.entry(key.clone()).or_default().put(rev);
-        self.live.insert(key);
+    /// Record a put of `key` at `rev`; returns what the key was at `at_main` before it.
+    /// One tree lookup for a key already known; a new key is copied out of the request
+    /// (whose bytes share a buffer with the rest of the request) so the index keeps only
+    /// the key itself. The live-key set changes only when the key comes alive.
+    pub fn put(&mut self, key: &Bytes, rev: Revision, at_main: i64) -> Option<KeyAt> {
+        if let Some(ki) = self.keys.get_mut(key.as_ref()) {
+            let before = ki.get(at_main);
+            let was_live = ki.is_live();
+            ki.put(rev);
+            if !was_live {
+                let (owned, _) = self
+                    .keys
+                    .get_key_value(key.as_ref())
+                    .expect("the key was just found");
+                self.live.insert(&owned.clone());
+            }
+            return before;
+        }
+        let owned = Bytes::copy_from_slice(key);
+        let mut ki = KeyIndex::default();
+        ki.put(rev);
+        self.live.insert(&owned);
+        self.keys.insert(owned, ki);
+        None
     }
 
     pub fn restore(&mut self, key: &Bytes, created: Revision, modified: Revision, ver: i64) {
@@ -235,7 +256,7 @@ mod tests {
     fn range_end_rules() {
         let mut idx = TreeIndex::default();
         for (i, k) in ["a", "b", "c", "d"].iter().enumerate() {
-            idx.put(&b(k), Revision::new(i as i64 + 1, 0));
+            idx.put(&b(k), Revision::new(i as i64 + 1, 0), i as i64);
         }
         let keys = |r: KeyRange| {
             idx.range(&r, 10)

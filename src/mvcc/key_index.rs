@@ -100,6 +100,11 @@ impl KeyIndex {
         self.generations.push(Generation::default());
     }
 
+    /// Whether the key exists at its latest revision (its current generation has a put).
+    pub fn is_live(&self) -> bool {
+        self.generations.last().is_some_and(|g| !g.is_empty())
+    }
+
     /// Whether nothing is left (one empty generation).
     pub fn is_empty(&self) -> bool {
         self.generations.len() == 1 && self.generations[0].is_empty()

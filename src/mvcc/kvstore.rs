@@ -481,7 +481,8 @@ impl WriteTxn<'_> {
 
     pub fn put(&mut self, key: Bytes, value: Bytes, lease: i64) -> KeyValue {
         let rev = self.next_rev();
-        let (created, version) = match self.store.index.get(&key, self.read_rev()) {
+        let read_rev = self.read_rev();
+        let (created, version) = match self.store.index.put(&key, rev, read_rev) {
             Some(at) => (at.created.main, at.version + 1),
             None => (rev.main, 1),
         };
@@ -495,7 +496,6 @@ impl WriteTxn<'_> {
         };
         self.batch
             .put(rev.to_backend_key(false), kv.encode_to_vec());
-        self.store.index.put(&kv.key, rev);
         self.store.pending.insert(rev, kv.clone());
         self.events.push(to_event(kv.clone(), false));
         kv
