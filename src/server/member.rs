@@ -75,6 +75,8 @@ pub struct MemberSettings {
     pub max_request_bytes: u32,
     pub max_txn_ops: u32,
     pub quota_backend_bytes: u64,
+    /// Log entries raft keeps behind a snapshot (etcd's --snapshot-catchup-entries).
+    pub snapshot_catchup_entries: u64,
     pub report_version: String,
     /// For the metadata HTTP paths the client port serves (api::metahttp).
     pub meta_root: String,
@@ -120,6 +122,7 @@ impl Member {
             max_request_bytes: cfg.max_request_bytes,
             max_txn_ops: cfg.max_txn_ops,
             quota_backend_bytes: cfg.quota_backend_bytes(),
+            snapshot_catchup_entries: cfg.snapshot_catchup_entries(),
             report_version: cfg.report_version.clone(),
             meta_root: cfg.meta_root.clone(),
             meta_write_role: cfg.meta_write_role.clone(),
@@ -373,17 +376,45 @@ impl Member {
         &self.backend
     }
 
-    /// The backend's size on disk (at most 100 ms old).
+    /// The backend's size on disk (read at most every 100 ms, plus writes since).
     pub(super) fn backend_size(&self) -> u64 {
         self.backend.size()
     }
 
-    /// etcd's defragment: sled reclaims space by itself, so this makes everything written
-    /// so far durable and returns.
-    pub fn defragment(&self) -> Result<()> {
-        self.backend
-            .flush()
+    /// etcd's defragment: the backend is rewritten into a fresh database that takes the
+    /// old one's place (storage/defrag.rs); reads and writes wait meanwhile, as in etcd.
+    /// The raft log shares the database (etcd keeps it in its WAL, outside the quota), so
+    /// a snapshot is taken first and raft purges the log behind it that
+    /// --snapshot-catchup-entries lets go.
+    pub async fn defragment(&self) -> Result<()> {
+        self.snapshot_and_purge().await;
+        let backend = self.backend.clone();
+        tokio::task::spawn_blocking(move || backend.defragment())
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?
             .map_err(|e| Error::Internal(e.to_string()))
+    }
+
+    /// Snapshot at the applied index and wait (a few seconds at most) for raft to purge
+    /// the log behind it; a member that cannot, defragments with the log it has.
+    async fn snapshot_and_purge(&self) {
+        let Some(applied) = self.raft.metrics().borrow().last_applied else {
+            return;
+        };
+        if self.raft.trigger().snapshot().await.is_err() {
+            return;
+        }
+        let wait = self.raft.wait(Some(Duration::from_secs(10)));
+        let keep = self.settings.snapshot_catchup_entries;
+        let _ = wait
+            .metrics(
+                |m| {
+                    m.snapshot.is_some_and(|s| s.index >= applied.index)
+                        && m.purged.map_or(0, |p| p.index + 1) + keep > applied.index
+                },
+                "snapshot and purge before defragment",
+            )
+            .await;
     }
 
     /// A new watch stream of this member's watchable store; its notices arrive on the

@@ -8,6 +8,7 @@
 //! - keep writes ordered across trees: once a write is durable, every write made before it
 //!   (in any tree) is durable too, so `flush` after a log append also covers earlier applies.
 
+pub mod defrag;
 mod memory;
 pub mod schema;
 mod sled_backend;
@@ -69,6 +70,12 @@ pub trait Backend: Send + Sync + 'static {
     fn flush(&self) -> Result<()>;
     /// Remove every entry of a tree.
     fn clear(&self, tree: Tree) -> Result<()>;
-    /// Bytes the backend occupies on disk (or in memory); may be up to 100 ms old.
+    /// Bytes the backend occupies on disk (or in memory): for sled, read from disk at most
+    /// every 100 ms, plus what was written since.
     fn size(&self) -> u64;
+    /// Give back the space of removed records (etcd's defrag); every other call waits
+    /// meanwhile. A backend with nothing to give back does nothing.
+    fn defragment(&self) -> Result<()> {
+        self.flush()
+    }
 }

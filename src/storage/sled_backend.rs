@@ -2,26 +2,38 @@
 //! [`Tree`]. sled writes every tree through one log, which gives the ordering `Backend`
 //! requires; `flush` is its fsync.
 
-use std::path::Path;
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::{Backend, Error, Result, Tree, WriteBatch};
+use super::{defrag, Backend, Error, Result, Tree, WriteBatch};
 
 pub struct SledBackend {
+    dir: PathBuf,
+    /// The open database; `None` only while a defragmentation swaps it (or after one
+    /// failed to open the result, when every call answers an error).
+    inner: RwLock<Option<Inner>>,
+    /// The size on disk and when it was read: reading it lists the database's files, too
+    /// slow for every write the quota check guards.
+    size: Mutex<Option<(Instant, u64)>>,
+    /// Bytes written since that reading, added to it so the size never lags the writes.
+    written: AtomicU64,
+}
+
+struct Inner {
     db: sled::Db,
     raft_log: sled::Tree,
     raft_meta: sled::Tree,
     state: sled::Tree,
-    /// The size on disk and when it was read: reading it lists the database's files, too
-    /// slow for every write the quota check guards.
-    size: Mutex<Option<(Instant, u64)>>,
 }
 
 /// How long a size read stays good.
 const SIZE_FRESH: Duration = Duration::from_millis(100);
+/// Records copied per sled batch while defragmenting.
+const DEFRAG_BATCH: usize = 10_000;
 
 fn io(e: sled::Error) -> Error {
     match e {
@@ -30,13 +42,17 @@ fn io(e: sled::Error) -> Error {
     }
 }
 
+fn io_std(e: std::io::Error) -> Error {
+    Error::Io(e.to_string())
+}
+
 fn to_bytes(v: sled::IVec) -> Bytes {
     // IVec is reference counted: hand it over without copying.
     Bytes::from_owner(v)
 }
 
-impl SledBackend {
-    pub fn open(dir: &Path) -> Result<Self> {
+impl Inner {
+    fn open(dir: &Path) -> Result<Inner> {
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(256 * 1024 * 1024)
@@ -47,12 +63,11 @@ impl SledBackend {
         let raft_log = db.open_tree(Tree::RaftLog.name()).map_err(io)?;
         let raft_meta = db.open_tree(Tree::RaftMeta.name()).map_err(io)?;
         let state = db.open_tree(Tree::State.name()).map_err(io)?;
-        Ok(Self {
+        Ok(Inner {
             db,
             raft_log,
             raft_meta,
             state,
-            size: Mutex::new(None),
         })
     }
 
@@ -63,11 +78,68 @@ impl SledBackend {
             Tree::State => &self.state,
         }
     }
+
+    /// Copy every record into a fresh database at `to`, durably.
+    fn copy_to(&self, to: &Path) -> Result<()> {
+        let fresh = Inner::open(to)?;
+        for tree in [Tree::RaftLog, Tree::RaftMeta, Tree::State] {
+            let mut batch = sled::Batch::default();
+            let mut n = 0;
+            for item in self.tree(tree).iter() {
+                let (k, v) = item.map_err(io)?;
+                batch.insert(k, v);
+                n += 1;
+                if n == DEFRAG_BATCH {
+                    fresh
+                        .tree(tree)
+                        .apply_batch(std::mem::take(&mut batch))
+                        .map_err(io)?;
+                    n = 0;
+                }
+            }
+            fresh.tree(tree).apply_batch(batch).map_err(io)?;
+        }
+        fresh.db.flush().map_err(io)?;
+        Ok(())
+    }
+}
+
+impl SledBackend {
+    pub fn open(dir: &Path) -> Result<Self> {
+        defrag::recover(dir).map_err(io_std)?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            inner: RwLock::new(Some(Inner::open(dir)?)),
+            size: Mutex::new(None),
+            written: AtomicU64::new(0),
+        })
+    }
+
+    fn inner(&self) -> Result<MappedInner<'_>> {
+        let g = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        if g.is_none() {
+            return Err(Error::Io(
+                "the database is closed (a defragmentation could not reopen it)".into(),
+            ));
+        }
+        Ok(MappedInner(g))
+    }
+}
+
+/// A read guard on an open database.
+struct MappedInner<'a>(RwLockReadGuard<'a, Option<Inner>>);
+
+impl std::ops::Deref for MappedInner<'_> {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        self.0.as_ref().expect("checked open")
+    }
 }
 
 impl Backend for SledBackend {
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Bytes>> {
-        Ok(self.tree(tree).get(key).map_err(io)?.map(to_bytes))
+        Ok(self.inner()?.tree(tree).get(key).map_err(io)?.map(to_bytes))
     }
 
     fn range(
@@ -77,7 +149,8 @@ impl Backend for SledBackend {
         end: &[u8],
         limit: usize,
     ) -> Result<Vec<(Bytes, Bytes)>> {
-        let t = self.tree(tree);
+        let inner = self.inner()?;
+        let t = inner.tree(tree);
         let iter = if end.is_empty() {
             t.range(start..)
         } else {
@@ -96,6 +169,7 @@ impl Backend for SledBackend {
 
     fn last(&self, tree: Tree) -> Result<Option<(Bytes, Bytes)>> {
         Ok(self
+            .inner()?
             .tree(tree)
             .last()
             .map_err(io)?
@@ -109,8 +183,15 @@ impl Backend for SledBackend {
         if batch.ops.is_empty() {
             return Ok(());
         }
+        let inner = self.inner()?;
+        let bytes: usize = batch
+            .ops
+            .iter()
+            .map(|(k, v)| k.len() + v.as_ref().map_or(0, |v| v.len()))
+            .sum();
+        self.written.fetch_add(bytes as u64, Ordering::Relaxed);
         if batch.ops.len() == 1 {
-            let t = self.tree(tree);
+            let t = inner.tree(tree);
             let (k, v) = batch.ops.pop().expect("one op");
             return match v {
                 Some(v) => t.insert(k.as_ref(), v.as_ref()).map(drop),
@@ -125,26 +206,66 @@ impl Backend for SledBackend {
                 None => b.remove(k.as_ref()),
             }
         }
-        self.tree(tree).apply_batch(b).map_err(io)
+        inner.tree(tree).apply_batch(b).map_err(io)
     }
 
     fn flush(&self) -> Result<()> {
-        self.db.flush().map_err(io).map(|_| ())
+        self.inner()?.db.flush().map_err(io).map(|_| ())
     }
 
     fn clear(&self, tree: Tree) -> Result<()> {
-        self.tree(tree).clear().map_err(io)
+        self.inner()?.tree(tree).clear().map_err(io)
     }
 
     fn size(&self) -> u64 {
         let mut held = self.size.lock().unwrap_or_else(|p| p.into_inner());
         match *held {
-            Some((at, n)) if at.elapsed() < SIZE_FRESH => n,
+            Some((at, n)) if at.elapsed() < SIZE_FRESH => {
+                n.saturating_add(self.written.load(Ordering::Relaxed))
+            }
             _ => {
-                let n = self.db.size_on_disk().unwrap_or(0);
+                self.written.store(0, Ordering::Relaxed);
+                let n = self
+                    .inner()
+                    .ok()
+                    .and_then(|i| i.db.size_on_disk().ok())
+                    .unwrap_or(0);
                 *held = Some((Instant::now(), n));
                 n
             }
+        }
+    }
+
+    /// Rewrite the database into a fresh one and swap it in (storage/defrag.rs), every
+    /// other call waiting meanwhile, as etcd's defrag blocks its backend.
+    fn defragment(&self) -> Result<()> {
+        let mut g = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        let Some(inner) = g.as_ref() else {
+            return Err(Error::Io("the database is closed".into()));
+        };
+        let paths = defrag::SwapPaths::of(&self.dir);
+        inner.db.flush().map_err(io)?;
+        let _ = std::fs::remove_dir_all(&paths.copy);
+        if let Err(e) = inner.copy_to(&paths.copy) {
+            let _ = std::fs::remove_dir_all(&paths.copy);
+            return Err(e);
+        }
+        crate::failpoint::hit(defrag::FAILPOINT_COPIED).map_err(Error::Io)?;
+        // The old database closes before its directory moves.
+        drop(g.take());
+        let swapped = defrag::swap_in(&self.dir).map_err(io_std);
+        // Whatever happened, open what the directory holds now (recovering a swap that
+        // stopped half way), so the member goes on with every record.
+        let reopened = defrag::recover(&self.dir)
+            .map_err(io_std)
+            .and_then(|()| Inner::open(&self.dir));
+        *self.size.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        match reopened {
+            Ok(i) => {
+                *g = Some(i);
+                swapped
+            }
+            Err(e) => Err(e),
         }
     }
 }

@@ -27,6 +27,7 @@ mod lease;
 mod lock;
 mod members;
 mod probe;
+mod quota;
 mod range;
 mod raw;
 mod streams;

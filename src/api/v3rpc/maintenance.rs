@@ -144,9 +144,8 @@ impl Maintenance for MaintenanceService {
         req: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
         admin_only(&self.member, &req)?;
-        self.member.defragment()?;
-        let mut resp = DefragmentResponse { header: None };
-        fill(&self.member, &mut resp.header);
-        Ok(Response::new(resp))
+        self.member.defragment().await?;
+        // etcd answers a defragment with no header.
+        Ok(Response::new(DefragmentResponse { header: None }))
     }
 }
