@@ -15,6 +15,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = protox::compile(files, ["proto"])?;
     tonic_prost_build::configure()
         .bytes(".")
+        // Maps encode in key order, so equal state encodes to equal bytes on every member
+        // (Maintenance.Hash hashes the stored membership).
+        .btree_map(".")
         .generate_default_stubs(true)
         // prost's codec, but txns decode at any depth etcd accepts (src/proto/codec.rs)
         .codec_path("crate::proto::codec::EtcdCodec")

@@ -179,3 +179,96 @@ async fn leases_are_kept_alive_through_followers_and_expire_on_the_new_leader() 
     assert_eq!(ttl, -1, "the expired lease is gone");
     let _ = &mut oc;
 }
+
+/// HashKV and Hash of every member, as (revision, hash) pairs.
+async fn hashes(clients: &mut [Client], rev: i64) -> (Vec<Option<u32>>, Vec<Option<(i64, u32)>>) {
+    let mut kv = Vec::new();
+    let mut all = Vec::new();
+    for c in clients.iter_mut() {
+        kv.push(c.hash_kv(rev).await.ok().map(|r| r.hash()));
+        all.push(
+            c.hash()
+                .await
+                .ok()
+                .map(|r| (r.header().unwrap().revision(), r.hash())),
+        );
+    }
+    (kv, all)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_member_hashes_the_same_and_defragments_without_losing_anything() {
+    let cluster = Cluster::start(3, &[]);
+    let mut clients = Vec::new();
+    for m in &cluster.members {
+        clients.push(m.client().await);
+    }
+    for i in 0..300 {
+        let c = &mut clients[i % 3];
+        c.put(format!("h/{:03}", i % 120), format!("v{i}"), None)
+            .await
+            .expect("put");
+        if i % 7 == 0 {
+            c.delete(format!("h/{:03}", (i + 5) % 120), None)
+                .await
+                .expect("delete");
+        }
+    }
+    let rev = clients[0]
+        .get("h/", None)
+        .await
+        .unwrap()
+        .header()
+        .unwrap()
+        .revision();
+    clients[1]
+        .compact(
+            rev - 100,
+            Some(etcd_client::CompactionOptions::new().with_physical()),
+        )
+        .await
+        .expect("compact");
+    // Every member, once it has applied everything, hashes the same at the same revision.
+    let mut settled = None;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while settled.is_none() {
+        let (kv, all) = hashes(&mut clients, rev).await;
+        if kv.iter().all(|h| h.is_some() && *h == kv[0])
+            && all.iter().all(|h| h.is_some() && *h == all[0])
+        {
+            settled = Some((kv[0].unwrap(), all[0].unwrap()));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "members never agreed: {kv:?} {all:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (kv_hash, whole) = settled.unwrap();
+    // A follower and then the leader defragment; nothing changes but the space.
+    let leader = cluster.leader(Duration::from_secs(10)).await;
+    let follower = (leader + 1) % 3;
+    for i in [follower, leader] {
+        let r = clients[i].defragment().await.expect("defragment");
+        assert!(
+            r.header().is_none(),
+            "etcd answers defragment with no header"
+        );
+    }
+    let (kv, all) = hashes(&mut clients, rev).await;
+    assert!(kv.iter().all(|h| *h == Some(kv_hash)), "{kv:?}");
+    assert!(all.iter().all(|h| *h == Some(whole)), "{all:?}");
+    // Writes go on through every member after the swap.
+    for (i, c) in clients.iter_mut().enumerate() {
+        c.put(format!("after/{i}"), "x", None)
+            .await
+            .expect("put after defragment");
+    }
+    for c in clients.iter_mut() {
+        let r = c
+            .get("after/", Some(GetOptions::new().with_prefix()))
+            .await
+            .unwrap();
+        assert_eq!(r.kvs().len(), 3);
+    }
+}
