@@ -5,7 +5,7 @@
 use std::any::{Any, TypeId};
 use std::marker::PhantomData;
 
-use bytes::Buf;
+use bytes::{Buf, Bytes};
 use prost::Message;
 use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder};
 use tonic::Status;
@@ -55,16 +55,19 @@ impl<U: Message + Default + 'static> Decoder for EtcdDecoder<U> {
 
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
         let unmarshal = |_| Status::internal(UNMARSHAL_FAILED);
+        // The message is copied into a buffer of its own before decoding: decoded `bytes`
+        // fields are slices of what they were decoded from, and a slice of tonic's receive
+        // buffer would keep all of that buffer alive for as long as a key, a value or an
+        // event of this request is held (the log's in-memory tail, the watch path).
+        let bytes = Bytes::copy_from_slice(&buf.copy_to_bytes(buf.remaining()));
         // prost first (faster, and the same message within its recursion limit); the
         // nested walker for what prost refuses.
         let nested: Option<Box<dyn Any>> = if TypeId::of::<U>() == TypeId::of::<TxnRequest>() {
-            let bytes = buf.copy_to_bytes(buf.remaining());
             Some(Box::new(match TxnRequest::decode(bytes.clone()) {
                 Ok(t) => t,
                 Err(_) => TxnRequest::decode_nested(&bytes, Deep::Truncate).map_err(unmarshal)?,
             }))
         } else if TypeId::of::<U>() == TypeId::of::<TxnResponse>() {
-            let bytes = buf.copy_to_bytes(buf.remaining());
             Some(Box::new(match TxnResponse::decode(bytes.clone()) {
                 Ok(t) => t,
                 Err(_) => TxnResponse::decode_nested(&bytes, Deep::Refuse).map_err(unmarshal)?,
@@ -74,7 +77,7 @@ impl<U: Message + Default + 'static> Decoder for EtcdDecoder<U> {
         };
         match nested {
             Some(any) => Ok(Some(*any.downcast::<U>().expect("the TypeId matched"))),
-            None => U::decode(buf)
+            None => U::decode(bytes)
                 .map(Some)
                 .map_err(|_| Status::internal(UNMARSHAL_FAILED)),
         }

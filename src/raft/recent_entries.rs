@@ -16,10 +16,12 @@ use std::sync::Mutex;
 
 use super::types::Entry;
 
-/// Entries held at most: enough for every entry between append and apply under load.
-const MAX_ENTRIES: usize = 4096;
-/// Encoded bytes held at most (large values make few entries).
-const MAX_BYTES: usize = 32 << 20;
+/// Entries held at most: every entry between append and apply (two batches are in flight
+/// at once) and a margin for followers a little behind.
+const MAX_ENTRIES: usize = 256;
+/// Encoded bytes held at most (large values make few entries). Commands decoded from a
+/// client hold buffers of their own size (proto/codec.rs), so this bounds the memory too.
+const MAX_BYTES: usize = 8 << 20;
 
 #[derive(Default)]
 pub struct RecentEntries {
