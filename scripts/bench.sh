@@ -35,7 +35,7 @@ WORKLOADS=(
   "keepalive --conns 10 --clients 100 --total ${BENCH_SMALL:-3000}0 --mode new"
 )
 
-declare -A RPS P99 AVG WATCH
+declare -A RPS P99 AVG WATCH RSS
 for kind in etcd metastore; do
   ep=$(start $kind)
   "$BIN" bench put --endpoints "$ep" --total 1 --key-size 3 --val-size 3 >/dev/null # creates key "foo"-sized entry
@@ -45,6 +45,9 @@ for kind in etcd metastore; do
     RPS[$kind,$i]=$(sed -E 's/.* rps=([0-9.]+).*/\1/' <<<"$line")
     P99[$kind,$i]=$(sed -E 's/.* p99_ms=([0-9.]+).*/\1/' <<<"$line")
     AVG[$kind,$i]=$(sed -E 's/.* avg_ms=([0-9.]+).*/\1/' <<<"$line")
+    # The server's resident memory after the put workloads (a retained-buffer leak shows
+    # here long before it shows in a rate).
+    if [ "$i" = 1 ]; then RSS[$kind]=$(ps -o rss= -p "$(cat "$WORK/pid")" | tr -d ' '); fi
   done
   line=$("$BIN" bench watch --endpoints "$ep" --streams ${BENCH_STREAMS:-1000} --watchers ${BENCH_WATCHERS:-100000} \
     --puts 1000 --server-pid "$(cat "$WORK/pid")" --label "$kind" | grep '^RESULT')
@@ -61,6 +64,10 @@ for i in "${!WORKLOADS[@]}"; do
   printf '%-75s %12s %12s %9s %11s %11s\n' "${WORKLOADS[$i]}" "$e" "$m" \
     "$(python3 -c "print(f'{$m/$e:.2f}x')")" "${P99[etcd,$i]}" "${P99[metastore,$i]}"
 done
+
+echo
+printf '%-75s %12s %12s %9s\n' "server RSS after the puts (KiB)" "${RSS[etcd]}" "${RSS[metastore]}" \
+  "$(python3 -c "print(f'{${RSS[metastore]}/${RSS[etcd]}:.2f}x')")"
 
 echo
 field() { sed -E "s/.* $1=([^ ]+).*/\1/" <<<"$2"; }

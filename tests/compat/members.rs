@@ -56,9 +56,16 @@ impl Names {
 
     fn normalize(&self, s: &str) -> String {
         let s = self.port_names(s);
-        let hex = regex::Regex::new(r"\b[0-9a-f]{8,16}\b").unwrap();
+        // etcdctl prints ids with `%16x`: an id under 16 hex digits is padded with spaces,
+        // which are not part of it.
+        let hex = regex::Regex::new(r"( *)\b([0-9a-f]{8,16})\b").unwrap();
         let s = hex.replace_all(&s, |c: &regex::Captures| {
-            self.ids.get(&c[0]).cloned().unwrap_or_else(|| "ID".into())
+            let id = self.ids.get(&c[2]).cloned().unwrap_or_else(|| "ID".into());
+            if c[1].is_empty() {
+                id
+            } else {
+                format!(" {id}")
+            }
         });
         let mut lines: Vec<String> = s
             .lines()
