@@ -6,6 +6,9 @@
 //! The test re-runs its own binary as the child that dies: the child opens the database
 //! with METASTORE_FAILPOINTS armed and defragments it.
 
+mod common;
+
+use common::copy_dir;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command as Process;
@@ -55,19 +58,6 @@ fn dir_size(p: &Path) -> u64 {
         };
     }
     n
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
 }
 
 /// A database with records in every tree, most of them overwritten or removed since, so

@@ -5,6 +5,9 @@
 //! The test re-runs its own binary as the child that dies: the child opens a member's
 //! state machine with METASTORE_FAILPOINTS armed and builds or installs a snapshot.
 
+mod common;
+
+use common::copy_dir;
 use std::path::{Path, PathBuf};
 use std::process::Command as Process;
 use std::sync::Arc;
@@ -147,19 +150,6 @@ fn meta_of(path: &Path) -> SnapshotMeta {
             h.last_membership.clone().unwrap_or_default(),
         ),
         snapshot_id: h.snapshot_id.clone(),
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
     }
 }
 

@@ -5,6 +5,7 @@
 
 mod auth;
 pub mod compactor;
+mod defrag;
 pub mod error;
 mod forward;
 mod hash;

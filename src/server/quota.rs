@@ -47,7 +47,7 @@ impl Member {
     /// it, NOSPACE is raised on this member and the request refused.
     pub(super) async fn check_quota(&self, cost: usize) -> Result<()> {
         let quota = self.settings.quota_backend_bytes;
-        let size = self.backend_size();
+        let size = self.backend.size();
         if size.saturating_add(cost as u64) < quota {
             return Ok(());
         }

@@ -278,3 +278,17 @@ pub fn normalize_debug(s: &str) -> String {
     let re = regex::Regex::new(r"(cluster_id|member_id|raft_term): \d+").unwrap();
     re.replace_all(s, "$1: 0").into_owned()
 }
+
+/// Copy a directory tree (a data dir to crash a copy of).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}

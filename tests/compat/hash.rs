@@ -73,12 +73,7 @@ async fn hash_kv_matches_etcd_over_a_random_history() {
         .unwrap_or_else(rand::random);
     eprintln!("hashkv history: seed {seed} (METASTORE_HASH_SEED)");
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut e = Client::connect([pair.etcd.endpoint.as_str()], None)
-        .await
-        .unwrap();
-    let mut m = Client::connect([pair.ms.endpoint.as_str()], None)
-        .await
-        .unwrap();
+    let (mut e, mut m) = pair.clients().await;
     let p = "hashkv/";
     let mut rep = Report::default();
     rep.begin("hashkv-random-history");

@@ -73,6 +73,19 @@ impl Pair {
     }
 }
 
+impl Pair {
+    /// A client of each: etcd's, then metastore's.
+    pub async fn clients(&self) -> (etcd_client::Client, etcd_client::Client) {
+        let e = etcd_client::Client::connect([self.etcd.endpoint.as_str()], None)
+            .await
+            .unwrap();
+        let m = etcd_client::Client::connect([self.ms.endpoint.as_str()], None)
+            .await
+            .unwrap();
+        (e, m)
+    }
+}
+
 pub type Obs = Vec<String>;
 pub type Fut<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Obs> + 'a>>;
 
@@ -83,12 +96,7 @@ pub async fn observe(
     name: &str,
     f: for<'a> fn(&'a mut etcd_client::Client, String) -> Fut<'a>,
 ) -> (Obs, Obs) {
-    let mut e = etcd_client::Client::connect([pair.etcd.endpoint.as_str()], None)
-        .await
-        .unwrap();
-    let mut m = etcd_client::Client::connect([pair.ms.endpoint.as_str()], None)
-        .await
-        .unwrap();
+    let (mut e, mut m) = pair.clients().await;
     let p = format!("{name}/");
     let oe = f(&mut e, p.clone()).await;
     let om = f(&mut m, p).await;

@@ -138,12 +138,7 @@ async fn nospace_compact_defragment_disarm_as_etcd() {
             ],
         ),
     };
-    let mut e = Client::connect([pair.etcd.endpoint.as_str()], None)
-        .await
-        .unwrap();
-    let mut m = Client::connect([pair.ms.endpoint.as_str()], None)
-        .await
-        .unwrap();
+    let (mut e, mut m) = pair.clients().await;
     let oe = scenario(&mut e, "etcd").await;
     let om = scenario(&mut m, "metastore").await;
     let mut rep = Report::default();
