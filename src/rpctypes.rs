@@ -28,6 +28,7 @@ pub const LEASE_TTL_TOO_LARGE: &str = "too large lease TTL";
 pub const REQUEST_TOO_LARGE: &str = "request is too large";
 pub const TOO_MANY_REQUESTS: &str = "too many requests";
 pub const NO_SPACE: &str = "mvcc: database space exceeded";
+pub const CORRUPT: &str = "corrupt cluster";
 pub const NO_LEADER: &str = "no leader";
 pub const STOPPED: &str = "server stopped";
 pub const TIMEOUT: &str = "request timed out";

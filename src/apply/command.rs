@@ -144,6 +144,7 @@ impl From<Refusal> for PbRefusal {
             Refusal::LeaseExists => PbRefusal::LeaseExists,
             Refusal::LeaseTtlTooLarge => PbRefusal::LeaseTtlTooLarge,
             Refusal::NoSpace => PbRefusal::NoSpace,
+            Refusal::Corrupt => PbRefusal::Corrupt,
             Refusal::Auth(e) => auth_refusal(e),
         }
     }
@@ -193,6 +194,7 @@ impl TryFrom<PbRefusal> for Refusal {
             PbRefusal::LeaseExists => Refusal::LeaseExists,
             PbRefusal::LeaseTtlTooLarge => Refusal::LeaseTtlTooLarge,
             PbRefusal::NoSpace => Refusal::NoSpace,
+            PbRefusal::Corrupt => Refusal::Corrupt,
             PbRefusal::Unspecified => return Err("unspecified refusal".into()),
             other => Refusal::Auth(
                 AUTH_REFUSALS
@@ -348,6 +350,7 @@ mod tests {
                 prev_kv: None,
             }),
             Applied::Refused(Refusal::NoSpace),
+            Applied::Refused(Refusal::Corrupt),
             Applied::Refused(Refusal::Auth(AuthError::AuthOldRevision)),
             Applied::Batch(vec![Applied::Refused(Refusal::Compacted), Applied::None]),
         ];

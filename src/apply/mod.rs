@@ -64,6 +64,9 @@ pub enum Refusal {
     /// A NOSPACE alarm is raised: writes that add data are refused (etcd's capped applier).
     #[error("{}", crate::rpctypes::NO_SPACE)]
     NoSpace,
+    /// A CORRUPT alarm is raised: every write is refused (etcd's applierV3Corrupt).
+    #[error("{}", crate::rpctypes::CORRUPT)]
+    Corrupt,
     /// Refused by the auth store: no permission, or an auth change against its rules.
     #[error("{0}")]
     Auth(crate::auth::Error),
@@ -157,6 +160,22 @@ impl Applier<'_> {
         adds && self.alarms.is_raised(AlarmType::Nospace)
     }
 
+    /// A CORRUPT alarm refuses every KV and lease request that goes through the log
+    /// (etcd's applierV3Corrupt, which the capped applier wraps); alarms, auth and member
+    /// changes still apply, and reads are served without the log, as in etcd.
+    fn corrupt(&self, req: &Request) -> bool {
+        let refused = matches!(
+            req,
+            Request::Put(_)
+                | Request::DeleteRange(_)
+                | Request::Txn(_)
+                | Request::Compaction(_)
+                | Request::LeaseGrant(_)
+                | Request::LeaseRevoke(_)
+        );
+        refused && self.alarms.is_raised(AlarmType::Corrupt)
+    }
+
     pub fn apply(&mut self, cmd: Command) -> Result<Output> {
         let before = self.kv.current_rev();
         let Some(req) = cmd.request else {
@@ -170,6 +189,12 @@ impl Applier<'_> {
         if self.capped(&req) {
             return Ok(Output {
                 applied: Applied::Refused(Refusal::NoSpace),
+                events: Vec::new(),
+            });
+        }
+        if self.corrupt(&req) {
+            return Ok(Output {
+                applied: Applied::Refused(Refusal::Corrupt),
                 events: Vec::new(),
             });
         }

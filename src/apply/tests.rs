@@ -341,6 +341,34 @@ fn a_raised_nospace_alarm_refuses_what_adds_data_only() {
 }
 
 #[test]
+fn a_raised_corrupt_alarm_refuses_every_write_but_alarms() {
+    let mut s = Stores::new();
+    s.apply(put("k", "v"));
+    let alarm = |action: AlarmAction| {
+        Request::Alarm(AlarmRequest {
+            action: action as i32,
+            member_id: 1,
+            alarm: AlarmType::Corrupt as i32,
+        })
+    };
+    s.apply(alarm(AlarmAction::Activate));
+    s.refused(put("k", "w"), Refusal::Corrupt);
+    s.refused(grant(1, 60), Refusal::Corrupt);
+    s.refused(
+        Request::DeleteRange(DeleteRangeRequest {
+            key: "k".into(),
+            ..Default::default()
+        }),
+        Refusal::Corrupt,
+    );
+    s.refused(Request::Txn(TxnRequest::default()), Refusal::Corrupt);
+    let (out, _) = s.apply(alarm(AlarmAction::Deactivate));
+    assert!(matches!(out.applied, Applied::Alarm(ref r) if r.alarms.len() == 1));
+    let (out, _) = s.apply(put("k", "again"));
+    assert!(matches!(out.applied, Applied::Put(_)));
+}
+
+#[test]
 fn members_publish_attributes_and_unknown_members_are_ignored() {
     let mut s = Stores::new();
     let mut b = WriteBatch::default();

@@ -34,6 +34,8 @@ pub enum Error {
     LeaseTtlTooLarge,
     #[error("{}", rpctypes::NO_SPACE)]
     NoSpace,
+    #[error("{}", rpctypes::CORRUPT)]
+    Corrupt,
     #[error("{}", rpctypes::REQUEST_TOO_LARGE)]
     RequestTooLarge,
     #[error("{}", rpctypes::NO_LEADER)]
@@ -99,6 +101,7 @@ impl From<Refusal> for Error {
             Refusal::LeaseExists => Error::LeaseExists,
             Refusal::LeaseTtlTooLarge => Error::LeaseTtlTooLarge,
             Refusal::NoSpace => Error::NoSpace,
+            Refusal::Corrupt => Error::Corrupt,
             Refusal::Auth(e) => Error::Auth(e),
         }
     }

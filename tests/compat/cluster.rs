@@ -107,6 +107,26 @@ async fn members_and_alarms_through_etcd_client() {
                 .await));
             o.push(get(c).await);
             o.push(obs(c.put(format!("{p}after"), "1", None).await));
+            // A raised CORRUPT refuses every write through the log; reads (a read-only
+            // txn too) and the alarm requests themselves go on.
+            o.push(obs(c
+                .alarm(AlarmAction::Activate, AlarmType::Corrupt, on(me))
+                .await));
+            o.push(obs(c.put(format!("{p}corrupt"), "1", None).await));
+            o.push(obs(c.delete(format!("{p}after"), None).await));
+            let put_txn = Txn::new().and_then([TxnOp::put(format!("{p}t"), "1", None)]);
+            o.push(obs(c.txn(put_txn).await));
+            let read_txn = Txn::new().and_then([TxnOp::get(format!("{p}after"), None)]);
+            o.push(obs(c.txn(read_txn).await));
+            o.push(obs(c.get(format!("{p}after"), None).await));
+            o.push(obs(c.lease_grant(60, None).await));
+            o.push(obs(c.lease_revoke(7).await));
+            o.push(obs(c.compact(1, None).await));
+            o.push(get(c).await);
+            o.push(obs(c
+                .alarm(AlarmAction::Deactivate, AlarmType::Corrupt, on(me))
+                .await));
+            o.push(obs(c.put(format!("{p}corrupt"), "1", None).await));
             o
         })
     })

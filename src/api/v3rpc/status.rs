@@ -38,6 +38,7 @@ pub fn code_and_message(e: &Error) -> (Code, String) {
         Error::LeaseTtlTooLarge => Code::OutOfRange,
         Error::RequestTooLarge => Code::InvalidArgument,
         Error::NoSpace => Code::ResourceExhausted,
+        Error::Corrupt => Code::DataLoss,
         Error::NoLeader => Code::Unavailable,
         Error::Stopped => Code::Unavailable,
         Error::Timeout => Code::Unavailable,
@@ -163,6 +164,8 @@ mod tests {
                 Code::InvalidArgument, "etcdserver: request is too large";
             Error::NoSpace => Error::NoSpace,
                 Code::ResourceExhausted, "etcdserver: mvcc: database space exceeded";
+            Error::Corrupt => Error::Corrupt,
+                Code::DataLoss, "etcdserver: corrupt cluster";
             Error::NoLeader => Error::NoLeader,
                 Code::Unavailable, "etcdserver: no leader";
             Error::Stopped => Error::Stopped,
