@@ -13,6 +13,7 @@ check() { # layer, forbidden upper layers...
 }
 check storage api server raft apply mvcc lease membership alarm embed meta config
 check lease api server raft apply mvcc membership alarm embed meta config
+check snapshot api server raft embed meta config
 check membership api server raft apply mvcc lease alarm embed meta config
 check alarm api server raft apply mvcc lease membership embed meta config
 check auth api server raft apply mvcc lease membership alarm embed meta config

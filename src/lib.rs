@@ -30,5 +30,6 @@ pub mod proto;
 pub mod raft;
 pub mod rpctypes;
 pub mod server;
+pub mod snapshot;
 pub mod storage;
 pub mod tls;

@@ -1,6 +1,8 @@
-//! The `metastore` binary: etcd's command line, or `metastore bench ...`.
+//! The `metastore` binary: etcd's command line, `metastore bench ...` or
+//! `metastore snapshot save|status|restore ...`.
 
 mod bench;
+mod etcdutl;
 
 use metastore::config::Config;
 use metastore::embed::Server;
@@ -9,6 +11,9 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("bench") {
         std::process::exit(bench::main(&args[2..]));
+    }
+    if args.get(1).map(String::as_str) == Some("snapshot") {
+        std::process::exit(etcdutl::main(&args[2..]));
     }
     let cfg = match Config::from_args(args) {
         Ok(c) => c,

@@ -73,6 +73,11 @@ impl SharedState {
         self.applied.read().expect("applied lock").1.clone()
     }
 
+    /// The log id of the last applied entry and its leader's term, if any.
+    pub fn last_applied(&self) -> Option<LogId> {
+        self.applied.read().expect("applied lock").0
+    }
+
     pub fn backend(&self) -> &Arc<dyn Backend> {
         &self.backend
     }

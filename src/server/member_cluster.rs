@@ -163,6 +163,18 @@ impl Member {
             .is_some_and(|m| m.is_learner)
     }
 
+    /// The cluster version etcd reports beside the server's: `major.minor.0` of
+    /// `--experimental-report-version` (etcd's /version `etcdcluster`, the snapshot's
+    /// `clusterVersion`).
+    pub fn cluster_version(&self) -> String {
+        let mut parts = self.settings.report_version.split('.');
+        format!(
+            "{}.{}.0",
+            parts.next().unwrap_or("3"),
+            parts.next().unwrap_or("5")
+        )
+    }
+
     /// Every member of the cluster, from the replicated member records.
     pub fn members(&self) -> Vec<MemberRecord> {
         self.state.members.read().expect("members lock").list()

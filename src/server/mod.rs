@@ -19,6 +19,8 @@ mod peers;
 pub mod propose;
 mod quota;
 mod raft_tasks;
+pub mod restore;
+pub mod snapshot;
 
 pub use crate::auth::{AuthInfo, Error as AuthError};
 /// Key ranges by etcd's `range_end` rules, for request checks at the edge.

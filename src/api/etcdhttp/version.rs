@@ -10,14 +10,10 @@ use crate::server::Member;
 
 /// The server version we report and the cluster version (major.minor.0).
 pub fn versions(member: &Member) -> (String, String) {
-    let server = member.settings.report_version.clone();
-    let mut parts = server.split('.');
-    let cluster = format!(
-        "{}.{}.0",
-        parts.next().unwrap_or("3"),
-        parts.next().unwrap_or("5")
-    );
-    (server, cluster)
+    (
+        member.settings.report_version.clone(),
+        member.cluster_version(),
+    )
 }
 
 pub(super) async fn version(State(member): State<Arc<Member>>) -> axum::response::Response {

@@ -1,17 +1,26 @@
 //! The Maintenance service: status, alarms, defragment, hashes (etcd: v3rpc/maintenance.go).
 //! RPCs not overridden here answer `Unimplemented`; docs/compat.md lists them.
 
+use std::io::Read;
 use std::sync::Arc;
 
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status};
 
 use super::header::fill;
 use crate::proto::etcdserverpb::{
     maintenance_server::Maintenance, AlarmRequest, AlarmResponse, AlarmType, DefragmentRequest,
     DefragmentResponse, DowngradeInfo, HashKvRequest, HashKvResponse, HashRequest, HashResponse,
-    MoveLeaderRequest, MoveLeaderResponse, ResponseHeader, StatusRequest, StatusResponse,
+    MoveLeaderRequest, MoveLeaderResponse, ResponseHeader, SnapshotRequest, SnapshotResponse,
+    StatusRequest, StatusResponse,
 };
+use crate::server::snapshot::SnapshotDb;
 use crate::server::Member;
+
+/// Bytes of the database per snapshot message (etcd's snapshotSendBufferSize).
+const SNAPSHOT_CHUNK: u64 = 32 * 1024;
 
 /// etcd 3.4's authMaintenanceServer: Defragment, Snapshot, Hash, HashKV and MoveLeader need
 /// the root role, and a refusal goes out as the auth package's own error (code Unknown,
@@ -139,6 +148,31 @@ impl Maintenance for MaintenanceService {
         Ok(Response::new(resp))
     }
 
+    /// etcd's Snapshot: the database in chunks, each with the bytes still to come, then
+    /// its SHA-256 in a message of its own. The file is read on a blocking thread and
+    /// removed when the stream ends, however it ends.
+    async fn snapshot(
+        &self,
+        req: Request<SnapshotRequest>,
+    ) -> Result<Response<BoxStream<SnapshotResponse>>, Status> {
+        admin_only(&self.member, &req)?;
+        let db = self.member.snapshot_db().await?;
+        tracing::info!(
+            total_bytes = db.size,
+            revision = db.revision,
+            "sending database snapshot to client"
+        );
+        let (tx, rx) = mpsc::channel(4);
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = send_snapshot(&db, &tx) {
+                let _ = tx.blocking_send(Err(Status::internal(e.to_string())));
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
     async fn defragment(
         &self,
         req: Request<DefragmentRequest>,
@@ -148,4 +182,36 @@ impl Maintenance for MaintenanceService {
         // etcd answers a defragment with no header.
         Ok(Response::new(DefragmentResponse { header: None }))
     }
+}
+
+/// Stream `db` to `tx` (a client gone away ends it quietly).
+fn send_snapshot(
+    db: &SnapshotDb,
+    tx: &mpsc::Sender<Result<SnapshotResponse, Status>>,
+) -> std::io::Result<()> {
+    let mut f = std::fs::File::open(db.file.path())?;
+    let mut h = Sha256::new();
+    let mut sent = 0u64;
+    while sent < db.size {
+        let n = SNAPSHOT_CHUNK.min(db.size - sent);
+        let mut buf = vec![0u8; n as usize];
+        f.read_exact(&mut buf)?;
+        h.update(&buf);
+        sent += n;
+        let resp = SnapshotResponse {
+            remaining_bytes: db.size - sent,
+            blob: buf.into(),
+            ..Default::default()
+        };
+        if tx.blocking_send(Ok(resp)).is_err() {
+            return Ok(());
+        }
+    }
+    let resp = SnapshotResponse {
+        remaining_bytes: 0,
+        blob: h.finalize().to_vec().into(),
+        ..Default::default()
+    };
+    let _ = tx.blocking_send(Ok(resp));
+    Ok(())
 }
