@@ -3,11 +3,11 @@
 
 use std::path::Path;
 
-use bbolt_rs::{BucketApi, DbApi, TxApi};
 use bytes::Bytes;
 
+use super::bolt_read::BoltFile;
 use super::layout::{self, from_etcd};
-use super::{bolt, Error};
+use super::Error;
 
 /// What a restore read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -32,41 +32,37 @@ pub fn read_db(
     sink: &mut dyn FnMut(Bytes, Bytes) -> Result<(), Error>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Summary, Error> {
-    let db = bbolt_rs::Bolt::open_ro(path).map_err(bolt)?;
+    let db = BoltFile::open(path)?;
     let mut s = Summary::default();
     let mut read_bytes = 0u64;
-    let tx = db.begin().map_err(bolt)?;
-    for (name, bucket) in tx.iter_buckets() {
+    db.for_each(&mut |name, kv| {
+        let Some((k, v)) = kv else { return Ok(()) };
         let Some(name) = layout::BUCKETS.iter().copied().find(|b| *b == name) else {
-            continue;
+            return Ok(());
         };
-        for (k, v) in bucket.iter_entries() {
-            read_bytes += (k.len() + v.len()) as u64;
-            if read_bytes % (16 << 20) < (k.len() + v.len()) as u64 {
-                progress(read_bytes);
-            }
-            let Some((sk, sv)) = from_etcd(name, k, v)? else {
-                continue;
-            };
-            match name {
-                layout::KEY => {
-                    s.key_versions += 1;
-                    s.revision = s.revision.max(layout::key_revision(k).unwrap_or(0));
-                }
-                layout::LEASE => s.leases += 1,
-                layout::AUTH_USERS => s.users += 1,
-                layout::AUTH_ROLES => s.roles += 1,
-                layout::ALARM => s.alarms += 1,
-                layout::META if k == layout::SCHEDULED_COMPACT_REV => {
-                    s.compact_revision = i64::from_be_bytes(sv[..8].try_into().expect("8"));
-                }
-                _ => {}
-            }
-            sink(sk, sv)?;
+        read_bytes += (k.len() + v.len()) as u64;
+        if read_bytes % (16 << 20) < (k.len() + v.len()) as u64 {
+            progress(read_bytes);
         }
-    }
+        let Some((sk, sv)) = from_etcd(name, k, v)? else {
+            return Ok(());
+        };
+        match name {
+            layout::KEY => {
+                s.key_versions += 1;
+                s.revision = s.revision.max(layout::key_revision(k).unwrap_or(0));
+            }
+            layout::LEASE => s.leases += 1,
+            layout::AUTH_USERS => s.users += 1,
+            layout::AUTH_ROLES => s.roles += 1,
+            layout::ALARM => s.alarms += 1,
+            layout::META if k == layout::SCHEDULED_COMPACT_REV => {
+                s.compact_revision = i64::from_be_bytes(sv[..8].try_into().expect("8"));
+            }
+            _ => {}
+        }
+        sink(sk, sv)
+    })?;
     progress(read_bytes);
-    drop(tx);
-    db.close();
     Ok(s)
 }

@@ -7,13 +7,16 @@
 //!   state-tree records (`metastore snapshot restore`);
 //! - `status`: `etcdctl snapshot status`'s hash, revision, key count and size.
 //!
-//! The page format is bbolt-rs's (a port of bbolt with bbolt's magic number under its
-//! `compat` feature): etcd's own bbolt reads what it writes and passes `tx.Check()`, so
-//! nothing of the format is written here.
+//! Files are written with bbolt-rs (a port of bbolt, with bbolt's magic number under its
+//! `compat` feature): etcd's own bbolt reads what it writes and passes `tx.Check()`.
+//! They are read with `bolt_read`, a page walk of our own: bbolt-rs refuses the files
+//! etcd writes, whose freelist is not synced (`PGID_NO_FREE_LIST not currently
+//! supported`), and reading needs only the meta, branch and leaf pages.
 //!
 //! Imports: storage (the schema), mvcc (the compaction record), apply (the format
 //! version), proto. Must never: know about raft or the server.
 
+mod bolt_read;
 pub mod export;
 pub mod import;
 pub mod layout;

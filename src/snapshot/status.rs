@@ -4,9 +4,8 @@
 
 use std::path::Path;
 
-use bbolt_rs::{BucketApi, DbApi, TxApi};
-
-use super::{bolt, layout, Error};
+use super::bolt_read::BoltFile;
+use super::{layout, Error};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Status {
@@ -16,30 +15,28 @@ pub struct Status {
     pub total_size: u64,
 }
 
-/// The status of the bbolt database at `path` (no trailer).
+/// The status of the bbolt database at `path` (a trailer after it is ignored).
 pub fn status(path: &Path) -> Result<Status, Error> {
-    let db = bbolt_rs::Bolt::open_ro(path).map_err(bolt)?;
-    let tx = db.begin().map_err(bolt)?;
+    let db = BoltFile::open(path)?;
     let mut st = Status {
         hash: 0,
         revision: 0,
         total_key: 0,
-        total_size: tx.size(),
+        total_size: db.size(),
     };
-    for (name, bucket) in tx.iter_buckets() {
-        st.hash = crc32c::crc32c_append(st.hash, name);
-        let is_key = name == layout::KEY;
-        for (k, v) in bucket.iter_entries() {
-            st.hash = crc32c::crc32c_append(st.hash, k);
-            st.hash = crc32c::crc32c_append(st.hash, v);
-            if is_key {
-                st.revision = layout::key_revision(k).unwrap_or(0);
-            }
-            st.total_key += 1;
+    db.for_each(&mut |name, kv| {
+        let Some((k, v)) = kv else {
+            st.hash = crc32c::crc32c_append(st.hash, name);
+            return Ok(());
+        };
+        st.hash = crc32c::crc32c_append(st.hash, k);
+        st.hash = crc32c::crc32c_append(st.hash, v);
+        if name == layout::KEY {
+            st.revision = layout::key_revision(k).unwrap_or(0);
         }
-    }
-    drop(tx);
-    db.close();
+        st.total_key += 1;
+        Ok(())
+    })?;
     Ok(st)
 }
 
