@@ -85,11 +85,6 @@ impl HashPlan {
         (self.hash_rev, self.current_rev)
     }
 
-    /// Hold off compaction deletes while the caller reads stored versions itself.
-    pub fn gate(&self) -> std::sync::Arc<std::sync::RwLock<()>> {
-        self.gate.clone()
-    }
-
     /// CRC-32C of `key`, then of each stored revision key (17 bytes, `t` for tombstones)
     /// and its KeyValue bytes up to the hashed revision. At or below the compacted
     /// revision only the versions a compaction at the hashed revision would keep count

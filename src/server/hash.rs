@@ -56,10 +56,12 @@ impl Member {
     pub async fn hash_state(&self) -> Result<(u32, i64)> {
         let state = self.state.clone();
         tokio::task::spawn_blocking(move || {
+            // The gate before the kv lock, in the compactor's order (it holds the gate
+            // while it takes the kv lock).
+            let gate = state.kv.read().expect("kv lock").compaction_gate();
+            let _no_compaction = gate.read().expect("compaction gate");
             let kv = state.kv.read().expect("kv lock");
             let plan = kv.hash_plan(0).map_err(mvcc_err)?;
-            let gate = plan.gate();
-            let _no_compaction = gate.read().expect("compaction gate");
             let backend = state.backend();
             let mut h = Crc32c::new();
             h.write(Tree::State.name().as_bytes());

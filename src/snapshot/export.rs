@@ -12,7 +12,6 @@ use bytes::Bytes;
 
 use super::layout::{self, EtcdRecord};
 use super::{bolt, Error};
-use crate::storage::schema;
 
 /// Bytes of keys and values committed per transaction.
 pub const BATCH_BYTES: usize = 32 << 20;
@@ -65,16 +64,13 @@ impl DbWriter {
 
     /// Add one state-tree record; those etcd has no counterpart of are left out.
     pub fn put_state(&mut self, k: &[u8], v: &[u8]) -> Result<(), Error> {
-        if k.first() == Some(&schema::KEY) {
-            return self.push((layout::KEY, k[1..].to_vec(), v.to_vec()));
-        }
         match layout::to_etcd(k, v)? {
             Some(r) => self.push(r),
             None => Ok(()),
         }
     }
 
-    /// Add a key version given as a state-tree record.
+    /// Add a key version given as a state-tree record (prefix `schema::KEY`).
     pub fn put_key_version(&mut self, k: &Bytes, v: &Bytes) -> Result<(), Error> {
         self.push((layout::KEY, k[1..].to_vec(), v.to_vec()))
     }
