@@ -115,6 +115,22 @@ impl Config {
             .unwrap_or(Duration::from_millis(10))
     }
 
+    /// `--experimental-initial-corrupt-check` (etcd 3.6: the `InitialCorruptCheck`
+    /// feature gate): compare HashKV with the peers before serving.
+    pub fn initial_corrupt_check(&self) -> bool {
+        self.flag("experimental-initial-corrupt-check") == "true"
+            || self
+                .flag("feature-gates")
+                .split(',')
+                .any(|g| g.trim() == "InitialCorruptCheck=true")
+    }
+
+    /// `--corrupt-check-time` (etcd 3.4/3.5: `--experimental-...`): how often the leader
+    /// compares its HashKV with its followers'; `None` (0, the default) for never.
+    pub fn corrupt_check_time(&self) -> Option<Duration> {
+        parse_duration(self.flag_renamed("corrupt-check-time")).filter(|d| !d.is_zero())
+    }
+
     /// The rows of `flags::ETCD_FLAGS` marked refused, given a value other than etcd's
     /// default (the peer TLS rows, kept in fields this does not read, are refused by
     /// `validate` with the peer URLs).

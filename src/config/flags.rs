@@ -97,8 +97,8 @@ const V2_PROXY: &str = "only modifies --proxy, which is refused";
 const DISCOVERY: &str =
     "only modifies --discovery, --discovery-srv or --discovery-endpoints, which are refused";
 const PEER_TLS: &str = "peers' client certificates are checked against the CA (and CN or host name when given), never against their address: the SAN check is always skipped";
-const PEERS_HASH: &str =
-    "the corruption check (this member's hashes against its peers') is not built yet";
+const COMPACT_HASH: &str =
+    "the compaction hash check is not built; the initial and periodic corruption checks are";
 const TRACING: &str = "no OpenTelemetry exporter is built in";
 const LOG_ROTATION: &str =
     "log files are not rotated by metastore; rotate them with logrotate's copytruncate";
@@ -213,12 +213,12 @@ pub const ETCD_FLAGS: &[Flag] = &[
     row("proxy-write-timeout", Uint, "5000", NoEffect(V2_PROXY)),
     row("proxy-read-timeout", Uint, "0", NoEffect(V2_PROXY)),
     // --- experimental (3.4 and 3.5 names) and their 3.6 names
-    row("experimental-initial-corrupt-check", Bool, "false", NoEffect(PEERS_HASH)),
-    row("experimental-corrupt-check-time", Dur, "0s", NoEffect(PEERS_HASH)),
-    row("corrupt-check-time", Dur, "0s", NoEffect(PEERS_HASH)),
-    row("experimental-compact-hash-check-enabled", Bool, "false", NoEffect(PEERS_HASH)),
-    row("experimental-compact-hash-check-time", Dur, "1m", NoEffect(PEERS_HASH)),
-    row("compact-hash-check-time", Dur, "1m", NoEffect(PEERS_HASH)),
+    row("experimental-initial-corrupt-check", Bool, "false", Serves("before serving, compare HashKV with the peers; a mismatch stops the member: found data inconsistency with peers")),
+    row("experimental-corrupt-check-time", Dur, "0s", Serves("old name of --corrupt-check-time")),
+    row("corrupt-check-time", Dur, "0s", Serves("how often the leader compares HashKV with its followers and raises CORRUPT on a mismatch")),
+    row("experimental-compact-hash-check-enabled", Bool, "false", NoEffect(COMPACT_HASH)),
+    row("experimental-compact-hash-check-time", Dur, "1m", NoEffect(COMPACT_HASH)),
+    row("compact-hash-check-time", Dur, "1m", NoEffect(COMPACT_HASH)),
     sample(row("experimental-compaction-batch-limit", Uint, "1000", Serves("revisions deleted per compaction batch")), "500"),
     sample(row("compaction-batch-limit", Uint, "1000", Serves("revisions deleted per compaction batch")), "500"),
     sample(row("experimental-compaction-sleep-interval", Dur, "10ms", Serves("pause between two compaction batches")), "5ms"),
@@ -263,7 +263,7 @@ pub const ETCD_FLAGS: &[Flag] = &[
     row("raft-write-timeout", Dur, "5s", NoEffect("peers are reached by openraft's gRPC network, not rafthttp's connections")),
     yaml(row("socket-reuse-address", Bool, "false", NoEffect("SO_REUSEADDR is always set on listeners")), "socket-options.reuse-address"),
     yaml(row("socket-reuse-port", Bool, "false", NoEffect("SO_REUSEPORT is not set: one process per port")), "socket-options.reuse-port"),
-    sample(row("feature-gates", Str, "", NoEffect("etcd 3.6's feature gates switch etcd internals that have no counterpart here")), "StopGRPCServiceOnDefrag=true"),
+    sample(row("feature-gates", Str, "", Serves("InitialCorruptCheck=true is --experimental-initial-corrupt-check; etcd 3.6's other gates switch etcd internals that have no counterpart here")), "StopGRPCServiceOnDefrag=true"),
     sample(row("config-file", Str, "", Serves("etcd's YAML; flags and variables are then ignored")), "/dev/null"),
 ];
 

@@ -31,6 +31,10 @@ use super::{Error, Result};
 use crate::proto::mvccpb::{event::EventType, Event, KeyValue};
 use crate::storage::{schema, Backend, Tree, WriteBatch};
 
+/// Armed with `error`, every put stores another value than it was given (what a silent
+/// disk corruption would leave): the corruption check's tests arm it on one member.
+pub const FAILPOINT_PUT_CORRUPT: &str = "mvcc-put-corrupt";
+
 pub struct KvStore {
     pub(super) backend: Arc<dyn Backend>,
     pub(super) index: TreeIndex,
@@ -494,8 +498,16 @@ impl WriteTxn<'_> {
             value,
             lease,
         };
-        self.batch
-            .put(rev.to_backend_key(false), kv.encode_to_vec());
+        let stored = if crate::failpoint::hit(FAILPOINT_PUT_CORRUPT).is_err() {
+            KeyValue {
+                value: Bytes::from_static(b"corrupted"),
+                ..kv.clone()
+            }
+            .encode_to_vec()
+        } else {
+            kv.encode_to_vec()
+        };
+        self.batch.put(rev.to_backend_key(false), stored);
         self.store.pending.insert(rev, kv.clone());
         self.events.push(to_event(kv.clone(), false));
         kv

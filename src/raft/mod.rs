@@ -19,7 +19,7 @@ pub mod state_machine;
 pub mod types;
 
 pub use log_store::LogStore;
-pub use network::Network;
+pub use network::{Network, PeerHash};
 pub use state_machine::{SharedState, StateMachine};
 pub use types::{MemberNode, NodeId, Raft, TypeConfig};
 

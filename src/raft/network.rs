@@ -320,6 +320,49 @@ impl Network {
     }
 }
 
+/// A peer's answer to the corruption check's HashKV (etcd's peerHashKVResp).
+#[derive(Debug, Clone)]
+pub enum PeerHash {
+    /// Its header carries the peer's id and current revision.
+    Hash(crate::proto::etcdserverpb::HashKvResponse),
+    /// The revision is compacted on the peer (etcd's ErrCompacted).
+    Compacted,
+    /// The peer has not reached the revision (etcd's ErrFutureRev).
+    FutureRev,
+}
+
+impl Network {
+    /// Member `to`'s HashKV at `rev`, for the corruption check.
+    pub async fn hash_kv(
+        &self,
+        to: NodeId,
+        node: &MemberNode,
+        rev: i64,
+        timeout: Duration,
+    ) -> Result<PeerHash, PeerError> {
+        let mut client = self
+            .client(node)
+            .map_err(|e| PeerError::Unreachable(to, e))?;
+        let mut req = tonic::Request::new(pb::PeerHashKvRequest {
+            header: Some(self.header(to)),
+            revision: rev,
+        });
+        req.set_timeout(timeout);
+        let resp = client
+            .hash_kv(req)
+            .await
+            .map_err(|s| self.failed(to, s))?
+            .into_inner();
+        use pb::peer_hash_kv_response::Result as R;
+        match resp.result {
+            Some(R::Hash(h)) => Ok(PeerHash::Hash(h)),
+            Some(R::Compacted(_)) => Ok(PeerHash::Compacted),
+            Some(R::FutureRev(_)) => Ok(PeerHash::FutureRev),
+            None => Err(PeerError::Malformed(to, "empty hash answer".into())),
+        }
+    }
+}
+
 impl Network {
     /// Ask the leader `to` to make a membership change.
     /// Ask member `to` to stand for election now (MoveLeader).

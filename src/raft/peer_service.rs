@@ -323,4 +323,33 @@ impl pb::peer_server::Peer for PeerService {
             .map_err(|e| Status::new(RAFT_FAILED, e.to_string()))?;
         Ok(Response::new(pb::ElectResponse {}))
     }
+
+    /// The corruption check of a peer: this member's HashKV at the asked revision.
+    async fn hash_kv(
+        &self,
+        req: Request<pb::PeerHashKvRequest>,
+    ) -> Result<Response<pb::PeerHashKvResponse>, Status> {
+        let req = req.into_inner();
+        self.check(req.header.as_ref())?;
+        use pb::peer_hash_kv_response::Result as R;
+        let result = match self.state.hash_kv(req.revision).await {
+            Ok(h) => R::Hash(crate::proto::etcdserverpb::HashKvResponse {
+                header: Some(crate::proto::etcdserverpb::ResponseHeader {
+                    member_id: self.me,
+                    cluster_id: self.cluster_id,
+                    revision: h.current_rev,
+                    ..Default::default()
+                }),
+                hash: h.hash,
+                compact_revision: h.compact_rev,
+                hash_revision: h.hash_rev,
+            }),
+            Err(crate::mvcc::Error::Compacted) => R::Compacted(pb::Empty {}),
+            Err(crate::mvcc::Error::FutureRev) => R::FutureRev(pb::Empty {}),
+            Err(e) => return Err(Status::internal(e.to_string())),
+        };
+        Ok(Response::new(pb::PeerHashKvResponse {
+            result: Some(result),
+        }))
+    }
 }

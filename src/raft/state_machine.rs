@@ -29,6 +29,7 @@ use crate::apply::{Applied, Applier, FORMAT_VERSION};
 use crate::auth::{AuthStore, SimpleTokens};
 use crate::lease::Lessor;
 use crate::membership::Members;
+use crate::mvcc::hash::KvHash;
 use crate::mvcc::{KvStore, WatchableStore};
 use crate::storage::{schema, Backend, Tree, WriteBatch};
 
@@ -80,6 +81,20 @@ impl SharedState {
 
     pub fn backend(&self) -> &Arc<dyn Backend> {
         &self.backend
+    }
+
+    /// etcd's HashKV at `rev` (0: the current revision), for Maintenance.HashKV and the
+    /// peers' corruption check: planned under the kv lock, scanned on a blocking thread
+    /// without it. `compact_rev` is -1 before any compaction, as etcd's.
+    pub async fn hash_kv(&self, rev: i64) -> Result<KvHash, crate::mvcc::Error> {
+        let plan = self.kv.read().expect("kv lock").hash_plan(rev)?;
+        let mut h = tokio::task::spawn_blocking(move || plan.run())
+            .await
+            .map_err(|e| crate::storage::Error::Io(format!("hash task: {e}")))??;
+        if h.compact_rev == 0 {
+            h.compact_rev = -1;
+        }
+        Ok(h)
     }
 }
 

@@ -35,21 +35,7 @@ impl Member {
     /// etcd's HashKV at `rev` (0: the current revision). `compact_rev` is -1 before any
     /// compaction, as etcd's.
     pub async fn hash_kv(&self, rev: i64) -> Result<KvHash> {
-        let plan = self
-            .state
-            .kv
-            .read()
-            .expect("kv lock")
-            .hash_plan(rev)
-            .map_err(mvcc_err)?;
-        let mut h = tokio::task::spawn_blocking(move || plan.run())
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))?
-            .map_err(mvcc_err)?;
-        if h.compact_rev == 0 {
-            h.compact_rev = -1;
-        }
-        Ok(h)
+        self.state.hash_kv(rev).await.map_err(mvcc_err)
     }
 
     /// etcd's Hash: one CRC-32C of the member's whole state, and the revision it is at.

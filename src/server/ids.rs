@@ -2,15 +2,19 @@
 //! etcd's well-known ids, and kept in the backend so they never change for a member's life
 //! (etcd: etcdserver/api/membership/member.go NewMember, cluster.go genID).
 
+use std::collections::BTreeMap;
+
 use bytes::Bytes;
 use sha1::{Digest, Sha1};
 
 use super::error::{Error, Result};
 use crate::config::InitialMember;
+use crate::raft::MemberNode;
 use crate::storage::{Backend, Tree, WriteBatch};
 
 const MEMBER_ID: &[u8] = b"member_id";
 const CLUSTER_ID: &[u8] = b"cluster_id";
+const INITIAL_CLUSTER: &[u8] = b"initial_cluster";
 
 fn first_u64(digest: &[u8]) -> u64 {
     u64::from_be_bytes(digest[..8].try_into().expect("sha1 is 20 bytes"))
@@ -91,6 +95,46 @@ pub fn load_or_create(
     let (m, c) = (ids[me], cluster_id(&ids));
     store(backend, m, c)?;
     Ok((m, c))
+}
+
+/// The members a new cluster starts raft with: those of `--initial-cluster`, with their
+/// ids.
+pub fn initial_nodes(members: &[InitialMember], token: &str) -> BTreeMap<u64, MemberNode> {
+    members
+        .iter()
+        .map(|m| {
+            let node = MemberNode {
+                name: m.name.clone(),
+                peer_urls: m.peer_urls.clone(),
+            };
+            (member_id(&m.peer_urls, token), node)
+        })
+        .collect()
+}
+
+/// Keep the members a restored data dir starts raft with (`metastore snapshot restore`),
+/// so its first start takes the membership of the restore, not of its own flags, as an
+/// etcd data dir does.
+pub fn store_initial_nodes(backend: &dyn Backend, nodes: &BTreeMap<u64, MemberNode>) -> Result<()> {
+    let json = serde_json::to_vec(nodes).map_err(|e| Error::Internal(e.to_string()))?;
+    let mut b = WriteBatch::default();
+    b.put(Bytes::from_static(INITIAL_CLUSTER), json);
+    backend
+        .write(Tree::RaftMeta, b)
+        .map_err(|e| Error::Internal(e.to_string()))
+}
+
+/// The members kept by `store_initial_nodes`, if any.
+pub fn load_initial_nodes(backend: &dyn Backend) -> Result<Option<BTreeMap<u64, MemberNode>>> {
+    let Some(v) = backend
+        .get(Tree::RaftMeta, INITIAL_CLUSTER)
+        .map_err(|e| Error::Internal(e.to_string()))?
+    else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&v)
+        .map(Some)
+        .map_err(|e| Error::Internal(format!("stored initial cluster: {e}")))
 }
 
 /// Request and lease ids as etcd makes them (idutil.Generator): the member id's low 16 bits,

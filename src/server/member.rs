@@ -1,7 +1,6 @@
 //! The member: owns the backend, the raft node and the stores, and serves requests through
 //! them independent of any transport (etcd: etcdserver/server.go, v3_server.go).
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,7 +92,7 @@ pub struct Member {
     pub(super) raft: Raft,
     proposer: Proposer,
     reads: ReadBarrier,
-    link: LeaderLink,
+    pub(super) link: LeaderLink,
     /// Every watcher of the member (etcd's watchable store).
     pub(super) watch: Arc<WatchableStore>,
     progress_notify_interval: Duration,
@@ -232,17 +231,11 @@ impl Member {
             // A new cluster: every member starts raft with the whole initial cluster, as
             // etcd's members all start from the same --initial-cluster. A member that has
             // already heard from a peer that initialized first is initialized by it.
-            let nodes: BTreeMap<u64, MemberNode> = members
-                .iter()
-                .map(|m| {
-                    let id = ids::member_id(&m.peer_urls, &cfg.initial_cluster_token);
-                    let node = MemberNode {
-                        name: m.name.clone(),
-                        peer_urls: m.peer_urls.clone(),
-                    };
-                    (id, node)
-                })
-                .collect();
+            // A restored data dir starts with the members of its restore.
+            let nodes = match ids::load_initial_nodes(&*backend)? {
+                Some(nodes) => nodes,
+                None => ids::initial_nodes(&members, &cfg.initial_cluster_token),
+            };
             match raft.initialize(nodes).await {
                 Ok(()) => {}
                 Err(openraft::error::RaftError::APIError(
@@ -288,6 +281,10 @@ impl Member {
                 closing.send_replace(true);
             }
         });
+        // Compare with the peers before serving anything (etcd: before s.Start()).
+        if cfg.initial_corrupt_check() {
+            member.initial_corrupt_check().await?;
+        }
         member.wait_for_leader(Duration::from_secs(60)).await?;
         // Serve nothing older than the log: apply every entry committed before the restart
         // (etcd replays its WAL before it serves, too): the read barrier, through the
@@ -296,6 +293,9 @@ impl Member {
             .await
             .map_err(|_| Error::Timeout)??;
         member.publish().await?;
+        if let Some(every) = cfg.corrupt_check_time() {
+            member.start_corrupt_monitor(every);
+        }
         Ok(member)
     }
 

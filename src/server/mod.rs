@@ -5,6 +5,7 @@
 
 mod auth;
 pub mod compactor;
+mod corrupt;
 mod defrag;
 pub mod error;
 mod forward;

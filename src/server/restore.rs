@@ -5,7 +5,9 @@
 //! compacted revisions, leases (their keys attach again from the key versions), users,
 //! roles and alarms come from the file; the members come from the restore's own
 //! `--initial-cluster`, as in etcd: each member of the new cluster restores the same file
-//! with the same flags and starts as a new cluster holding that data.
+//! with the same flags and starts as a new cluster holding that data. The restore keeps
+//! those members in the data dir, so the first start takes them whatever its own
+//! `--initial-cluster` says (etcd, too, ignores it once a data dir exists).
 //!
 //! The data dir is built beside its final place and renamed into it when complete, so a
 //! restore that fails or is killed leaves no data dir behind.
@@ -115,6 +117,8 @@ fn build(
             snapshot::import::read_db(&db_copy, &mut sink, &mut tell).map_err(internal)?;
         backend.write(Tree::State, batch).map_err(internal)?;
         ids::load_or_create(&backend, &members, &cfg.name, &cfg.initial_cluster_token)?;
+        let nodes = ids::initial_nodes(&members, &cfg.initial_cluster_token);
+        ids::store_initial_nodes(&backend, &nodes)?;
         backend.flush().map_err(internal)?;
         summary
     };

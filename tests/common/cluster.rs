@@ -31,6 +31,8 @@ pub struct Member {
     pub peer_scheme: &'static str,
     /// Flags of this member alone.
     pub flags: Vec<String>,
+    /// Environment of this member alone (failpoints).
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
     /// Readiness lines in the log before the last start.
     ready_before: usize,
@@ -196,6 +198,7 @@ impl Cluster {
                         proxy_port: net.as_ref().map(|net| net.proxy(i, peer_port)),
                         peer_scheme,
                         flags: flags(i),
+                        env: Vec::new(),
                         child: None,
                         ready_before: 0,
                     }
@@ -246,6 +249,7 @@ impl Cluster {
             proxy_port: self.net.as_ref().map(|net| net.proxy(i, peer_port)),
             peer_scheme: "http",
             flags: Vec::new(),
+            env: Vec::new(),
             child: None,
             ready_before: 0,
         });
@@ -282,6 +286,7 @@ impl Cluster {
             .args(&self.extra)
             .args(&m.flags)
             .args(more)
+            .envs(m.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
             .spawn()
