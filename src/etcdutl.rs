@@ -123,7 +123,11 @@ fn run(cmd: Cmd) -> Result<(), String> {
             };
             let s =
                 metastore::server::restore::restore(&cfg, &file, skip_hash_check, &mut progress)
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| match e {
+                        // etcd's own text, without our layer's prefix
+                        metastore::server::Error::Internal(m) => m,
+                        other => other.to_string(),
+                    })?;
             if tty {
                 eprintln!();
             }

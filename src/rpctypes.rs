@@ -42,6 +42,11 @@ pub const UNHEALTHY: &str = "unhealthy cluster";
 pub const NOT_LEADER: &str = "not leader";
 pub const BAD_LEADER_TRANSFEREE: &str = "bad leader transferee";
 pub const LEADER_TRANSFER_TIMEOUT: &str = "request timed out, leader transfer took too long";
+pub const WRONG_DOWNGRADE_VERSION_FORMAT: &str = "wrong downgrade target version format";
+pub const INVALID_DOWNGRADE_TARGET_VERSION: &str = "invalid downgrade target version";
+pub const DOWNGRADE_IN_PROCESS: &str = "cluster has a downgrade job in progress";
+pub const NO_INFLIGHT_DOWNGRADE: &str = "no inflight downgrade job";
+pub const UNKNOWN_METHOD: &str = "unknown method";
 pub const LEARNER_NOT_READY: &str =
     "can only promote a learner member which is in sync with leader";
 

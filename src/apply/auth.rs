@@ -103,13 +103,14 @@ pub fn check(store: &AuthStore, leases: &Lessor, ai: &AuthInfo, req: &Request) -
         | Request::AuthRoleDelete(_)
         | Request::AuthRoleGrantPermission(_)
         | Request::AuthRoleRevokePermission(_) => store.is_admin_permitted(Some(ai)),
-        // as etcd: compaction, lease grants and checkpoints, alarms and member
-        // attributes are not checked
+        // as etcd: compaction, lease grants and checkpoints, alarms, member attributes
+        // and the downgrade job are not checked (Maintenance checks the caller first)
         Request::Compaction(_)
         | Request::LeaseGrant(_)
         | Request::LeaseCheckpoint(_)
         | Request::Alarm(_)
         | Request::MemberAttrSet(_)
+        | Request::DowngradeInfoSet(_)
         | Request::Batch(_) => Ok(()),
     }
 }

@@ -297,6 +297,11 @@ impl Applier<'_> {
                     );
                     (Applied::None, Vec::new())
                 }
+                Request::DowngradeInfoSet(req) => {
+                    let target = req.enabled.then_some(req.ver);
+                    self.members.set_downgrade(target, self.batch);
+                    (Applied::None, Vec::new())
+                }
             };
         let revision = self.kv.current_rev();
         debug_assert!(revision >= before);

@@ -97,6 +97,7 @@ const V2_PROXY: &str = "only modifies --proxy, which is refused";
 const DISCOVERY: &str =
     "only modifies --discovery, --discovery-srv or --discovery-endpoints, which are refused";
 const PEER_TLS: &str = "peers' client certificates are checked against the CA (and CN or host name when given), never against their address: the SAN check is always skipped";
+const DOWNGRADE_CHECK: &str = "a downgrade job ends only by CANCEL: no member can be replaced in place by an older etcd, so there is nothing to check for";
 const COMPACT_HASH: &str =
     "the compaction hash check is not built; the initial and periodic corruption checks are";
 const TRACING: &str = "no OpenTelemetry exporter is built in";
@@ -238,9 +239,9 @@ pub const ETCD_FLAGS: &[Flag] = &[
     row("distributed-tracing-sampling-rate", Int, "0", NoEffect(TRACING)),
     row("experimental-distributed-tracing-service-name", Str, "etcd", NoEffect(TRACING)),
     row("distributed-tracing-service-name", Str, "etcd", NoEffect(TRACING)),
-    row("experimental-downgrade-check-time", Dur, "5s", NoEffect("cluster downgrades are not served")),
-    row("downgrade-check-time", Dur, "5s", NoEffect("cluster downgrades are not served")),
-    row("next-cluster-version-compatible", Bool, "false", NoEffect("cluster downgrades are not served")),
+    row("experimental-downgrade-check-time", Dur, "5s", NoEffect(DOWNGRADE_CHECK)),
+    row("downgrade-check-time", Dur, "5s", NoEffect(DOWNGRADE_CHECK)),
+    row("next-cluster-version-compatible", Bool, "false", NoEffect(DOWNGRADE_CHECK)),
     row("experimental-enable-lease-checkpoint", Bool, "false", NoEffect("lease remaining TTLs are not checkpointed: a new leader (or a restart) renews every lease to its full TTL, as etcd does without checkpoints")),
     row("experimental-enable-lease-checkpoint-persist", Bool, "false", NoEffect("lease remaining TTLs are not checkpointed: a new leader (or a restart) renews every lease to its full TTL, as etcd does without checkpoints")),
     row("experimental-memory-mlock", Bool, "false", NoEffect("the process's memory is not locked")),

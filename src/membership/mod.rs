@@ -11,12 +11,16 @@
 //!   URLs and whether each is a learner;
 //! - a member publishing its attributes ([`Members::set_attributes`], etcd's
 //!   ClusterMemberAttrSet): its name and client URLs.
+//!
+//! It also owns the cluster's downgrade job (etcd's `cluster` bucket `downgrade` record):
+//! Maintenance.Downgrade ENABLE and CANCEL set it ([`Members::set_downgrade`]).
 
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use prost::Message;
 
+pub use crate::proto::etcdserverpb::DowngradeInfo;
 pub use crate::proto::metastorepb::MemberRecord;
 use crate::storage::{schema, WriteBatch};
 
@@ -24,6 +28,8 @@ use crate::storage::{schema, WriteBatch};
 #[derive(Debug, Default, Clone)]
 pub struct Members {
     records: BTreeMap<u64, MemberRecord>,
+    /// Disabled (the default) when no downgrade job is enabled.
+    downgrade: DowngradeInfo,
 }
 
 fn backend_key(id: u64) -> Bytes {
@@ -48,6 +54,39 @@ impl Members {
             m.records.insert(r.id, r);
         }
         Ok(m)
+    }
+
+    /// The stored downgrade job (`schema::META_DOWNGRADE`), if any.
+    pub fn restore_downgrade(&mut self, record: Option<&[u8]>) -> Result<(), prost::DecodeError> {
+        self.downgrade = match record {
+            Some(v) => DowngradeInfo::decode(v)?,
+            None => DowngradeInfo::default(),
+        };
+        Ok(())
+    }
+
+    pub fn downgrade(&self) -> &DowngradeInfo {
+        &self.downgrade
+    }
+
+    /// Enable a downgrade job to `target` (`major.minor.0`), or cancel it (`None`). The
+    /// record exists only while a job is enabled.
+    pub fn set_downgrade(&mut self, target: Option<String>, batch: &mut WriteBatch) {
+        let key = Bytes::from_static(schema::META_DOWNGRADE);
+        self.downgrade = match target {
+            Some(target_version) => {
+                let info = DowngradeInfo {
+                    enabled: true,
+                    target_version,
+                };
+                batch.put(key, info.encode_to_vec());
+                info
+            }
+            None => {
+                batch.remove(key);
+                DowngradeInfo::default()
+            }
+        };
     }
 
     /// Every member, by id.

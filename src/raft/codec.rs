@@ -286,6 +286,13 @@ mod tests {
                     }),
                 }),
             ),
+            (
+                "downgrade_info_set",
+                Request::DowngradeInfoSet(crate::proto::metastorepb::DowngradeInfoSetRequest {
+                    enabled: true,
+                    ver: "3.4.0".into(),
+                }),
+            ),
             ("auth_enable", Request::AuthEnable(AuthEnableRequest {})),
             ("auth_disable", Request::AuthDisable(AuthDisableRequest {})),
             (
@@ -371,6 +378,7 @@ mod tests {
                 | Request::Alarm(_)
                 | Request::LeaseCheckpoint(_)
                 | Request::MemberAttrSet(_)
+                | Request::DowngradeInfoSet(_)
                 | Request::AuthEnable(_)
                 | Request::AuthDisable(_)
                 | Request::AuthUserAdd(_)
@@ -404,6 +412,7 @@ mod tests {
             "01aa512d08cdd2918bd2b881cf8e0112200a0764656661756c74121568747470\
              3a2f2f3132372e302e302e313a32333739a206020801",
         ),
+        ("downgrade_info_set", "01b2510908011205332e342e30a206020801"),
         ("auth_enable", "01c23e00a206020801"),
         ("auth_disable", "019a3f00a206020801"),
         (

@@ -254,7 +254,13 @@ fn prefixed(backend: &dyn Backend, prefix: u8) -> Result<Vec<(Bytes, Bytes)>, St
 
 /// The member records and alarms, from the state tree.
 fn restore_cluster(backend: &dyn Backend) -> Result<(Members, AlarmStore), StorageError> {
-    let members = Members::restore(prefixed(backend, schema::MEMBER)?)
+    let mut members = Members::restore(prefixed(backend, schema::MEMBER)?)
+        .map_err(|e| sm_err(ErrorVerb::Read, e))?;
+    let downgrade = backend
+        .get(Tree::State, schema::META_DOWNGRADE)
+        .map_err(|e| sm_err(ErrorVerb::Read, e))?;
+    members
+        .restore_downgrade(downgrade.as_deref())
         .map_err(|e| sm_err(ErrorVerb::Read, e))?;
     let alarms = AlarmStore::restore(
         prefixed(backend, schema::ALARM)?

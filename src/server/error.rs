@@ -85,6 +85,17 @@ pub enum Error {
     SessionExpired,
     #[error("{}", rpctypes::LOST_WATCHER)]
     LostWatcher,
+    #[error("{}", rpctypes::WRONG_DOWNGRADE_VERSION_FORMAT)]
+    WrongDowngradeVersionFormat,
+    #[error("{}", rpctypes::INVALID_DOWNGRADE_TARGET_VERSION)]
+    InvalidDowngradeTargetVersion,
+    #[error("{}", rpctypes::DOWNGRADE_IN_PROCESS)]
+    DowngradeInProcess,
+    #[error("{}", rpctypes::NO_INFLIGHT_DOWNGRADE)]
+    NoInflightDowngrade,
+    /// A request with an action this server does not know (etcd's ErrUnknownMethod).
+    #[error("{}", rpctypes::UNKNOWN_METHOD)]
+    UnknownMethod,
     #[error("internal: {0}")]
     Internal(String),
 }

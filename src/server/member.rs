@@ -433,7 +433,7 @@ impl Member {
 
     /// Propose a request of the member's own (etcd's WithRoot), under a new request id,
     /// and wait for the result of its apply.
-    async fn propose(&self, req: Request, size: usize) -> Result<Applied> {
+    pub(super) async fn propose(&self, req: Request, size: usize) -> Result<Applied> {
         self.propose_as(&AuthInfo::member(), req, size).await
     }
 

@@ -7,6 +7,7 @@ mod auth;
 pub mod compactor;
 mod corrupt;
 mod defrag;
+mod downgrade;
 pub mod error;
 mod forward;
 mod hash;

@@ -11,6 +11,7 @@
 //! | `a` + alarm + member id | `alarm`: encoded AlarmMember -> empty |
 //! | `c` + member id -> MemberRecord | `members`: id in hex -> etcd's member JSON |
 //! | `mcompact_rev`, `mfinished_compact_rev` | `meta`: `scheduledCompactRev`, `finishedCompactRev` (revision bytes) |
+//! | `mdowngrade` -> etcdserverpb.DowngradeInfo | `cluster`: `downgrade` -> etcd 3.5's JSON `{"target-version", "enabled"}` |
 //!
 //! Our revision keys, KeyValue, Lease, User and Role encodings are etcd's, so those bytes
 //! cross unchanged. `consistent_index`, `term` and `clusterVersion` describe the member
@@ -21,7 +22,7 @@ use prost::Message;
 
 use super::Error;
 use crate::mvcc::compaction::META_FINISHED_COMPACT_REV;
-use crate::proto::etcdserverpb::AlarmMember;
+use crate::proto::etcdserverpb::{AlarmMember, DowngradeInfo};
 use crate::proto::metastorepb::MemberRecord;
 use crate::storage::schema;
 
@@ -57,6 +58,7 @@ pub const TERM: &[u8] = b"term";
 pub const SCHEDULED_COMPACT_REV: &[u8] = b"scheduledCompactRev";
 pub const FINISHED_COMPACT_REV: &[u8] = b"finishedCompactRev";
 pub const CLUSTER_VERSION: &[u8] = b"clusterVersion";
+pub const DOWNGRADE: &[u8] = b"downgrade";
 
 /// A record of etcd's backend: its bucket, key and value.
 pub type EtcdRecord = (&'static [u8], Vec<u8>, Vec<u8>);
@@ -97,6 +99,15 @@ struct MemberJson<'a> {
     client_urls: &'a [String],
 }
 
+/// etcd 3.5's downgrade record (membership.DowngradeInfo).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct DowngradeJson {
+    #[serde(rename = "target-version", default)]
+    target_version: String,
+    #[serde(default)]
+    enabled: bool,
+}
+
 /// The etcd record for a state-tree record outside the key versions, if etcd has one.
 pub fn to_etcd(k: &[u8], v: &[u8]) -> Result<Option<EtcdRecord>, Error> {
     let rest = || k[1..].to_vec();
@@ -132,6 +143,15 @@ pub fn to_etcd(k: &[u8], v: &[u8]) -> Result<Option<EtcdRecord>, Error> {
         }
         _ if k == META_FINISHED_COMPACT_REV => {
             (META, FINISHED_COMPACT_REV.to_vec(), rev_bytes(i64_of(v)?))
+        }
+        _ if k == schema::META_DOWNGRADE => {
+            let d = DowngradeInfo::decode(v).map_err(|e| Error::Invalid(e.to_string()))?;
+            let json = DowngradeJson {
+                target_version: d.target_version,
+                enabled: d.enabled,
+            };
+            let value = serde_json::to_vec(&json).map_err(|e| Error::Invalid(e.to_string()))?;
+            (CLUSTER, DOWNGRADE.to_vec(), value)
         }
         _ => return Ok(None),
     }))
@@ -173,6 +193,22 @@ pub fn from_etcd(bucket: &[u8], k: &[u8], v: &[u8]) -> Result<Option<(Bytes, Byt
             Bytes::from_static(META_FINISHED_COMPACT_REV),
             Bytes::copy_from_slice(&rev_main(v)?.to_be_bytes()),
         ),
+        // only an enabled job is a record here
+        CLUSTER if k == DOWNGRADE => {
+            let d: DowngradeJson =
+                serde_json::from_slice(v).map_err(|e| Error::Invalid(e.to_string()))?;
+            if !d.enabled {
+                return Ok(None);
+            }
+            let info = DowngradeInfo {
+                enabled: true,
+                target_version: d.target_version,
+            };
+            (
+                Bytes::from_static(schema::META_DOWNGRADE),
+                Bytes::from(info.encode_to_vec()),
+            )
+        }
         _ => return Ok(None),
     }))
 }
@@ -215,6 +251,14 @@ mod tests {
                 META_FINISHED_COMPACT_REV.to_vec(),
                 4i64.to_be_bytes().to_vec(),
             ),
+            (
+                schema::META_DOWNGRADE.to_vec(),
+                DowngradeInfo {
+                    enabled: true,
+                    target_version: "3.4.0".into(),
+                }
+                .encode_to_vec(),
+            ),
         ];
         for (k, v) in records {
             let (bucket, ek, ev) = to_etcd(&k, &v).unwrap().unwrap();
@@ -225,6 +269,21 @@ mod tests {
         assert!(from_etcd(META, CONSISTENT_INDEX, &[0; 8])
             .unwrap()
             .is_none());
+    }
+
+    #[test]
+    fn a_downgrade_job_is_etcds_json_and_a_disabled_one_no_record() {
+        let info = DowngradeInfo {
+            enabled: true,
+            target_version: "3.4.0".into(),
+        };
+        let (bucket, k, v) = to_etcd(schema::META_DOWNGRADE, &info.encode_to_vec())
+            .unwrap()
+            .unwrap();
+        assert_eq!((bucket, &k[..]), (CLUSTER, DOWNGRADE));
+        assert_eq!(v, br#"{"target-version":"3.4.0","enabled":true}"#);
+        let off = br#"{"target-version":"","enabled":false}"#;
+        assert!(from_etcd(CLUSTER, DOWNGRADE, off).unwrap().is_none());
     }
 
     #[test]

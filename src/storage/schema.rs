@@ -43,6 +43,8 @@ pub const META_MEMBERSHIP: &[u8] = b"mmembership";
 pub const META_COMPACT_REV: &[u8] = b"mcompact_rev";
 pub const META_CLUSTER: &[u8] = b"mcluster";
 pub const META_CURRENT_REV: &[u8] = b"mcurrent_rev";
+/// The downgrade job (encoded etcdserverpb.DowngradeInfo), only while one is enabled.
+pub const META_DOWNGRADE: &[u8] = b"mdowngrade";
 
 /// Keys of the raft meta tree.
 pub const RAFT_VOTE: &[u8] = b"vote";

@@ -1,5 +1,5 @@
 //! The Maintenance service: status, alarms, defragment, hashes (etcd: v3rpc/maintenance.go).
-//! RPCs not overridden here answer `Unimplemented`; docs/compat.md lists them.
+//! Every RPC of etcd 3.6's Maintenance service is served.
 
 use std::io::Read;
 use std::sync::Arc;
@@ -12,9 +12,9 @@ use tonic::{Request, Response, Status};
 use super::header::fill;
 use crate::proto::etcdserverpb::{
     maintenance_server::Maintenance, AlarmRequest, AlarmResponse, AlarmType, DefragmentRequest,
-    DefragmentResponse, DowngradeInfo, HashKvRequest, HashKvResponse, HashRequest, HashResponse,
-    MoveLeaderRequest, MoveLeaderResponse, ResponseHeader, SnapshotRequest, SnapshotResponse,
-    StatusRequest, StatusResponse,
+    DefragmentResponse, DowngradeRequest, DowngradeResponse, HashKvRequest, HashKvResponse,
+    HashRequest, HashResponse, MoveLeaderRequest, MoveLeaderResponse, ResponseHeader,
+    SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
 };
 use crate::server::snapshot::SnapshotDb;
 use crate::server::Member;
@@ -88,10 +88,7 @@ impl Maintenance for MaintenanceService {
             is_learner: self.member.is_learner(),
             db_size_quota: i64::try_from(self.member.settings.quota_backend_bytes)
                 .unwrap_or(i64::MAX),
-            downgrade_info: Some(DowngradeInfo {
-                enabled: false,
-                target_version: String::new(),
-            }),
+            downgrade_info: Some(self.member.downgrade_info()),
         };
         fill(&self.member, &mut resp.header);
         Ok(Response::new(resp))
@@ -181,6 +178,21 @@ impl Maintenance for MaintenanceService {
         self.member.defragment().await?;
         // etcd answers a defragment with no header.
         Ok(Response::new(DefragmentResponse { header: None }))
+    }
+
+    /// etcd 3.5/3.6's Downgrade (server/downgrade.rs). Only etcd 3.5+ has it, and there a
+    /// refused caller gets the `etcdserver:` auth error (3.6's isPermitted), not 3.4's raw
+    /// one.
+    async fn downgrade(
+        &self,
+        req: Request<DowngradeRequest>,
+    ) -> Result<Response<DowngradeResponse>, Status> {
+        let ai = super::auth::caller_opt(&self.member, &req)?;
+        self.member.check_admin(ai.as_ref())?;
+        let req = req.into_inner();
+        let mut resp = self.member.downgrade(req.action, &req.version).await?;
+        fill(&self.member, &mut resp.header);
+        Ok(Response::new(resp))
     }
 }
 

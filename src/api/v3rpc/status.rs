@@ -68,6 +68,12 @@ pub fn code_and_message(e: &Error) -> (Code, String) {
         | Error::MissingLeaderKey
         | Error::SessionExpired
         | Error::LostWatcher => return (Code::Unknown, e.to_string()),
+        Error::WrongDowngradeVersionFormat => Code::InvalidArgument,
+        Error::InvalidDowngradeTargetVersion => Code::InvalidArgument,
+        Error::DowngradeInProcess => Code::FailedPrecondition,
+        Error::NoInflightDowngrade => Code::FailedPrecondition,
+        // not in etcd's rpctypes: togRPCError sends it as Unknown
+        Error::UnknownMethod => Code::Unknown,
         Error::Internal(m) => return (Code::Unknown, m.clone()),
     };
     (code, format!("{}{e}", rpctypes::PREFIX))
@@ -198,6 +204,17 @@ mod tests {
                 Code::Unavailable, "etcdserver: unhealthy cluster";
             Error::NotLeader => Error::NotLeader,
                 Code::FailedPrecondition, "etcdserver: not leader";
+            // etcd 3.5/3.6's downgrade errors (3.5.x: rpctypes error.go)
+            Error::WrongDowngradeVersionFormat => Error::WrongDowngradeVersionFormat,
+                Code::InvalidArgument, "etcdserver: wrong downgrade target version format";
+            Error::InvalidDowngradeTargetVersion => Error::InvalidDowngradeTargetVersion,
+                Code::InvalidArgument, "etcdserver: invalid downgrade target version";
+            Error::DowngradeInProcess => Error::DowngradeInProcess,
+                Code::FailedPrecondition, "etcdserver: cluster has a downgrade job in progress";
+            Error::NoInflightDowngrade => Error::NoInflightDowngrade,
+                Code::FailedPrecondition, "etcdserver: no inflight downgrade job";
+            Error::UnknownMethod => Error::UnknownMethod,
+                Code::Unknown, "etcdserver: unknown method";
             Error::BadLeaderTransferee => Error::BadLeaderTransferee,
                 Code::FailedPrecondition, "etcdserver: bad leader transferee";
             Error::LeaderTransferTimeout => Error::LeaderTransferTimeout,
