@@ -111,7 +111,7 @@ async fn a_downgrade_job_is_validated_replicated_kept_and_cancelled_as_etcd_35()
     every_status_shows(&c, (false, "")).await;
 
     // ENABLE, on a follower or the leader alike; the patch is dropped.
-    let mut other = client(&c.members[2].endpoint()).await;
+    let other = client(&c.members[2].endpoint()).await;
     let enabled = other
         .maintenance_client()
         .downgrade(DowngradeOptions::Enable("3.4.7".into()))
@@ -154,7 +154,7 @@ async fn a_downgrade_job_is_validated_replicated_kept_and_cancelled_as_etcd_35()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_reporting_36_answers_as_etcd_36() {
     let c = Cluster::start(1, &["--report-version", "3.6.5"]);
-    let mut cl = client(&c.members[0].endpoint()).await;
+    let cl = client(&c.members[0].endpoint()).await;
     // 3.6 answers major.minor, and a CANCEL with no job succeeds.
     let v = cl
         .maintenance_client()
