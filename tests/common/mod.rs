@@ -75,16 +75,34 @@ pub struct Server {
 }
 
 impl Server {
+    /// A new server on fresh ports. A port taken by another process between its pick and
+    /// the bind costs a retry on other ports, never a failure.
     pub fn start(kind: Kind, extra: &[&str]) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let data_dir = dir.path().join("data");
-        let mut s = Server::spawn(kind, &data_dir, free_port(), extra);
-        s._dir = Some(dir);
-        s
+        for attempt in 0.. {
+            let dir = tempfile::tempdir().unwrap();
+            let data_dir = dir.path().join("data");
+            match Server::try_spawn(kind, &data_dir, free_port(), extra) {
+                Ok(mut s) => {
+                    s._dir = Some(dir);
+                    return s;
+                }
+                Err(log) if attempt < 3 && log.contains("in use") => {
+                    eprintln!("{kind:?} start attempt {attempt}: a port was taken; retrying");
+                }
+                Err(log) => panic!("{kind:?} did not become ready; log: {log}"),
+            }
+        }
+        unreachable!()
     }
 
     /// Start on a given data dir and client port (for restarts).
     pub fn spawn(kind: Kind, data_dir: &Path, port: u16, extra: &[&str]) -> Server {
+        Server::try_spawn(kind, data_dir, port, extra)
+            .unwrap_or_else(|log| panic!("{kind:?} did not become ready; log: {log}"))
+    }
+
+    /// The same; a server that does not become ready is killed and its log returned.
+    fn try_spawn(kind: Kind, data_dir: &Path, port: u16, extra: &[&str]) -> Result<Server, String> {
         let client = format!("http://127.0.0.1:{port}");
         let peer = format!("http://127.0.0.1:{}", free_port());
         let log = data_dir.with_extension(format!("{port}.log"));
@@ -132,10 +150,8 @@ impl Server {
         });
         if rx.recv_timeout(Duration::from_secs(60)).is_err() {
             let _ = child.kill();
-            panic!(
-                "{kind:?} did not become ready; log: {}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
+            let _ = child.wait();
+            return Err(std::fs::read_to_string(&log).unwrap_or_default());
         }
         let s = Server {
             kind,
@@ -147,7 +163,7 @@ impl Server {
             extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         s.wait_for_kv();
-        s
+        Ok(s)
     }
 
     /// Poll until a put succeeds through etcdctl (readiness line plus a working KV).
