@@ -18,6 +18,7 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::api::metahttp::OwnClient;
 use crate::config::Config;
 use crate::logline;
 use crate::server::{compactor, lease_loop, Member};
@@ -39,9 +40,9 @@ pub struct Server {
     client_addrs: Vec<SocketAddr>,
     /// A URL of each client listener that serves gRPC, as a client reaches it.
     client_urls: Vec<String>,
-    /// How a client dials a TLS-only client port: the CA that signed the member's
-    /// certificate, and the certificate itself as the client's.
-    client_tls: Option<etcd_client::TlsOptions>,
+    /// How this server's own client reaches it: the first client URL, the TLS to dial a
+    /// TLS-only port, and `--meta-user`'s credentials.
+    own: crate::api::metahttp::OwnClient,
     stop: Option<oneshot::Sender<()>>,
     serve: JoinHandle<()>,
     compactor: Option<JoinHandle<()>>,
@@ -50,7 +51,7 @@ pub struct Server {
 
 impl Server {
     pub async fn start(cfg: Config) -> Result<Server, Error> {
-        let (port, client_tls) = bind_client_port(&cfg).await?;
+        let (port, own) = bind_client_port(&cfg).await?;
         let client_addrs: Vec<SocketAddr> =
             port.client.iter().filter_map(|l| l.local_addr()).collect();
         let client_urls: Vec<String> = port.client.iter().map(|l| l.reach_url()).collect();
@@ -125,7 +126,7 @@ impl Server {
             member,
             client_addrs,
             client_urls,
-            client_tls,
+            own,
             stop: Some(stop),
             serve,
             compactor,
@@ -144,13 +145,11 @@ impl Server {
     }
 
     /// A client of this server over its first client URL (the one `meta` takes), over
-    /// TLS when that listener serves TLS only.
+    /// TLS when that listener serves TLS only, authenticated as `meta_user` when auth is
+    /// enabled (a client made while auth is off carries no credentials: ask again once
+    /// it is on).
     pub async fn client(&self) -> Result<etcd_client::Client, etcd_client::Error> {
-        let options = self
-            .client_tls
-            .clone()
-            .map(|tls| etcd_client::ConnectOptions::new().with_tls(tls));
-        etcd_client::Client::connect([self.client_url()], options).await
+        Ok(self.own.connect().await?.0)
     }
 
     /// Stop serving and shut the member down.
@@ -172,16 +171,11 @@ impl Server {
 
 /// Bind every client-side listener the flags name, with the client port's TLS (a
 /// generated certificate for `--auto-tls`), and say how the member reaches itself as a
-/// client.
+/// client: for the metadata paths (a plain listener if there is one) and for
+/// [`Server::client`] (the first listener).
 async fn bind_client_port(
     cfg: &Config,
-) -> Result<
-    (
-        crate::api::transport::ClientPort,
-        Option<etcd_client::TlsOptions>,
-    ),
-    Error,
-> {
+) -> Result<(crate::api::transport::ClientPort, OwnClient), Error> {
     let info = match cfg.client_tls()? {
         Some(mut info) => {
             if info.self_signed {
@@ -209,23 +203,36 @@ async fn bind_client_port(
         Some(info) => Some(dial_options(info)?),
         None => None,
     };
+    let credentials = cfg.meta_credentials();
     let plain = port.client.iter().find(|l| l.serves_plain());
     let self_client = match (plain, port.client.first()) {
-        (Some(l), _) => Some((l.reach_url(), None)),
-        (None, Some(l)) => Some((
-            l.reach_url(),
-            client_tls
-                .clone()
-                .map(|tls| etcd_client::ConnectOptions::new().with_tls(tls)),
-        )),
+        (Some(l), _) => Some(OwnClient {
+            url: l.reach_url(),
+            tls: None,
+            credentials: credentials.clone(),
+        }),
+        (None, Some(l)) => Some(OwnClient {
+            url: l.reach_url(),
+            tls: client_tls.clone(),
+            credentials: credentials.clone(),
+        }),
         (None, None) => None,
+    };
+    let own = OwnClient {
+        url: port
+            .client
+            .first()
+            .map(|l| l.reach_url())
+            .unwrap_or_default(),
+        tls: client_tls,
+        credentials,
     };
     Ok((
         crate::api::transport::ClientPort {
             self_client,
             ..port
         },
-        client_tls,
+        own,
     ))
 }
 

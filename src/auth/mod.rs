@@ -3,16 +3,21 @@
 //!
 //! Owns: [`AuthStore`], the replicated auth state, changed only by `apply` and kept in the
 //! state tree (etcd's `auth`, `authUsers` and `authRoles` buckets); the permission checks
-//! every request path asks ([`AuthStore::is_range_permitted`] ...); [`SimpleTokens`], the
-//! member-local tokens of `--auth-token simple`.
+//! every request path asks ([`AuthStore::is_range_permitted`] ...); [`Tokens`], the
+//! member's token provider: [`SimpleTokens`] (`--auth-token simple`, member-local) or
+//! [`JwtTokens`] (`--auth-token jwt,...`, verified by every member holding the key).
 //! Imports: `storage`, `proto`, `rpctypes`. Must never: import `apply` or anything above it.
 
+pub mod jwt_token;
 pub mod range_perm;
 pub mod simple_token;
 pub mod store;
+pub mod tokens;
 
+pub use jwt_token::JwtTokens;
 pub use simple_token::SimpleTokens;
 pub use store::{AuthInfo, AuthStore, ROOT_ROLE, ROOT_USER};
+pub use tokens::Tokens;
 
 use crate::rpctypes;
 

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use prost::Message;
 
 use super::range_perm::UnifiedPerms;
-use super::{Error, Result, SimpleTokens};
+use super::{Error, Result, Tokens};
 use crate::proto::authpb::{Permission, Role, User, UserAddOptions};
 use crate::storage::{schema, WriteBatch};
 
@@ -50,7 +50,7 @@ pub struct AuthStore {
     revision: u64,
     users: BTreeMap<String, User>,
     roles: BTreeMap<String, Role>,
-    tokens: Arc<SimpleTokens>,
+    tokens: Arc<Tokens>,
 }
 
 impl Default for AuthStore {
@@ -61,7 +61,7 @@ impl Default for AuthStore {
             revision: 1,
             users: BTreeMap::new(),
             roles: BTreeMap::new(),
-            tokens: Arc::new(SimpleTokens::default()),
+            tokens: Arc::new(Tokens::default()),
         }
     }
 }
@@ -87,7 +87,7 @@ impl AuthStore {
     /// token table (tokens are the member's, not the state's).
     pub fn restore(
         entries: impl IntoIterator<Item = (Bytes, Bytes)>,
-        tokens: Arc<SimpleTokens>,
+        tokens: Arc<Tokens>,
     ) -> std::result::Result<Self, String> {
         let mut s = AuthStore {
             tokens,
@@ -115,7 +115,7 @@ impl AuthStore {
         Ok(s)
     }
 
-    pub fn tokens(&self) -> &Arc<SimpleTokens> {
+    pub fn tokens(&self) -> &Arc<Tokens> {
         &self.tokens
     }
 
@@ -485,13 +485,14 @@ impl AuthStore {
         }
     }
 
-    /// The user of a token, as an AuthInfo at the current revision (etcd's simple token
-    /// provider answers every token with the store's current revision).
+    /// The user of a token, as an AuthInfo at the revision the token stands for: a JWT's
+    /// own, the current one for a simple token (etcd's simple provider answers every
+    /// token with the store's current revision).
     pub fn auth_info_from_token(&self, token: &str) -> Result<AuthInfo> {
-        let username = self.tokens.info(token).ok_or(Error::InvalidAuthToken)?;
+        let (username, revision) = self.tokens.info(token).ok_or(Error::InvalidAuthToken)?;
         Ok(AuthInfo {
             username,
-            revision: self.revision,
+            revision: revision.unwrap_or(self.revision),
         })
     }
 }
@@ -555,7 +556,7 @@ mod tests {
                 None => tree.remove(&k),
             };
         }
-        let back = AuthStore::restore(tree, Arc::new(SimpleTokens::default())).unwrap();
+        let back = AuthStore::restore(tree, Arc::new(Tokens::default())).unwrap();
         assert!(back.is_enabled());
         assert_eq!(back.revision(), s.revision());
         assert_eq!(back.user_get("root").unwrap(), vec!["r", "root"]);

@@ -26,7 +26,7 @@ use super::types::{
 };
 use crate::alarm::AlarmStore;
 use crate::apply::{Applied, Applier, FORMAT_VERSION};
-use crate::auth::{AuthStore, SimpleTokens};
+use crate::auth::{AuthStore, Tokens};
 use crate::lease::Lessor;
 use crate::membership::Members;
 use crate::mvcc::hash::KvHash;
@@ -115,7 +115,7 @@ impl StateMachine {
         let mut leases = Lessor::new(min_lease_ttl);
         restore_leases(&*backend, &mut kv, &mut leases)?;
         let (members, alarms) = restore_cluster(&*backend)?;
-        let auth = restore_auth(&*backend, Arc::new(SimpleTokens::default()))?;
+        let auth = restore_auth(&*backend, Arc::new(Tokens::default()))?;
         let (last_applied, membership) = restore_applied(&*backend)?;
         Ok(Self {
             shared: Arc::new(SharedState {
@@ -271,10 +271,7 @@ fn restore_cluster(backend: &dyn Backend) -> Result<(Members, AlarmStore), Stora
 }
 
 /// The auth store from its records; the member's tokens carry over.
-fn restore_auth(
-    backend: &dyn Backend,
-    tokens: Arc<SimpleTokens>,
-) -> Result<AuthStore, StorageError> {
+fn restore_auth(backend: &dyn Backend, tokens: Arc<Tokens>) -> Result<AuthStore, StorageError> {
     AuthStore::restore(prefixed(backend, schema::AUTH)?, tokens)
         .map_err(|e| sm_err(ErrorVerb::Read, e))
 }

@@ -76,10 +76,23 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
 impl Member {
     /// The user a request's token stands for (etcd's AuthInfoFromCtx): none without a
     /// token; a token this member does not know is `invalid auth token`, auth on or off.
-    pub fn auth_info(&self, token: Option<&str>) -> Result<Option<AuthInfo>> {
-        let Some(token) = token else { return Ok(None) };
+    /// Without a token, the common name of a verified client certificate (the transport
+    /// passes one only under `--client-cert-auth`) is the user, at the current auth
+    /// revision (etcd: AuthInfoFromTLS, asked only when no token came).
+    pub fn auth_info(
+        &self,
+        token: Option<&str>,
+        cert_cn: Option<&str>,
+    ) -> Result<Option<AuthInfo>> {
         let auth = self.state.auth.read().expect("auth lock");
-        Ok(Some(auth.auth_info_from_token(token)?))
+        match (token, cert_cn) {
+            (Some(token), _) => Ok(Some(auth.auth_info_from_token(token)?)),
+            (None, Some(cn)) => Ok(Some(AuthInfo {
+                username: cn.to_string(),
+                revision: auth.revision(),
+            })),
+            (None, None) => Ok(None),
+        }
     }
 
     /// etcd's IsAdminPermitted for the services that check it at the edge (Cluster, and
@@ -174,7 +187,11 @@ impl Member {
             if !auth.is_enabled() {
                 return Err(auth::Error::AuthNotEnabled.into());
             }
-            return Ok(auth.tokens().assign(name));
+            // a verify-only JWT member: etcd's text, code Unknown
+            return auth
+                .tokens()
+                .assign(name, auth.revision())
+                .map_err(Error::Internal);
         }
     }
 

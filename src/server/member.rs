@@ -15,7 +15,7 @@ use super::propose::{Proposer, ReadBarrier};
 use super::quota;
 use super::raft_tasks::{snapshot_loop, watch_raft_fatal};
 use crate::apply::{self, Applied, Command, Request};
-use crate::auth::AuthInfo;
+use crate::auth::{AuthInfo, JwtTokens};
 use crate::config::Config;
 use crate::lease::Lessor;
 pub use crate::membership::MemberRecord;
@@ -167,6 +167,17 @@ impl Member {
             .expect("auth lock")
             .tokens()
             .set_ttl(cfg.auth_token_ttl());
+        if let Some(o) = cfg.jwt_options().map_err(|e| internal(&e))? {
+            let read = |p: &Option<PathBuf>| -> Result<Option<Vec<u8>>> {
+                p.as_ref()
+                    .map(|p| std::fs::read(p).map_err(|e| internal(&format!("{p:?}: {e}"))))
+                    .transpose()
+            };
+            let (public, private) = (read(&o.pub_key)?, read(&o.priv_key)?);
+            let jwt = JwtTokens::new(&o.sign_method, public.as_deref(), private.as_deref(), o.ttl)
+                .map_err(|e| internal(&e))?;
+            state.auth.read().expect("auth lock").tokens().use_jwt(jwt);
+        }
         let watch = WatchableStore::start(state.kv.clone());
         state.set_watchable_store(watch.clone());
         let raft_config = openraft::Config {

@@ -2,7 +2,8 @@
 //! (generated per run with rcgen): etcdctl with `--cacert/--cert/--key` for put, get,
 //! watch and endpoint health, `--insecure-skip-tls-verify`, a client trusting the wrong
 //! CA, `--client-cert-auth` with and without a client certificate, a client certificate
-//! in the CRL, a cipher-suite restriction (curl, TLS 1.2) and a unix socket; http and
+//! in the CRL, a client certificate's common name as the user under auth, a
+//! cipher-suite restriction (curl, TLS 1.2) and a unix socket; http and
 //! https on one port on metastore alone (etcd 3.4's plain side is unreliable there).
 //! Each scenario compares etcdctl's exit code and output.
 
@@ -30,6 +31,7 @@ impl Pki {
         pki::leaf(d, &ca, "server", "server", &["127.0.0.1", "localhost"], 10);
         pki::leaf(d, &ca, "client", "root", &[], 11);
         pki::leaf(d, &ca, "revoked", "revoked", &[], 12);
+        pki::leaf(d, &ca, "bob", "bob", &[], 13);
         pki::crl(d, &ca, 12);
         Pki { dir }
     }
@@ -251,6 +253,16 @@ fn tls_on_the_client_port_as_etcd() {
         ]);
         v
     };
+    let as_bob = {
+        let mut v = with_ca.clone();
+        v.extend([
+            "--cert".into(),
+            p("bob.pem"),
+            "--key".into(),
+            p("bob-key.pem"),
+        ]);
+        v
+    };
     let wrong_ca = vec![
         "--endpoints".to_string(),
         https.clone(),
@@ -309,6 +321,48 @@ fn tls_on_the_client_port_as_etcd() {
                 (with_cert.clone(), vec!["get", "k", "--print-value-only"]),
                 (with_ca.clone(), vec!["get", "k"]),
                 (revoked.clone(), vec!["get", "k"]),
+            ],
+            curls: vec![],
+        },
+        // With auth on, the certificate's CN is the user when no token comes (root's
+        // certificate is CN root, bob's CN bob); a token wins over the certificate.
+        Scenario {
+            name: "the certificate's common name as the user",
+            listen: "https://127.0.0.1:{P}",
+            flags: client_auth.clone(),
+            probe: with_cert.clone(),
+            steps: vec![
+                (with_cert.clone(), vec!["user", "add", "root:rootpw"]),
+                (
+                    with_cert.clone(),
+                    vec!["user", "grant-role", "root", "root"],
+                ),
+                (with_cert.clone(), vec!["user", "add", "bob:bobpw"]),
+                (with_cert.clone(), vec!["role", "add", "reader"]),
+                (
+                    with_cert.clone(),
+                    vec!["role", "grant-permission", "reader", "read", "k"],
+                ),
+                (
+                    with_cert.clone(),
+                    vec!["user", "grant-role", "bob", "reader"],
+                ),
+                (with_cert.clone(), vec!["auth", "enable"]),
+                (with_cert.clone(), vec!["put", "k", "v"]),
+                (with_cert.clone(), vec!["get", "k", "--print-value-only"]),
+                (with_cert.clone(), vec!["user", "list"]),
+                (as_bob.clone(), vec!["get", "k", "--print-value-only"]),
+                (as_bob.clone(), vec!["put", "k", "bob"]),
+                (as_bob.clone(), vec!["user", "list"]),
+                (
+                    with_cert.clone(),
+                    vec!["--user", "bob:bobpw", "put", "k", "token"],
+                ),
+                (
+                    as_bob.clone(),
+                    vec!["--user", "root:rootpw", "put", "k", "root"],
+                ),
+                (as_bob.clone(), vec!["get", "k", "--print-value-only"]),
             ],
             curls: vec![],
         },

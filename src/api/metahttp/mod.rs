@@ -6,6 +6,7 @@
 //! front of any etcd endpoint (`serve`, used by the tests against real etcd).
 
 pub mod captures;
+pub mod own_client;
 pub mod resource_manager;
 
 use std::future::Future;
@@ -15,53 +16,50 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use axum::Router;
 use tokio::net::TcpListener;
-use tokio::sync::OnceCell;
 
 use crate::meta::resource_group::WriteRole;
 use crate::meta::{self, Client, Layout};
+pub use own_client::OwnClient;
 
 /// How long a metadata request waits for the store before it answers 503.
 pub const STORE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What every metadata handler needs: where the store is and how the data is laid out.
 pub struct MetaHttp {
-    endpoint: String,
+    own: OwnClient,
     pub layout: Layout,
     /// What this server may write of the resource groups.
     pub role: WriteRole,
-    options: Option<etcd_client::ConnectOptions>,
-    client: OnceCell<Client>,
+    /// The kept client (see [`OwnClient::connect`]); dropped when its token stops being
+    /// taken (auth disabled, or its user's password changed), to connect afresh.
+    client: std::sync::Mutex<Option<Client>>,
 }
 
 impl MetaHttp {
     pub fn new(endpoint: impl Into<String>, layout: Layout, role: WriteRole) -> Arc<Self> {
-        MetaHttp::with_options(endpoint, layout, role, None)
+        MetaHttp::with_client(OwnClient::new(endpoint), layout, role)
     }
 
-    /// As [`MetaHttp::new`], dialling the store with `options` (TLS, for a member whose
-    /// client port serves TLS only).
-    pub fn with_options(
-        endpoint: impl Into<String>,
-        layout: Layout,
-        role: WriteRole,
-        options: Option<etcd_client::ConnectOptions>,
-    ) -> Arc<Self> {
+    /// As [`MetaHttp::new`], reaching the store as `own` says (TLS, credentials).
+    pub fn with_client(own: OwnClient, layout: Layout, role: WriteRole) -> Arc<Self> {
         Arc::new(MetaHttp {
-            endpoint: endpoint.into(),
+            own,
             layout,
             role,
-            options,
-            client: OnceCell::new(),
+            client: std::sync::Mutex::new(None),
         })
     }
 
-    /// The client of the store, connected on first use.
+    /// The client of the store, connected on first use (see [`OwnClient::connect`]).
     pub async fn client(&self) -> meta::Result<Client> {
-        let c = self
-            .client
-            .get_or_try_init(|| Client::connect([self.endpoint.as_str()], self.options.clone()))
-            .await?;
-        Ok(c.clone())
+        if let Some(c) = self.client.lock().expect("client lock").clone() {
+            return Ok(c);
+        }
+        let (c, keep) = self.own.connect().await?;
+        if keep {
+            *self.client.lock().expect("client lock") = Some(c.clone());
+        }
+        Ok(c)
     }
 
     /// Run one request's work on the store, bounded by [`STORE_TIMEOUT`]. A store that
@@ -81,7 +79,13 @@ impl MetaHttp {
             Ok(Err(e)) if e.is_unavailable() => {
                 Err((StatusCode::SERVICE_UNAVAILABLE, e.to_string()))
             }
-            Ok(Err(e)) => Err((StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+            Ok(Err(e)) => {
+                let text = e.to_string();
+                if text.contains("invalid auth token") || text.contains("is not enabled") {
+                    self.client.lock().expect("client lock").take();
+                }
+                Err((StatusCode::INTERNAL_SERVER_ERROR, text))
+            }
             Err(_) => Err((
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("the store did not answer within {STORE_TIMEOUT:?}"),

@@ -54,7 +54,7 @@ pub struct ClientPort {
     pub metrics: Vec<ClientListener>,
     /// How the metadata paths reach this member as a client: a URL and, for a TLS-only
     /// port, the TLS to dial it with.
-    pub self_client: Option<(String, Option<etcd_client::ConnectOptions>)>,
+    pub self_client: Option<metahttp::OwnClient>,
 }
 
 /// How each client connection is served (etcd's `--max-concurrent-streams` and
@@ -79,24 +79,24 @@ pub async fn serve(
 ) -> Result<(), tonic::transport::Error> {
     let (tx, _) = tokio::sync::broadcast::channel::<()>(1);
     let mut tasks = Vec::new();
-    let (self_url, self_options) = port.self_client.clone().unwrap_or_else(|| {
-        let url = member
-            .settings
-            .client_urls
-            .first()
-            .cloned()
-            .unwrap_or_default();
-        (url, None)
+    let own = port.self_client.clone().unwrap_or_else(|| {
+        metahttp::OwnClient::new(
+            member
+                .settings
+                .client_urls
+                .first()
+                .cloned()
+                .unwrap_or_default(),
+        )
     });
-    let shared = metahttp::MetaHttp::with_options(
-        self_url,
+    let shared = metahttp::MetaHttp::with_client(
+        own,
         crate::meta::Layout::new(member.settings.meta_root.clone()),
         member
             .settings
             .meta_write_role
             .parse()
             .expect("the command line admits only the three roles"),
-        self_options,
     );
     let grpc_only = !port.http.is_empty();
     let groups = [

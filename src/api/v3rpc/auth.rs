@@ -45,7 +45,15 @@ pub fn caller<T>(member: &Member, req: &Request<T>) -> Result<AuthInfo, Status> 
 
 /// The same, keeping "no credentials" apart (etcd's nil AuthInfo).
 pub fn caller_opt<T>(member: &Member, req: &Request<T>) -> Result<Option<AuthInfo>, Status> {
-    Ok(member.auth_info(token(req).as_deref())?)
+    Ok(member.auth_info(token(req).as_deref(), cert_cn(req).as_deref())?)
+}
+
+/// The common name of the client's verified certificate (there is one only under
+/// `--client-cert-auth`): without a token, etcd takes it as the user.
+pub fn cert_cn<T>(req: &Request<T>) -> Option<String> {
+    req.extensions()
+        .get::<crate::api::transport::ClientInfo>()
+        .and_then(|c| c.common_name.clone())
 }
 
 pub struct AuthService {

@@ -45,6 +45,7 @@ impl Watch for WatchService {
         let token = super::auth::token(&req);
         let (mut stream, notices) = WatchStream::new(self.member.clone(), out);
         stream.token = token;
+        stream.cert_cn = super::auth::cert_cn(&req);
         tokio::spawn(stream.run(req.into_inner(), notices));
         Ok(Response::new(super::until_stopped(
             &self.member,
@@ -77,6 +78,8 @@ struct WatchStream {
     deferred_progress: bool,
     /// The token the stream was opened with: each create is checked for its user.
     token: Option<String>,
+    /// The client certificate's common name, the user when no token came.
+    cert_cn: Option<String>,
 }
 
 impl WatchStream {
@@ -93,6 +96,7 @@ impl WatchStream {
             next_auto_id: 0,
             deferred_progress: false,
             token: None,
+            cert_cn: None,
         };
         (s, rx)
     }
@@ -258,7 +262,10 @@ impl WatchStream {
     }
 
     fn watch_permitted(&self, key: &[u8], range_end: &[u8]) -> bool {
-        match self.member.auth_info(self.token.as_deref()) {
+        match self
+            .member
+            .auth_info(self.token.as_deref(), self.cert_cn.as_deref())
+        {
             Ok(ai) => self
                 .member
                 .check_range(&ai.unwrap_or_default(), key, range_end)
