@@ -25,6 +25,7 @@ pub mod lease;
 pub mod logline;
 pub mod membership;
 pub mod meta;
+pub mod metrics;
 pub mod mvcc;
 pub mod proto;
 pub mod raft;

@@ -112,6 +112,7 @@ impl RangePlan {
 
 /// A range read with etcd's filters, sort and limit, over any read view.
 pub fn range(view: &impl ReadView, r: &RangeRequest) -> Outcome<RangeResponse> {
+    crate::metrics::MVCC_RANGE.inc();
     let plan = range_plan(r);
     match view.range(&plan.range, plan.opts) {
         Ok(rr) => Ok(Ok(plan.response(rr))),
@@ -165,6 +166,7 @@ pub fn put_checked(
         }
     }
     let kv = txn.put(p.key, value, lease);
+    crate::metrics::MVCC_PUT.inc();
     leases.attach(&kv.key, lease);
     Ok(PutResponse {
         header: header(kv.mod_revision),
@@ -179,6 +181,7 @@ pub fn delete_range(
 ) -> Outcome<DeleteRangeResponse> {
     let range = KeyRange::new(d.key, d.range_end);
     let deleted = txn.delete_range(&range).map_err(super::Error::Mvcc)?;
+    crate::metrics::MVCC_DELETE.inc();
     for kv in &deleted {
         leases.detach(&kv.key);
     }

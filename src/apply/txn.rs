@@ -139,6 +139,7 @@ fn check_path(
 }
 
 pub fn txn(txn: &mut WriteTxn<'_>, leases: &mut Lessor, r: TxnRequest) -> Outcome<TxnResponse> {
+    crate::metrics::MVCC_TXN.inc();
     let mut path = Vec::new();
     compare_to_path(txn, &r, &mut path)?;
     if let Err(refusal) = check_path(txn, leases, &r, &path, &mut 0)? {
@@ -152,6 +153,7 @@ pub fn txn(txn: &mut WriteTxn<'_>, leases: &mut Lessor, r: TxnRequest) -> Outcom
 /// A txn of ranges only (etcd: isTxnReadonly), run as a read over `view`: it takes no
 /// revision and needs no write lock. A refusal can come at any op, since nothing changes.
 pub fn txn_read_only(view: &impl ReadView, r: &TxnRequest) -> Outcome<TxnResponse> {
+    crate::metrics::MVCC_TXN.inc();
     let mut path = Vec::new();
     compare_to_path(view, r, &mut path)?;
     let mut resp = match read_path(view, r, &path, &mut 0)? {

@@ -139,6 +139,7 @@ impl Lessor {
 
     /// Grant (apply side). The caller has checked that the id is free.
     pub fn grant(&mut self, id: LeaseId, ttl: i64, batch: &mut WriteBatch) -> i64 {
+        crate::metrics::LEASE_GRANTED.inc();
         let ttl = self.effective_ttl(ttl);
         let lease = Lease::new(id, ttl, 0, Instant::now());
         batch.put(backend_key(id), lease.record());
@@ -159,6 +160,7 @@ impl Lessor {
     /// Remove a lease (apply side); returns its keys, for the caller to delete.
     pub fn revoke(&mut self, id: LeaseId, batch: &mut WriteBatch) -> Option<BTreeSet<Bytes>> {
         let lease = self.leases.remove(&id)?;
+        crate::metrics::LEASE_REVOKED.inc();
         batch.remove(backend_key(id));
         for k in &lease.keys {
             self.key_lease.remove(k);
@@ -190,6 +192,7 @@ impl Lessor {
     pub fn renew(&mut self, id: LeaseId) -> Option<i64> {
         let l = self.leases.get_mut(&id)?;
         l.expiry = expiry_from(Instant::now(), l.ttl);
+        crate::metrics::LEASE_RENEWED.inc();
         Some(l.ttl)
     }
 

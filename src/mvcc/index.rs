@@ -239,6 +239,11 @@ impl TreeIndex {
         self.keys.len()
     }
 
+    /// Keys live at the latest revision (etcd's `etcd_debugging_mvcc_keys_total`).
+    pub fn live_len(&self) -> usize {
+        self.live.len()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }

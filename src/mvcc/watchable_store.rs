@@ -224,6 +224,12 @@ impl WatchableStore {
         self.kv.read().expect("kv lock").current_rev()
     }
 
+    /// (streams, watchers, unsynced watchers), for the metrics.
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let g = self.group.lock().expect("group lock");
+        (g.streams.len(), g.all.len(), g.unsynced.len())
+    }
+
     /// Every watcher starts unsynced: the hub's next pass catches it up from `next_rev`
     /// (nothing to read when no write came in between) and syncs it. So a write applied
     /// while the watcher is being created is read from the store, never missed.

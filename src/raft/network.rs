@@ -527,8 +527,12 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         let mut client = self.client()?;
         let mut request = tonic::Request::new(req);
         request.set_timeout(option.hard_ttl());
+        let heartbeat = rpc.entries.is_empty();
         let resp = client.append_entries(request).await;
         self.net.activity.answered(self.target, resp.is_ok());
+        if heartbeat && resp.is_err() {
+            crate::metrics::HEARTBEAT_SEND_FAILURES.inc();
+        }
         let resp = resp.map_err(|s| self.status(s))?.into_inner();
         let resp = msg::append_resp_from_pb(resp).map_err(|e| self.malformed(e))?;
         Ok(match resp {

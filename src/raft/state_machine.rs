@@ -362,6 +362,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     EntryPayload::Blank => results.push(Applied::None),
                     EntryPayload::Normal(cmd) => {
                         requests += requests_in(&cmd);
+                        let started = std::time::Instant::now();
                         let out = Applier {
                             kv: &mut kv,
                             leases: &mut leases,
@@ -372,6 +373,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         }
                         .apply(cmd)
                         .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+                        // etcd's warnApplyDuration
+                        if started.elapsed() > std::time::Duration::from_millis(100) {
+                            crate::metrics::SLOW_APPLY.inc();
+                        }
                         for (rev, events) in out.events {
                             published.push((rev, Arc::new(events)));
                         }

@@ -512,6 +512,8 @@ impl Member {
                 .fetch(&**self.backend())
                 .map_err(|e| Error::from(apply::Error::Mvcc(e)))?;
             if let Some(rr) = fetched {
+                // (the fallback below counts in apply::kv::range)
+                crate::metrics::MVCC_RANGE.inc();
                 return Ok(plan.response(rr));
             }
         }

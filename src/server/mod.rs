@@ -16,6 +16,7 @@ pub mod lease_loop;
 pub mod member;
 #[cfg(test)]
 mod member_tests;
+mod metrics;
 mod move_leader;
 mod peers;
 pub mod propose;

@@ -64,8 +64,26 @@ impl Proposer {
     /// Propose one command (of `size` encoded bytes) and wait for its apply result.
     pub async fn propose(&self, cmd: Command, size: usize) -> Result<Applied> {
         let rx = self.enqueue(cmd, size)?;
-        rx.await.map_err(|_| Error::Stopped)?
+        crate::metrics::PROPOSALS_PENDING.inc();
+        let _pending = scopeguard_dec();
+        let result = rx.await.map_err(|_| Error::Stopped)?;
+        if result.is_err() {
+            crate::metrics::PROPOSALS_FAILED.inc();
+        }
+        result
     }
+}
+
+/// Takes the proposal off `etcd_server_proposals_pending` however its wait ends (the
+/// caller may be cancelled).
+fn scopeguard_dec() -> impl Drop {
+    struct Dec;
+    impl Drop for Dec {
+        fn drop(&mut self) {
+            crate::metrics::PROPOSALS_PENDING.dec();
+        }
+    }
+    Dec
 }
 
 async fn propose_loop(link: LeaderLink, timeout: Duration, mut rx: Queue) {

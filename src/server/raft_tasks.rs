@@ -39,8 +39,15 @@ pub(super) async fn watch_raft_fatal<N: openraft::Node>(
     closing: tokio::sync::watch::Receiver<bool>,
     fatal: tokio::sync::watch::Sender<Option<String>>,
 ) {
+    // etcd_server_leader_changes_seen_total: each new leader known (the first one too)
+    let mut leader = None;
     loop {
-        let failed = match &metrics.borrow_and_update().running_state {
+        let m = metrics.borrow_and_update().clone();
+        if m.current_leader.is_some() && m.current_leader != leader {
+            leader = m.current_leader;
+            crate::metrics::LEADER_CHANGES.inc();
+        }
+        let failed = match &m.running_state {
             Ok(()) => None,
             Err(openraft::error::Fatal::Stopped) if *closing.borrow() => return,
             Err(f) => Some(format!("raft: {f}")),

@@ -35,6 +35,7 @@ impl Member {
         let dir = self.settings.data_dir.join("member").join("snap");
         let cluster_version = self.cluster_version();
         tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
             std::fs::create_dir_all(&dir).map_err(internal)?;
             // The gate before the kv lock, in the compactor's order.
             let gate = state.kv.read().expect("kv lock").compaction_gate();
@@ -85,6 +86,7 @@ impl Member {
                 }
             }
             let size = w.finish(file.path()).map_err(internal)?;
+            crate::metrics::BACKEND_SNAPSHOT_SECONDS.observe(started.elapsed().as_secs_f64());
             Ok(SnapshotDb {
                 file,
                 size,

@@ -209,8 +209,15 @@ impl Backend for SledBackend {
         inner.tree(tree).apply_batch(b).map_err(io)
     }
 
+    /// One fsync of the raft log and the state together: it is both etcd's WAL fsync and
+    /// its backend commit, and counted as both.
     fn flush(&self) -> Result<()> {
-        self.inner()?.db.flush().map_err(io).map(|_| ())
+        let started = std::time::Instant::now();
+        let done = self.inner()?.db.flush().map_err(io).map(|_| ());
+        let took = started.elapsed().as_secs_f64();
+        crate::metrics::WAL_FSYNC_SECONDS.observe(took);
+        crate::metrics::BACKEND_COMMIT_SECONDS.observe(took);
+        done
     }
 
     fn clear(&self, tree: Tree) -> Result<()> {

@@ -1,4 +1,5 @@
-//! `/metrics`: etcd's Prometheus gauges that clients and dashboards read.
+//! `/metrics`: etcd's Prometheus metrics (crate::metrics, the member's gauges set from it
+//! at each scrape), and the /livez and /readyz tallies.
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -10,42 +11,8 @@ use axum::response::IntoResponse;
 use crate::server::Member;
 
 pub(super) async fn metrics(State(member): State<Arc<Member>>) -> impl IntoResponse {
-    let s = member.raft_status();
-    let mut out = String::new();
-    let mut gauge = |name: &str, help: &str, v: f64| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
-    };
-    gauge(
-        "etcd_server_has_leader",
-        "Whether or not a leader exists. 1 is existence, 0 is not.",
-        f64::from(u8::from(s.leader != 0)),
-    );
-    gauge(
-        "etcd_server_is_leader",
-        "Whether or not this member is a leader. 1 if is, 0 otherwise.",
-        f64::from(u8::from(s.leader == member.member_id)),
-    );
-    gauge(
-        "etcd_server_proposals_committed_total",
-        "The total number of consensus proposals committed.",
-        s.index as f64,
-    );
-    gauge(
-        "etcd_server_proposals_applied_total",
-        "The total number of consensus proposals applied.",
-        s.applied as f64,
-    );
-    gauge(
-        "etcd_mvcc_db_total_size_in_bytes",
-        "Total size of the underlying database physically allocated in bytes.",
-        s.db_size as f64,
-    );
-    gauge(
-        "etcd_debugging_mvcc_current_revision",
-        "The current revision of store.",
-        member.current_revision() as f64,
-    );
-    gauge("etcd_server_term", "The current raft term.", s.term as f64);
+    member.refresh_metrics();
+    let mut out = crate::metrics::render();
     // /livez and /readyz checks, once some have run (labels in Prometheus' sorted order)
     let mut checks = super::checks::tallies();
     checks.sort_by_key(|((kind, name), _)| (*name, *kind));

@@ -2,6 +2,7 @@
 //! listener (HTTP/2 for gRPC, HTTP/1.1 for the plain paths), graceful shutdown.
 
 pub mod authority;
+mod grpc_metrics;
 pub mod host_check;
 mod not_found;
 
@@ -77,6 +78,7 @@ pub async fn serve(
     options: ServeOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
+    grpc_metrics::initialize();
     let (tx, _) = tokio::sync::broadcast::channel::<()>(1);
     let mut tasks = Vec::new();
     let own = port.self_client.clone().unwrap_or_else(|| {
@@ -131,6 +133,8 @@ pub async fn serve(
                 .http2_keepalive_timeout(options.keepalive_timeout)
                 // grpc-go's default: etcd takes request headers up to 16 MiB
                 .http2_max_header_list_size(16 << 20)
+                // outermost: it counts the code the client gets
+                .layer(grpc_metrics::GrpcMetricsLayer)
                 .layer(tower::util::MapResponseLayer::new(
                     v3rpc::recv_error::fix_response::<tonic::body::Body>,
                 ))
