@@ -8,9 +8,8 @@ use super::member::Member;
 impl Member {
     /// etcd's defragment: the backend is rewritten into a fresh database that takes the
     /// old one's place (storage/defrag.rs); reads and writes wait meanwhile, as in etcd.
-    /// The raft log shares the database (etcd keeps it in its WAL, outside the quota), so
-    /// a snapshot is taken first and raft purges the log behind it that
-    /// --snapshot-catchup-entries lets go.
+    /// The raft log shares the database (etcd keeps it in its WAL, outside the database),
+    /// so a snapshot is taken first and the log purged up to it.
     pub async fn defragment(&self) -> Result<()> {
         self.snapshot_and_purge().await;
         let backend = self.backend.clone();
@@ -20,8 +19,10 @@ impl Member {
             .map_err(|e| Error::Internal(e.to_string()))
     }
 
-    /// Snapshot at the applied index and wait (a few seconds at most) for raft to purge
-    /// the log behind it; a member that cannot, defragments with the log it has.
+    /// Snapshot at the applied index, then purge the whole log up to it, past what
+    /// --snapshot-catchup-entries keeps (a follower behind it then catches up from a
+    /// snapshot; a leader purges only what its followers have received). Waits a few
+    /// seconds at most for each; a member that cannot, defragments with the log it has.
     async fn snapshot_and_purge(&self) {
         let Some(applied) = self.raft.metrics().borrow().last_applied else {
             return;
@@ -29,15 +30,23 @@ impl Member {
         if self.raft.trigger().snapshot().await.is_err() {
             return;
         }
-        let wait = self.raft.wait(Some(Duration::from_secs(10)));
-        let keep = self.settings.snapshot_catchup_entries;
-        let _ = wait
+        let snapshot = self
+            .raft
+            .wait(Some(Duration::from_secs(10)))
             .metrics(
-                |m| {
-                    m.snapshot.is_some_and(|s| s.index >= applied.index)
-                        && m.purged.map_or(0, |p| p.index + 1) + keep > applied.index
-                },
-                "snapshot and purge before defragment",
+                |m| m.snapshot.is_some_and(|s| s.index >= applied.index),
+                "snapshot before defragment",
+            )
+            .await;
+        if snapshot.is_err() || self.raft.trigger().purge_log(applied.index).await.is_err() {
+            return;
+        }
+        let _ = self
+            .raft
+            .wait(Some(Duration::from_secs(10)))
+            .metrics(
+                |m| m.purged.is_some_and(|p| p.index >= applied.index),
+                "purge before defragment",
             )
             .await;
     }
