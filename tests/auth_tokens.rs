@@ -1,4 +1,5 @@
-//! `--auth-token jwt,...` as etcd's: the same etcdctl session on real etcd and on
+//! Auth tokens as etcd's. A simple token unused for `--auth-token-ttl` is refused on both.
+//! `--auth-token jwt,...`: the same etcdctl session on real etcd and on
 //! metastore, both with RS256 keys, gives the same answers and tokens with the same header
 //! and claims; in a 3-member ES256 cluster a token issued by one member works on every
 //! other, a member given only the public key verifies but does not issue, and a tampered
@@ -388,5 +389,35 @@ async fn every_signing_method_issues_tokens_a_member_takes() {
             None,
         );
         assert_eq!(got.stdout.trim(), "v", "{method}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simple_token_unused_for_its_ttl_is_refused_as_on_etcd() {
+    if !require_etcd() {
+        return;
+    }
+    let etcd = Server::start(Kind::Etcd, &["--auth-token-ttl=1"]);
+    let ms = Server::start(Kind::Metastore, &["--auth-token-ttl=1"]);
+    let mut tokens = Vec::new();
+    for s in [&etcd, &ms] {
+        for step in &SESSION[..3] {
+            let out = s.etcdctl(step, None);
+            assert_eq!(out.code, 0, "{step:?}: {}", out.stderr);
+        }
+        let t = token(&s.endpoint, "root", "rootpw").await.unwrap();
+        put_with(&s.endpoint, &t, "k").await.unwrap();
+        tokens.push(t);
+    }
+    // Expiry is about time passing without use, so this waits rather than polls (a poll
+    // would use the token and keep it alive): etcd drops a token within a second of its
+    // TTL.
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    for (s, t) in [&etcd, &ms].into_iter().zip(&tokens) {
+        refused_with(
+            put_with(&s.endpoint, t, "k").await,
+            tonic::Code::Unauthenticated,
+            "etcdserver: invalid auth token",
+        );
     }
 }
