@@ -50,6 +50,14 @@ fn gauge_vec(name: &str, help: &str, label: &str) -> IntGaugeVec {
     g
 }
 
+fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("a valid counter");
+    REGISTRY
+        .register(Box::new(c.clone()))
+        .expect("registered once");
+    c
+}
+
 fn histogram(name: &str, help: &str, start: f64, count: usize) -> Histogram {
     let opts = HistogramOpts::new(name, help)
         .buckets(exponential_buckets(start, 2.0, count).expect("valid buckets"));
@@ -165,33 +173,19 @@ pub static BACKEND_SNAPSHOT_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
 /// `grpc_server_started_total` and `grpc_server_handled_total` (go-grpc-prometheus), by
 /// service, method and type, and for handled by code.
 pub static GRPC_STARTED: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    let c = IntCounterVec::new(
-        Opts::new(
-            "grpc_server_started_total",
-            "Total number of RPCs started on the server.",
-        ),
+    counter_vec(
+        "grpc_server_started_total",
+        "Total number of RPCs started on the server.",
         &["grpc_method", "grpc_service", "grpc_type"],
     )
-    .expect("a valid counter");
-    REGISTRY
-        .register(Box::new(c.clone()))
-        .expect("registered once");
-    c
 });
 
 pub static GRPC_HANDLED: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    let c = IntCounterVec::new(
-        Opts::new(
-            "grpc_server_handled_total",
-            "Total number of RPCs completed on the server, regardless of success or failure.",
-        ),
+    counter_vec(
+        "grpc_server_handled_total",
+        "Total number of RPCs completed on the server, regardless of success or failure.",
         &["grpc_code", "grpc_method", "grpc_service", "grpc_type"],
     )
-    .expect("a valid counter");
-    REGISTRY
-        .register(Box::new(c.clone()))
-        .expect("registered once");
-    c
 });
 
 /// Make every metric exist, so that a scrape lists each one from the start (etcd's are

@@ -12,6 +12,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 
+use super::es512::Es512;
+
 /// etcd's errors for JWT options and keys (auth/jwt.go, auth/options.go).
 pub const ERR_INVALID_METHOD: &str = "auth: invalid auth signature method";
 pub const ERR_MISSING_KEY: &str = "auth: missing key data";
@@ -25,11 +27,20 @@ struct Claims {
     exp: u64,
 }
 
+/// How tokens are signed and verified.
+enum Keys {
+    /// Every method but ES512, by the `jsonwebtoken` crate; `signing` is None on a
+    /// verify-only member.
+    Crate {
+        algorithm: Algorithm,
+        signing: Option<EncodingKey>,
+        verifying: DecodingKey,
+    },
+    Es512(Box<Es512>),
+}
+
 pub struct JwtTokens {
-    algorithm: Algorithm,
-    /// None on a verify-only member.
-    signing: Option<EncodingKey>,
-    verifying: DecodingKey,
+    keys: Keys,
     ttl: Duration,
 }
 
@@ -48,12 +59,6 @@ fn algorithm(name: &str) -> Result<Algorithm, String> {
         "HS256" => Algorithm::HS256,
         "HS384" => Algorithm::HS384,
         "HS512" => Algorithm::HS512,
-        "ES512" => {
-            return Err(
-                "sign-method ES512 is not supported by metastore (P-521 signatures are not built in); use ES256 or ES384"
-                    .into(),
-            )
-        }
         _ => return Err(ERR_INVALID_METHOD.into()),
     })
 }
@@ -66,7 +71,7 @@ fn public_of(private_pem: &str) -> Result<String, String> {
 }
 
 impl JwtTokens {
-    /// Tokens signed with `sign_method` (etcd's names: RS256..PS512, ES256, ES384, EdDSA,
+    /// Tokens signed with `sign_method` (etcd's names: RS256..PS512, ES256..ES512, EdDSA,
     /// HS256..HS512) from the PEM files' contents. For HS*, `priv_key` is the secret.
     pub fn new(
         sign_method: &str,
@@ -74,43 +79,22 @@ impl JwtTokens {
         priv_key: Option<&[u8]>,
         ttl: Duration,
     ) -> Result<Self, String> {
-        let algorithm = algorithm(sign_method)?;
-        let e = |e: jsonwebtoken::errors::Error| e.to_string();
-        let (signing, verifying) = match algorithm {
-            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
-                let secret = priv_key.ok_or(ERR_MISSING_KEY)?;
-                (
-                    Some(EncodingKey::from_secret(secret)),
-                    DecodingKey::from_secret(secret),
-                )
-            }
-            _ => {
-                type Enc = fn(&[u8]) -> jsonwebtoken::errors::Result<EncodingKey>;
-                type Dec = fn(&[u8]) -> jsonwebtoken::errors::Result<DecodingKey>;
-                let (enc, dec): (Enc, Dec) = match algorithm {
-                    Algorithm::ES256 | Algorithm::ES384 => {
-                        (EncodingKey::from_ec_pem, DecodingKey::from_ec_pem)
-                    }
-                    Algorithm::EdDSA => (EncodingKey::from_ed_pem, DecodingKey::from_ed_pem),
-                    _ => (EncodingKey::from_rsa_pem, DecodingKey::from_rsa_pem),
-                };
-                let public = match (pub_key, priv_key) {
-                    (Some(p), _) => p.to_vec(),
-                    (None, Some(k)) => public_of(&String::from_utf8_lossy(k))?.into_bytes(),
-                    (None, None) => return Err(ERR_MISSING_KEY.into()),
-                };
-                let signing = priv_key.map(enc).transpose().map_err(e)?;
-                (signing, dec(&public).map_err(e)?)
-            }
+        let keys = if sign_method == "ES512" {
+            let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+            Keys::Es512(Box::new(Es512::new(
+                pub_key.map(text).as_deref(),
+                priv_key.map(text).as_deref(),
+            )?))
+        } else {
+            crate_keys(algorithm(sign_method)?, pub_key, priv_key)?
         };
-        let tokens = JwtTokens {
-            algorithm,
-            signing,
-            verifying,
-            ttl,
-        };
+        let tokens = JwtTokens { keys, ttl };
         // Both keys given: they must be a pair (etcd checks the same).
-        if tokens.signing.is_some() {
+        let can_sign = match &tokens.keys {
+            Keys::Crate { signing, .. } => signing.is_some(),
+            Keys::Es512(k) => k.can_sign(),
+        };
+        if can_sign {
             let probe = tokens.sign("probe", 0, Duration::from_secs(60))?;
             if tokens.info(&probe).is_none() {
                 return Err(ERR_KEY_MISMATCH.into());
@@ -125,7 +109,6 @@ impl JwtTokens {
     }
 
     fn sign(&self, user: &str, revision: u64, ttl: Duration) -> Result<String, String> {
-        let key = self.signing.as_ref().ok_or(ERR_VERIFY_ONLY)?;
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
@@ -134,22 +117,101 @@ impl JwtTokens {
             revision,
             exp: (now + ttl).as_secs(),
         };
-        jsonwebtoken::encode(&Header::new(self.algorithm), &claims, key).map_err(|e| e.to_string())
+        match &self.keys {
+            Keys::Crate {
+                algorithm, signing, ..
+            } => {
+                let key = signing.as_ref().ok_or(ERR_VERIFY_ONLY)?;
+                jsonwebtoken::encode(&Header::new(*algorithm), &claims, key)
+                    .map_err(|e| e.to_string())
+            }
+            Keys::Es512(k) => {
+                let json = serde_json::to_vec(&claims).map_err(|e| e.to_string())?;
+                k.sign(&json).ok_or_else(|| ERR_VERIFY_ONLY.to_string())
+            }
+        }
     }
 
     /// The user and auth revision of a token signed with our key and not expired.
     pub fn info(&self, token: &str) -> Option<(String, u64)> {
-        let mut v = Validation::new(self.algorithm);
-        // jwt-go checks `exp` without leeway
-        v.leeway = 0;
-        match jsonwebtoken::decode::<Claims>(token, &self.verifying, &v) {
-            Ok(t) => Some((t.claims.username, t.claims.revision)),
+        let claims = match &self.keys {
+            Keys::Crate {
+                algorithm,
+                verifying,
+                ..
+            } => {
+                let mut v = Validation::new(*algorithm);
+                // jwt-go checks `exp` without leeway
+                v.leeway = 0;
+                jsonwebtoken::decode::<Claims>(token, verifying, &v)
+                    .map(|t| t.claims)
+                    .map_err(|e| e.to_string())
+            }
+            Keys::Es512(k) => k
+                .verify(token)
+                .ok_or_else(|| "invalid signature".to_string())
+                .and_then(|json| serde_json::from_slice::<Claims>(&json).map_err(|e| e.to_string()))
+                .and_then(|c| {
+                    let now = SystemTime::now()
+                        .duration_since(UNIX_EPOCH)
+                        .unwrap_or_default()
+                        .as_secs();
+                    if c.exp < now {
+                        Err("token is expired".to_string())
+                    } else {
+                        Ok(c)
+                    }
+                }),
+        };
+        match claims {
+            Ok(c) => Some((c.username, c.revision)),
             Err(err) => {
                 tracing::warn!(error = %err, "failed to parse a JWT token");
                 None
             }
         }
     }
+}
+
+/// The `jsonwebtoken` keys of `algorithm` from the PEM files' contents.
+fn crate_keys(
+    algorithm: Algorithm,
+    pub_key: Option<&[u8]>,
+    priv_key: Option<&[u8]>,
+) -> Result<Keys, String> {
+    let e = |e: jsonwebtoken::errors::Error| e.to_string();
+    let (signing, verifying) = match algorithm {
+        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
+            let secret = priv_key.ok_or(ERR_MISSING_KEY)?;
+            (
+                Some(EncodingKey::from_secret(secret)),
+                DecodingKey::from_secret(secret),
+            )
+        }
+        _ => {
+            type Enc = fn(&[u8]) -> jsonwebtoken::errors::Result<EncodingKey>;
+            type Dec = fn(&[u8]) -> jsonwebtoken::errors::Result<DecodingKey>;
+            let (enc, dec): (Enc, Dec) = match algorithm {
+                Algorithm::ES256 | Algorithm::ES384 => {
+                    (EncodingKey::from_ec_pem, DecodingKey::from_ec_pem)
+                }
+                Algorithm::EdDSA => (EncodingKey::from_ed_pem, DecodingKey::from_ed_pem),
+                _ => (EncodingKey::from_rsa_pem, DecodingKey::from_rsa_pem),
+            };
+            let public = match (pub_key, priv_key) {
+                (Some(p), _) => p.to_vec(),
+                (None, Some(k)) => public_of(&String::from_utf8_lossy(k))?.into_bytes(),
+                (None, None) => return Err(ERR_MISSING_KEY.into()),
+            };
+            let signing = priv_key.map(enc).transpose().map_err(e)?;
+            (signing, dec(&public).map_err(e)?)
+        }
+    };
+    Ok(Keys::Crate {
+        algorithm,
+        signing,
+        verifying,
+    })
 }
 
 #[cfg(test)]
@@ -225,7 +287,10 @@ mod tests {
             )),
             ERR_KEY_MISMATCH
         );
-        assert!(err(JwtTokens::new("ES512", None, None, ttl)).contains("not supported"));
+        assert_eq!(
+            err(JwtTokens::new("ES512", None, None, ttl)),
+            ERR_MISSING_KEY
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! [`JwtTokens`] (`--auth-token jwt,...`, verified by every member holding the key).
 //! Imports: `storage`, `proto`, `rpctypes`. Must never: import `apply` or anything above it.
 
+mod es512;
 pub mod jwt_token;
 pub mod range_perm;
 pub mod simple_token;

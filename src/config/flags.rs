@@ -188,7 +188,7 @@ pub const ETCD_FLAGS: &[Flag] = &[
     yaml(row("peer-skip-client-san-verification", Bool, "false", NoEffect(PEER_TLS)), "peer-transport-security.skip-client-san-verification"),
     row("experimental-peer-skip-client-san-verification", Bool, "false", NoEffect(PEER_TLS)),
     // --- auth
-    sample(row("auth-token", Str, "simple", Serves("simple tokens, or jwt with etcd's options pub-key, priv-key, sign-method (RS256-512, PS256-512, ES256, ES384, EdDSA, HS256-512) and ttl")), "simple"),
+    sample(row("auth-token", Str, "simple", Serves("simple tokens, or jwt with etcd's options pub-key, priv-key, sign-method (RS256-512, PS256-512, ES256-512, EdDSA, HS256-512) and ttl")), "simple"),
     sample(row("bcrypt-cost", Uint, "10", Serves("bcrypt cost of the password hashes (4 to 31, else 10)")), "4"),
     sample(row("auth-token-ttl", Uint, "300", Serves("seconds a simple token lives without use")), "600"),
     // --- profiling and monitoring
