@@ -35,8 +35,9 @@ fn hex(id: u64) -> String {
 }
 
 impl Member {
+    /// etcd's ReqTimeout, as for any request.
     fn check_timeout(&self) -> Duration {
-        Duration::from_secs(5) + Duration::from_millis(2 * self.settings.election_timeout_ms)
+        super::member::request_timeout(self.settings.election_timeout_ms)
     }
 
     /// Every other member's HashKV at `rev`, asked at once.

@@ -60,7 +60,7 @@ fn election_timeouts(election_ms: u64) -> (u64, u64) {
     (min, (election_ms * 3 / 4).max(min + 1))
 }
 
-fn request_timeout(election_ms: u64) -> Duration {
+pub(super) fn request_timeout(election_ms: u64) -> Duration {
     Duration::from_secs(5) + Duration::from_millis(2 * election_ms)
 }
 
