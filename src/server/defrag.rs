@@ -30,24 +30,31 @@ impl Member {
         if self.raft.trigger().snapshot().await.is_err() {
             return;
         }
-        let snapshot = self
-            .raft
-            .wait(Some(Duration::from_secs(10)))
-            .metrics(
-                |m| m.snapshot.is_some_and(|s| s.index >= applied.index),
-                "snapshot before defragment",
-            )
+        let at = applied.index;
+        let snapshotted = self
+            .wait_raft("snapshot before defragment", |m| {
+                m.snapshot.is_some_and(|s| s.index >= at)
+            })
             .await;
-        if snapshot.is_err() || self.raft.trigger().purge_log(applied.index).await.is_err() {
+        if !snapshotted || self.raft.trigger().purge_log(at).await.is_err() {
             return;
         }
-        let _ = self
-            .raft
+        self.wait_raft("purge before defragment", |m| {
+            m.purged.is_some_and(|p| p.index >= at)
+        })
+        .await;
+    }
+
+    /// Wait up to 10 s for raft's metrics to satisfy `done`; whether they did.
+    async fn wait_raft(
+        &self,
+        what: &str,
+        done: impl Fn(&openraft::RaftMetrics<u64, crate::raft::MemberNode>) -> bool + Send,
+    ) -> bool {
+        self.raft
             .wait(Some(Duration::from_secs(10)))
-            .metrics(
-                |m| m.purged.is_some_and(|p| p.index >= applied.index),
-                "purge before defragment",
-            )
-            .await;
+            .metrics(done, what)
+            .await
+            .is_ok()
     }
 }

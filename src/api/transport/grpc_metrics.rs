@@ -127,31 +127,42 @@ pub fn initialize() {
 /// A call's labels: its handled counters are looked up once the code is known.
 #[derive(Clone)]
 struct Call {
-    service: String,
-    method: String,
+    /// The request's URI (a clone shares its bytes): the labels are sliced from its path,
+    /// so counting allocates nothing per call.
+    uri: http::Uri,
     ty: &'static str,
 }
 
 impl Call {
-    fn from_path(path: &str) -> Option<Call> {
-        let (service, method) = path.strip_prefix('/')?.split_once('/')?;
+    fn from_uri(uri: &http::Uri) -> Option<Call> {
+        let (service, method) = split(uri.path())?;
         Some(Call {
             ty: kind(service, method),
-            service: service.to_string(),
-            method: method.to_string(),
+            uri: uri.clone(),
         })
     }
 
+    fn labels(&self) -> (&str, &str) {
+        split(self.uri.path()).unwrap_or_default()
+    }
+
     fn started(&self) {
+        let (service, method) = self.labels();
         GRPC_STARTED
-            .with_label_values(&[&self.method, &self.service, self.ty])
+            .with_label_values(&[method, service, self.ty])
             .inc();
     }
 
     fn handled(&self, code: usize) -> IntCounter {
         let code = CODES.get(code).copied().unwrap_or("Unknown");
-        GRPC_HANDLED.with_label_values(&[code, &self.method, &self.service, self.ty])
+        let (service, method) = self.labels();
+        GRPC_HANDLED.with_label_values(&[code, method, service, self.ty])
     }
+}
+
+/// `/service/method` as (service, method).
+fn split(path: &str) -> Option<(&str, &str)> {
+    path.strip_prefix('/')?.split_once('/')
 }
 
 /// The status code a header map carries, if any.
@@ -192,7 +203,7 @@ where
             .headers()
             .get(http::header::CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-        let call = grpc.then(|| Call::from_path(req.uri().path())).flatten();
+        let call = grpc.then(|| Call::from_uri(req.uri())).flatten();
         if let Some(c) = &call {
             c.started();
         }
