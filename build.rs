@@ -13,6 +13,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     ];
     println!("cargo:rerun-if-changed=proto");
     let fds = protox::compile(files, ["proto"])?;
+    // The JSON gateway's encoding: protobuf's JSON mapping with etcd's proto field names
+    // (grpc-gateway's OrigName), unknown fields skipped as etcd's gateway skips them.
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    pbjson_build::Builder::new()
+        .register_descriptors(&prost::Message::encode_to_vec(&fds))?
+        .out_dir(&out)
+        .preserve_proto_field_names()
+        .ignore_unknown_fields()
+        .btree_map(["."])
+        .build(&[
+            ".mvccpb",
+            ".authpb",
+            ".etcdserverpb",
+            ".v3lockpb",
+            ".v3electionpb",
+        ])?;
     tonic_prost_build::configure()
         .bytes(".")
         // Maps encode in key order, so equal state encodes to equal bytes on every member

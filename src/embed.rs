@@ -86,6 +86,8 @@ impl Server {
             keepalive_interval: cfg.grpc_keepalive_interval(),
             keepalive_timeout: cfg.grpc_keepalive_timeout(),
             hosts: crate::api::transport::host_check::HostWhitelist::new(&cfg.host_whitelist()),
+            gateway: cfg.enable_grpc_gateway,
+            cors: crate::api::transport::cors::Cors::new(&cfg.cors()),
         };
         let serve = tokio::spawn(async move {
             if let Err(e) = crate::api::serve(serve_member, port, options, async move {

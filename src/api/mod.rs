@@ -2,6 +2,7 @@
 //!
 //! - [`v3rpc`]: etcd's gRPC services (KV, Watch, Lease, Cluster, Maintenance) and THE
 //!   error table mapping `server::Error` to etcd's codes and messages.
+//! - [`gateway`]: etcd's JSON gateway (`POST /v3/...`), calling the same services.
 //! - [`etcdhttp`]: etcd's plain HTTP paths (`/health`, `/version`, `/metrics`).
 //! - [`metahttp`]: our product's HTTP paths over `meta` (resource manager, captures).
 //! - [`transport`]: listeners, the connection wrapper that repairs `:authority`, and
@@ -11,6 +12,7 @@
 //! or storage directly.
 
 pub mod etcdhttp;
+pub mod gateway;
 pub mod metahttp;
 pub mod transport;
 pub mod v3rpc;

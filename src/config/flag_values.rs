@@ -80,6 +80,16 @@ impl Config {
             .collect()
     }
 
+    /// `--cors`: the origins plain-HTTP answers allow (`*` allows every origin).
+    pub fn cors(&self) -> Vec<String> {
+        self.flag("cors")
+            .split(',')
+            .map(str::trim)
+            .filter(|o| !o.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
     /// `--grpc-keepalive-interval` (`None`: off).
     pub fn grpc_keepalive_interval(&self) -> Option<Duration> {
         parse_duration(self.flag("grpc-keepalive-interval")).filter(|d| !d.is_zero())

@@ -152,6 +152,11 @@ impl Member {
         self.auth_change(ai, Request::AuthDisable(req), 0).await
     }
 
+    /// Whether auth is on, as this member has applied it (no read barrier).
+    pub fn auth_enabled_now(&self) -> bool {
+        self.state.auth.read().expect("auth lock").is_enabled()
+    }
+
     /// (enabled, auth revision), as of the read barrier.
     pub async fn auth_status(&self) -> Result<(bool, u64)> {
         self.read_barrier().await?;

@@ -660,7 +660,7 @@ fn expected(caller: &str, case: &str) -> &'static str {
         ("anonymous", true) => "Unknown: auth: user name is empty",
         (_, true) => "Unknown: auth: permission denied",
         ("anonymous", false) if case == "watch create" => {
-            "watch canceled: rpc error: code = PermissionDenied desc = etcdserver: permission denied"
+            "watch canceled: rpc error: code = InvalidArgument desc = etcdserver: user name is empty"
         }
         ("anonymous", false) => "InvalidArgument: etcdserver: user name is empty",
         (_, false) if case == "watch create" => {
@@ -784,6 +784,12 @@ async fn auth_denial_matrix() {
             e.refused,
             e.let_through.len(),
             e.let_through
+        );
+        // what it refuses, it refuses with the errors expected here
+        assert!(
+            e.wrong_error.is_empty(),
+            "etcd's errors: {:#?}",
+            e.wrong_error
         );
     }
     assert!(

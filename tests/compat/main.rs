@@ -22,6 +22,7 @@ mod client;
 mod cluster;
 mod ctl;
 mod edge;
+mod gateway;
 mod hash;
 mod lease;
 mod lock;

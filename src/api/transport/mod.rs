@@ -2,6 +2,7 @@
 //! listener (HTTP/2 for gRPC, HTTP/1.1 for the plain paths), graceful shutdown.
 
 pub mod authority;
+pub mod cors;
 mod grpc_metrics;
 pub mod host_check;
 mod not_found;
@@ -23,10 +24,10 @@ use crate::server::Member;
 pub fn routes(
     member: Arc<Member>,
     meta: Arc<metahttp::MetaHttp>,
-    hosts: &host_check::HostWhitelist,
+    options: &ServeOptions,
 ) -> Routes {
     let router = not_found::grpc_only(v3rpc::services(&member).into_axum_router())
-        .merge(http_routes(member, meta, hosts));
+        .merge(http_routes(member, meta, options));
     with_not_found(Routes::from(router))
 }
 
@@ -35,13 +36,18 @@ fn with_not_found(routes: Routes) -> Routes {
     Routes::from(routes.into_axum_router().fallback(not_found::fallback))
 }
 
-/// The HTTP-only routes (etcd's `--listen-client-http-urls`), behind the Host check.
+/// The HTTP-only routes (etcd's `--listen-client-http-urls`), behind the Host check and
+/// with CORS: the JSON gateway too unless `--enable-grpc-gateway=false`.
 fn http_routes(
     member: Arc<Member>,
     meta: Arc<metahttp::MetaHttp>,
-    hosts: &host_check::HostWhitelist,
+    options: &ServeOptions,
 ) -> axum::Router {
-    hosts.guard(etcdhttp::router(member).merge(metahttp::router(meta)))
+    let mut router = etcdhttp::router(member.clone()).merge(metahttp::router(meta));
+    if options.gateway {
+        router = router.merge(super::gateway::router(member));
+    }
+    options.hosts.guard(options.cors.guard(router))
 }
 
 /// What each group of listeners serves.
@@ -69,6 +75,10 @@ pub struct ServeOptions {
     pub keepalive_timeout: Option<std::time::Duration>,
     /// `--host-whitelist`: the Host names plain-HTTP requests may name.
     pub hosts: host_check::HostWhitelist,
+    /// `--enable-grpc-gateway`: serve the JSON gateway (`/v3/...`).
+    pub gateway: bool,
+    /// `--cors`: the origins plain-HTTP answers allow.
+    pub cors: cors::Cors,
 }
 
 /// Serve the client port until `shutdown` resolves.
@@ -113,12 +123,12 @@ pub async fn serve(
                     not_found::grpc_only(v3rpc::services(&member).into_axum_router()),
                 )),
                 Serves::Client { grpc_only: false } => {
-                    routes(member.clone(), shared.clone(), &options.hosts)
+                    routes(member.clone(), shared.clone(), &options)
                 }
                 Serves::Http => with_not_found(Routes::from(http_routes(
                     member.clone(),
                     shared.clone(),
-                    &options.hosts,
+                    &options,
                 ))),
                 Serves::Metrics => {
                     with_not_found(Routes::from(etcdhttp::metrics_router(member.clone())))

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
 use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -46,44 +47,9 @@ impl Lease for LeaseService {
         req: Request<Streaming<LeaseKeepAliveRequest>>,
     ) -> Result<Response<BoxStream<LeaseKeepAliveResponse>>, Status> {
         let require_leader = super::requires_leader(req.metadata());
-        let mut inbound = req.into_inner();
-        let (tx, rx) = mpsc::channel(64);
-        let member = self.member.clone();
-        tokio::spawn(async move {
-            loop {
-                let r = match inbound.message().await {
-                    Ok(Some(r)) => r,
-                    // the client closed its side: etcd ends the stream once answered
-                    Ok(None) => return,
-                    // etcd ends the stream with the read error (INTERNAL for a message
-                    // that does not decode), not with OK
-                    Err(status) => {
-                        let _ = tx.send(Err(super::recv_error::as_etcd(status))).await;
-                        return;
-                    }
-                };
-                let ttl = match member.lease_renew(r.id).await {
-                    Ok(ttl) => ttl,
-                    Err(Error::LeaseNotFound) => 0,
-                    Err(e) => {
-                        let _ = tx.send(Err(Status::from(e))).await;
-                        return;
-                    }
-                };
-                let mut resp = LeaseKeepAliveResponse {
-                    header: None,
-                    id: r.id,
-                    ttl,
-                };
-                fill(&member, &mut resp.header);
-                if tx.send(Ok(resp)).await.is_err() {
-                    return;
-                }
-            }
-        });
-        Ok(Response::new(super::until_stopped(
-            &self.member,
-            rx,
+        Ok(Response::new(keep_alive(
+            self.member.clone(),
+            req.into_inner(),
             require_leader,
         )))
     }
@@ -136,4 +102,52 @@ impl Lease for LeaseService {
         fill(&self.member, &mut resp.header);
         Ok(Response::new(resp))
     }
+}
+
+/// Serve one keep-alive stream: requests from `inbound` (gRPC's stream, or the JSON
+/// gateway's decoded body), an answer per request in the returned stream.
+pub fn keep_alive<S>(
+    member: Arc<Member>,
+    mut inbound: S,
+    require_leader: bool,
+) -> BoxStream<LeaseKeepAliveResponse>
+where
+    S: Stream<Item = Result<LeaseKeepAliveRequest, Status>> + Send + Unpin + 'static,
+{
+    let (tx, rx) = mpsc::channel(64);
+    let renewing = member.clone();
+    tokio::spawn(async move {
+        let member = renewing;
+        loop {
+            let r = match inbound.next().await {
+                Some(Ok(r)) => r,
+                // the client closed its side: etcd ends the stream once answered
+                None => return,
+                // etcd ends the stream with the read error (INTERNAL for a message that
+                // does not decode), not with OK
+                Some(Err(status)) => {
+                    let _ = tx.send(Err(super::recv_error::as_etcd(status))).await;
+                    return;
+                }
+            };
+            let ttl = match member.lease_renew(r.id).await {
+                Ok(ttl) => ttl,
+                Err(Error::LeaseNotFound) => 0,
+                Err(e) => {
+                    let _ = tx.send(Err(Status::from(e))).await;
+                    return;
+                }
+            };
+            let mut resp = LeaseKeepAliveResponse {
+                header: None,
+                id: r.id,
+                ttl,
+            };
+            fill(&member, &mut resp.header);
+            if tx.send(Ok(resp)).await.is_err() {
+                return;
+            }
+        }
+    });
+    super::until_stopped(&member, rx, require_leader)
 }

@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use futures::{Stream, StreamExt};
 use prost::Message;
 use tokio::sync::mpsc;
 use tonic::codegen::BoxStream;
@@ -40,19 +41,42 @@ impl Watch for WatchService {
         &self,
         req: Request<Streaming<WatchRequest>>,
     ) -> Result<Response<BoxStream<WatchResponse>>, Status> {
-        let require_leader = super::requires_leader(req.metadata());
-        let (out, rx) = mpsc::channel(OUT_QUEUE);
-        let token = super::auth::token(&req);
-        let (mut stream, notices) = WatchStream::new(self.member.clone(), out);
-        stream.token = token;
-        stream.cert_cn = super::auth::cert_cn(&req);
-        tokio::spawn(stream.run(req.into_inner(), notices));
-        Ok(Response::new(super::until_stopped(
-            &self.member,
-            rx,
-            require_leader,
+        let opened = Opened {
+            token: super::auth::token(&req),
+            cert_cn: super::auth::cert_cn(&req),
+            require_leader: super::requires_leader(req.metadata()),
+        };
+        Ok(Response::new(serve(
+            self.member.clone(),
+            opened,
+            req.into_inner(),
         )))
     }
+}
+
+/// What a watch stream was opened with, whatever its transport.
+#[derive(Debug, Default)]
+pub struct Opened {
+    /// The caller's token: each create is checked for its user.
+    pub token: Option<String>,
+    /// The client certificate's common name, the user when no token came.
+    pub cert_cn: Option<String>,
+    /// etcd's `hasleader` metadata: end the stream once the member has no leader.
+    pub require_leader: bool,
+}
+
+/// Serve one watch stream: requests from `inbound` (gRPC's stream, or the JSON gateway's
+/// decoded body), responses in the returned stream.
+pub fn serve<S>(member: Arc<Member>, opened: Opened, inbound: S) -> BoxStream<WatchResponse>
+where
+    S: Stream<Item = Result<WatchRequest, Status>> + Send + Unpin + 'static,
+{
+    let (out, rx) = mpsc::channel(OUT_QUEUE);
+    let (mut stream, notices) = WatchStream::new(member.clone(), out);
+    stream.token = opened.token;
+    stream.cert_cn = opened.cert_cn;
+    tokio::spawn(stream.run(inbound, notices));
+    super::until_stopped(&member, rx, opened.require_leader)
 }
 
 /// What the stream keeps per watcher.
@@ -104,28 +128,27 @@ impl WatchStream {
 
 impl WatchStream {
     /// Serve one stream until the client goes away; then drop its watchers.
-    async fn run(
-        mut self,
-        mut inbound: Streaming<WatchRequest>,
-        mut notices: mpsc::Receiver<Notice>,
-    ) {
+    async fn run<S>(mut self, mut inbound: S, mut notices: mpsc::Receiver<Notice>)
+    where
+        S: Stream<Item = Result<WatchRequest, Status>> + Send + Unpin,
+    {
         let s = &mut self;
         let mut progress = tokio::time::interval(s.member.progress_notify_interval());
         progress.tick().await;
         let mut reading = true;
         loop {
             let ok = tokio::select! {
-                req = inbound.message(), if reading => match req {
-                    Ok(Some(r)) => s.handle_request(r).await,
+                req = inbound.next(), if reading => match req {
+                    Some(Ok(r)) => s.handle_request(r).await,
                     // A client that closed its sending side still gets its events, as
                     // from etcd; the stream ends when the client goes away (`out` closes).
-                    Ok(None) => {
+                    None => {
                         reading = false;
                         true
                     }
                     // etcd ends the stream with the read error (INTERNAL for a message
                     // that does not decode), never with OK.
-                    Err(status) => {
+                    Some(Err(status)) => {
                         let _ = s.out.send(Err(super::recv_error::as_etcd(status))).await;
                         false
                     }
@@ -194,24 +217,10 @@ impl WatchStream {
             return self.refuse_create(EMPTY_RANGE).await;
         }
         // etcd's isWatchPermitted: read permission on the range (a "\0" end is from the
-        // key on), for the stream's token; refused as created and cancelled.
-        if !self.watch_permitted(&key, &c.range_end) {
-            let rev = self.member.current_revision();
-            return self
-                .send(WatchResponse {
-                    header: self.header(rev),
-                    watch_id: c.watch_id,
-                    created: true,
-                    canceled: true,
-                    // etcd puts the Go text of its gRPC error here
-                    cancel_reason: format!(
-                        "rpc error: code = PermissionDenied desc = {}{}",
-                        crate::rpctypes::PREFIX,
-                        crate::rpctypes::PERMISSION_DENIED
-                    ),
-                    ..Default::default()
-                })
-                .await;
+        // key on), for the stream's token; refused as created and cancelled, with no
+        // watcher (id -1) and the Go text of etcd's gRPC error as the reason.
+        if let Err(reason) = self.watch_permitted(&key, &c.range_end) {
+            return self.refuse_create(&reason).await;
         }
         let range = KeyRange::new(key, c.range_end.clone());
         let watch_id = if c.watch_id == 0 {
@@ -261,17 +270,29 @@ impl WatchStream {
         .await
     }
 
-    fn watch_permitted(&self, key: &[u8], range_end: &[u8]) -> bool {
-        match self
+    fn watch_permitted(&self, key: &[u8], range_end: &[u8]) -> Result<(), String> {
+        let checked = self
             .member
             .auth_info(self.token.as_deref(), self.cert_cn.as_deref())
-        {
-            Ok(ai) => self
-                .member
-                .check_range(&ai.unwrap_or_default(), key, range_end)
-                .is_ok(),
-            Err(_) => false,
-        }
+            .and_then(|ai| {
+                self.member
+                    .check_range(&ai.unwrap_or_default(), key, range_end)
+            });
+        checked.map_err(|e| {
+            use crate::auth::Error as A;
+            use crate::rpctypes as rt;
+            let (code, text) = match e {
+                crate::server::Error::Auth(A::InvalidAuthToken) => {
+                    ("Unauthenticated", rt::INVALID_AUTH_TOKEN)
+                }
+                crate::server::Error::Auth(A::AuthOldRevision) => {
+                    ("InvalidArgument", rt::AUTH_OLD_REVISION)
+                }
+                crate::server::Error::Auth(A::UserEmpty) => ("InvalidArgument", rt::USER_EMPTY),
+                _ => ("PermissionDenied", rt::PERMISSION_DENIED),
+            };
+            format!("rpc error: code = {code} desc = {}{text}", rt::PREFIX)
+        })
     }
 
     /// A create refused with `reason`: created and cancelled at once, no watcher.

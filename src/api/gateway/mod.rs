@@ -1,0 +1,324 @@
+//! etcd's JSON gateway on the client port (etcd: grpc-gateway, registered by
+//! embed/serve.go): every v3 RPC as `POST /v3/<path>` (and `/v3beta/<path>`, which etcd
+//! 3.4 still serves) with a JSON body, answered in JSON (json.rs); streaming calls read and
+//! write one JSON message after another (stream.rs).
+//!
+//! Each path calls the same service implementation the gRPC transport does (api::v3rpc),
+//! with the metadata grpc-gateway forwards: the `Authorization` header (the auth token)
+//! and every `Grpc-Metadata-<key>` header as `<key>`.
+
+mod json;
+mod stream;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use axum::Router;
+use futures::StreamExt;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::codegen::BoxStream;
+use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
+use tonic::Status;
+
+use super::v3rpc::{
+    auth::AuthService, cluster::ClusterService, election::ElectionService, kv::KvService,
+    lease::LeaseService, lock::LockService, maintenance::MaintenanceService,
+};
+use crate::proto::etcdserverpb::auth_server::Auth as _;
+use crate::proto::etcdserverpb::cluster_server::Cluster as _;
+use crate::proto::etcdserverpb::kv_server::Kv as _;
+use crate::proto::etcdserverpb::lease_server::Lease as _;
+use crate::proto::etcdserverpb::maintenance_server::Maintenance as _;
+use crate::proto::etcdserverpb::{LeaseKeepAliveRequest, WatchRequest};
+use crate::proto::v3electionpb::election_server::Election as _;
+use crate::proto::v3lockpb::lock_server::Lock as _;
+use crate::server::Member;
+
+/// The path prefixes the gateway answers under.
+const PREFIXES: [&str; 2] = ["/v3", "/v3beta"];
+
+/// etcd 3.4's words when a TLS client with a certificate calls the gateway while auth is
+/// on: the gateway would call as itself, so the certificate's name cannot be the user.
+const CN_IGNORED: &str =
+    "CommonName of client sending a request against gateway will be ignored and not used as expected";
+
+type Routes = Router<Arc<Member>>;
+
+/// Every gateway path, for the member.
+pub fn router(member: Arc<Member>) -> Router {
+    let mut r: Routes = Router::new();
+    macro_rules! unary {
+        ($path:literal, $svc:ident, $method:ident) => {
+            r = add_unary(r, $path, |member: Arc<Member>, req| async move {
+                $svc { member }.$method(req).await
+            });
+        };
+    }
+    macro_rules! server_stream {
+        ($path:literal, $svc:ident, $method:ident) => {
+            r = add_server_stream(r, $path, |member: Arc<Member>, req| async move {
+                Ok($svc { member }.$method(req).await?.into_inner())
+            });
+        };
+    }
+    unary!("/kv/range", KvService, range);
+    unary!("/kv/put", KvService, put);
+    unary!("/kv/deleterange", KvService, delete_range);
+    unary!("/kv/txn", KvService, txn);
+    unary!("/kv/compaction", KvService, compact);
+    r = add(r, "/watch", watch);
+    unary!("/lease/grant", LeaseService, lease_grant);
+    unary!("/lease/revoke", LeaseService, lease_revoke);
+    unary!("/kv/lease/revoke", LeaseService, lease_revoke);
+    r = add(r, "/lease/keepalive", keep_alive);
+    unary!("/lease/timetolive", LeaseService, lease_time_to_live);
+    unary!("/kv/lease/timetolive", LeaseService, lease_time_to_live);
+    unary!("/lease/leases", LeaseService, lease_leases);
+    unary!("/kv/lease/leases", LeaseService, lease_leases);
+    unary!("/cluster/member/add", ClusterService, member_add);
+    unary!("/cluster/member/remove", ClusterService, member_remove);
+    unary!("/cluster/member/update", ClusterService, member_update);
+    unary!("/cluster/member/list", ClusterService, member_list);
+    unary!("/cluster/member/promote", ClusterService, member_promote);
+    unary!("/maintenance/alarm", MaintenanceService, alarm);
+    unary!("/maintenance/status", MaintenanceService, status);
+    unary!("/maintenance/defragment", MaintenanceService, defragment);
+    // HashKV shares Hash's path in etcd's proto; the gateway serves the first: Hash.
+    unary!("/maintenance/hash", MaintenanceService, hash);
+    server_stream!("/maintenance/snapshot", MaintenanceService, snapshot);
+    unary!(
+        "/maintenance/transfer-leadership",
+        MaintenanceService,
+        move_leader
+    );
+    unary!("/maintenance/downgrade", MaintenanceService, downgrade);
+    unary!("/auth/enable", AuthService, auth_enable);
+    unary!("/auth/disable", AuthService, auth_disable);
+    unary!("/auth/status", AuthService, auth_status);
+    unary!("/auth/authenticate", AuthService, authenticate);
+    unary!("/auth/user/add", AuthService, user_add);
+    unary!("/auth/user/get", AuthService, user_get);
+    unary!("/auth/user/list", AuthService, user_list);
+    unary!("/auth/user/delete", AuthService, user_delete);
+    unary!("/auth/user/changepw", AuthService, user_change_password);
+    unary!("/auth/user/grant", AuthService, user_grant_role);
+    unary!("/auth/user/revoke", AuthService, user_revoke_role);
+    unary!("/auth/role/add", AuthService, role_add);
+    unary!("/auth/role/get", AuthService, role_get);
+    unary!("/auth/role/list", AuthService, role_list);
+    unary!("/auth/role/delete", AuthService, role_delete);
+    unary!("/auth/role/grant", AuthService, role_grant_permission);
+    unary!("/auth/role/revoke", AuthService, role_revoke_permission);
+    unary!("/lock/lock", LockService, lock);
+    unary!("/lock/unlock", LockService, unlock);
+    unary!("/election/campaign", ElectionService, campaign);
+    unary!("/election/proclaim", ElectionService, proclaim);
+    unary!("/election/leader", ElectionService, leader);
+    server_stream!("/election/observe", ElectionService, observe);
+    unary!("/election/resign", ElectionService, resign);
+    for prefix in PREFIXES {
+        r = r.route(&format!("{prefix}/{{*rest}}"), any(not_found));
+    }
+    r.with_state(member)
+}
+
+/// Register `handler` under every prefix.
+fn add<H, T>(mut r: Routes, path: &str, handler: H) -> Routes
+where
+    H: axum::handler::Handler<T, Arc<Member>>,
+    T: 'static,
+{
+    for prefix in PREFIXES {
+        r = r.route(&format!("{prefix}{path}"), any(handler.clone()));
+    }
+    r
+}
+
+fn add_unary<Req, Resp, F, Fut>(r: Routes, path: &str, call: F) -> Routes
+where
+    Req: DeserializeOwned + Default + prost::Message + Send + 'static,
+    Resp: Serialize + Send + 'static,
+    F: Fn(Arc<Member>, tonic::Request<Req>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<tonic::Response<Resp>, Status>> + Send + 'static,
+{
+    add(
+        r,
+        path,
+        move |State(member): State<Arc<Member>>, req: Request| async move {
+            let (metadata, msg) = match accept::<Req>(&member, req).await {
+                Ok(accepted) => accepted,
+                Err(resp) => return *resp,
+            };
+            let req = tonic::Request::from_parts(metadata, Default::default(), msg);
+            match call(member, req).await {
+                Ok(resp) => json::message(resp.get_ref()),
+                Err(status) => json::error(&status),
+            }
+        },
+    )
+}
+
+fn add_server_stream<Req, Resp, F, Fut>(r: Routes, path: &str, call: F) -> Routes
+where
+    Req: DeserializeOwned + Default + prost::Message + Send + 'static,
+    Resp: Serialize + Send + 'static,
+    F: Fn(Arc<Member>, tonic::Request<Req>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<BoxStream<Resp>, Status>> + Send + 'static,
+{
+    add(
+        r,
+        path,
+        move |State(member): State<Arc<Member>>, req: Request| async move {
+            let (metadata, msg) = match accept::<Req>(&member, req).await {
+                Ok(accepted) => accepted,
+                Err(resp) => return *resp,
+            };
+            let req = tonic::Request::from_parts(metadata, Default::default(), msg);
+            match call(member, req).await {
+                Ok(answers) => stream::respond(answers).await,
+                Err(status) => json::error(&status),
+            }
+        },
+    )
+}
+
+/// `POST /v3/watch`: a watch stream over the request body.
+async fn watch(State(member): State<Arc<Member>>, req: Request) -> Response {
+    let (metadata, body) = match open_stream(&member, req) {
+        Ok(opened) => opened,
+        Err(resp) => return *resp,
+    };
+    let inbound = match stream::inbound::<WatchRequest>(body, request_limit(&member)).await {
+        Ok(inbound) => inbound,
+        Err(status) => return json::error(&status),
+    };
+    let opened = super::v3rpc::watch::Opened {
+        token: super::v3rpc::auth::token_of(&metadata),
+        cert_cn: None,
+        require_leader: super::v3rpc::requires_leader(&metadata),
+    };
+    stream::respond(super::v3rpc::watch::serve(member, opened, inbound)).await
+}
+
+/// `POST /v3/lease/keepalive`: a keep-alive stream over the request body.
+async fn keep_alive(State(member): State<Arc<Member>>, req: Request) -> Response {
+    let (metadata, body) = match open_stream(&member, req) {
+        Ok(opened) => opened,
+        Err(resp) => return *resp,
+    };
+    let inbound = match stream::inbound::<LeaseKeepAliveRequest>(body, request_limit(&member)).await
+    {
+        Ok(inbound) => inbound,
+        Err(status) => return json::error(&status),
+    };
+    let require_leader = super::v3rpc::requires_leader(&metadata);
+    let answers = super::v3rpc::lease::keep_alive(member, inbound, require_leader);
+    stream::respond(answers.boxed()).await
+}
+
+/// The checks before a unary or server-streaming call, its metadata and its message.
+async fn accept<Req>(member: &Member, req: Request) -> Result<(MetadataMap, Req), Box<Response>>
+where
+    Req: DeserializeOwned + Default + prost::Message,
+{
+    let (metadata, body) = open_stream(member, req)?;
+    let limit = request_limit(member);
+    // JSON is longer than the message it encodes (base64 by a third); the message itself
+    // is then held to gRPC's limit, as etcd's gateway's call is.
+    let too_large = |found: usize| {
+        Box::new(json::error(&Status::resource_exhausted(format!(
+            "grpc: received message larger than max ({found} vs. {limit})"
+        ))))
+    };
+    let json_limit = limit.saturating_mul(2);
+    let body = axum::body::to_bytes(body, json_limit)
+        .await
+        .map_err(|_| too_large(json_limit + 1))?;
+    let msg = json::decode::<Req>(&body).map_err(|status| Box::new(json::error(&status)))?;
+    let len = msg.encoded_len();
+    if len > limit {
+        return Err(too_large(len));
+    }
+    Ok((metadata, msg))
+}
+
+/// The checks every gateway call passes first: POST only, etcd 3.4's refusal of client
+/// certificates under auth, the required leader; then the call's metadata.
+fn open_stream(member: &Member, req: Request) -> Result<(MetadataMap, Body), Box<Response>> {
+    if req.method() != Method::POST {
+        return Err(Box::new(plain(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Method Not Allowed",
+        )));
+    }
+    let cn = req
+        .extensions()
+        .get::<super::transport::ClientInfo>()
+        .and_then(|c| c.common_name.as_ref())
+        .is_some_and(|cn| !cn.is_empty());
+    if cn && member.auth_enabled_now() {
+        return Err(Box::new(plain(StatusCode::BAD_REQUEST, CN_IGNORED)));
+    }
+    let (parts, body) = req.into_parts();
+    let metadata = forwarded(&parts.headers);
+    if super::v3rpc::requires_leader(&metadata) && !member.has_leader() {
+        return Err(Box::new(json::error(
+            &crate::server::Error::NoLeader.into(),
+        )));
+    }
+    Ok((metadata, body))
+}
+
+/// The gRPC metadata grpc-gateway makes of a request's headers (its
+/// DefaultHeaderMatcher): `Authorization`, and `Grpc-Metadata-<key>` as `<key>`.
+fn forwarded(headers: &axum::http::HeaderMap) -> MetadataMap {
+    let mut md = MetadataMap::new();
+    for (name, value) in headers {
+        let key = if name == header::AUTHORIZATION {
+            "authorization"
+        } else if let Some(key) = name.as_str().strip_prefix("grpc-metadata-") {
+            key
+        } else {
+            continue;
+        };
+        let (Ok(key), Ok(value)) = (
+            MetadataKey::from_bytes(key.as_bytes()),
+            MetadataValue::try_from(value.as_bytes()),
+        ) else {
+            continue;
+        };
+        md.append(key, value);
+    }
+    md
+}
+
+fn request_limit(member: &Member) -> usize {
+    member.settings.max_request_bytes as usize + super::v3rpc::GRPC_OVERHEAD_BYTES
+}
+
+/// An unknown path under a gateway prefix: grpc-gateway's `Not Found`.
+async fn not_found(req: Request) -> Response {
+    let _ = req;
+    plain(StatusCode::NOT_FOUND, "Not Found")
+}
+
+/// A plain-text answer as Go's http.Error writes it.
+fn plain(status: StatusCode, text: &str) -> Response {
+    let mut resp = (status, format!("{text}\n")).into_response();
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    resp
+}
