@@ -81,6 +81,7 @@ impl Server {
         );
         let (stop, stopped) = oneshot::channel::<()>();
         let serve_member = member.clone();
+        crate::metrics::set_level(cfg.flag("metrics"));
         let options = crate::api::ServeOptions {
             max_concurrent_streams: cfg.max_concurrent_streams,
             keepalive_interval: cfg.grpc_keepalive_interval(),

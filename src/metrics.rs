@@ -7,11 +7,12 @@
 //! member when it is scraped ([`gauges`]). A leaf: imports nothing of the crate, so every
 //! layer may count.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::LazyLock;
 
 use prometheus::{
-    exponential_buckets, Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    exponential_buckets, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter,
+    IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// The registry `/metrics` exports (with the process collector on Linux).
@@ -62,6 +63,15 @@ fn histogram(name: &str, help: &str, start: f64, count: usize) -> Histogram {
     let opts = HistogramOpts::new(name, help)
         .buckets(exponential_buckets(start, 2.0, count).expect("valid buckets"));
     let h = Histogram::with_opts(opts).expect("a valid histogram");
+    REGISTRY
+        .register(Box::new(h.clone()))
+        .expect("registered once");
+    h
+}
+
+fn histogram_vec(name: &str, help: &str, buckets: Vec<f64>, labels: &[&str]) -> HistogramVec {
+    let opts = HistogramOpts::new(name, help).buckets(buckets);
+    let h = HistogramVec::new(opts, labels).expect("a valid histogram");
     REGISTRY
         .register(Box::new(h.clone()))
         .expect("registered once");
@@ -188,6 +198,110 @@ pub static GRPC_HANDLED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+/// Bytes of raft messages (appends, votes, snapshot chunks) sent to each peer, by its id
+/// in hex, as etcd's rafthttp counts them.
+pub static PEER_SENT_BYTES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "etcd_network_peer_sent_bytes_total",
+        "The total number of bytes sent to peers.",
+        &["To"],
+    )
+});
+
+pub static PEER_RECEIVED_BYTES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "etcd_network_peer_received_bytes_total",
+        "The total number of bytes received from peers.",
+        &["From"],
+    )
+});
+
+pub static PEER_SENT_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "etcd_network_peer_sent_failures_total",
+        "The total number of send failures from peers.",
+        &["To"],
+    )
+});
+
+pub static PEER_RECEIVED_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "etcd_network_peer_received_failures_total",
+        "The total number of receive failures from peers.",
+        &["From"],
+    )
+});
+
+/// The round trip of each heartbeat to a peer (etcd times a probe every 5 s; here every
+/// heartbeat is one).
+pub static PEER_ROUND_TRIP_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    histogram_vec(
+        "etcd_network_peer_round_trip_time_seconds",
+        "Round-Trip-Time histogram between peers",
+        exponential_buckets(0.0001, 2.0, 16).expect("valid buckets"),
+        &["To"],
+    )
+});
+
+pub static SNAPSHOT_SEND_SUCCESS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "etcd_network_snapshot_send_success",
+        "Total number of successful snapshot sends",
+        &["To"],
+    )
+});
+
+pub static SNAPSHOT_SEND_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "etcd_network_snapshot_send_failures",
+        "Total number of snapshot send failures",
+        &["To"],
+    )
+});
+
+pub static SNAPSHOT_RECEIVE_SUCCESS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "etcd_network_snapshot_receive_success",
+        "Total number of successful snapshot receives",
+        &["From"],
+    )
+});
+
+pub static SNAPSHOT_RECEIVE_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "etcd_network_snapshot_receive_failures",
+        "Total number of snapshot receive failures",
+        &["From"],
+    )
+});
+
+/// `--metrics extensive`: go-grpc-prometheus' handling-time histogram, exported only then.
+static EXTENSIVE: AtomicBool = AtomicBool::new(false);
+
+pub static GRPC_HANDLING_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    histogram_vec(
+        "grpc_server_handling_seconds",
+        "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.",
+        // prometheus.DefBuckets
+        vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
+        &["grpc_method", "grpc_service", "grpc_type"],
+    )
+});
+
+/// `--metrics`: `extensive` adds the gRPC handling-time histogram to `basic`.
+pub fn set_level(level: &str) {
+    let extensive = level == "extensive";
+    EXTENSIVE.store(extensive, Ordering::Relaxed);
+    if extensive {
+        LazyLock::force(&GRPC_HANDLING_SECONDS);
+    }
+}
+
+/// Whether `--metrics extensive` is on.
+pub fn extensive() -> bool {
+    EXTENSIVE.load(Ordering::Relaxed)
+}
+
 /// Make every metric exist, so that a scrape lists each one from the start (etcd's are
 /// registered at init).
 pub fn init() {
@@ -241,6 +355,19 @@ pub fn init() {
     }
     LazyLock::force(&GRPC_STARTED);
     LazyLock::force(&GRPC_HANDLED);
+    for v in [
+        &PEER_SENT_BYTES,
+        &PEER_RECEIVED_BYTES,
+        &PEER_SENT_FAILURES,
+        &PEER_RECEIVED_FAILURES,
+        &SNAPSHOT_SEND_SUCCESS,
+        &SNAPSHOT_SEND_FAILURES,
+        &SNAPSHOT_RECEIVE_SUCCESS,
+        &SNAPSHOT_RECEIVE_FAILURES,
+    ] {
+        LazyLock::force(v);
+    }
+    LazyLock::force(&PEER_ROUND_TRIP_SECONDS);
 }
 
 /// Every metric in Prometheus' text format.

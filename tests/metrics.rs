@@ -8,7 +8,9 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
+use common::cluster::Cluster;
 use common::{require_etcd, Kind, Server};
 
 /// Metric name -> type, and series (name with labels) -> value.
@@ -18,9 +20,13 @@ struct Scrape {
 }
 
 fn scrape(s: &Server) -> Scrape {
+    scrape_url(&s.endpoint)
+}
+
+fn scrape_url(endpoint: &str) -> Scrape {
     let out = Command::new("curl")
         .args(["-s", "--max-time", "10"])
-        .arg(format!("{}/metrics", s.endpoint))
+        .arg(format!("{endpoint}/metrics"))
         .output()
         .expect("curl");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -187,4 +193,155 @@ fn metrics_have_etcds_names_and_types_and_move_as_etcds() {
         m1.get("etcd_debugging_mvcc_current_revision") >= 13.0,
         "10 puts, 2 deletes and a revoke"
     );
+}
+
+/// The peer metrics etcd's rafthttp exports (types compared with a 3-member etcd).
+const PEER: &[&str] = &[
+    "etcd_network_peer_sent_bytes_total",
+    "etcd_network_peer_received_bytes_total",
+    "etcd_network_peer_round_trip_time_seconds",
+];
+
+/// Member ids in hex, by member, and the leader's index.
+async fn ids(c: &Cluster) -> (Vec<String>, usize) {
+    let leader = c.leader(Duration::from_secs(20)).await;
+    let mut ids = Vec::new();
+    for m in &c.members {
+        let mut client = m.client().await;
+        let st = client.status().await.expect("status");
+        ids.push(format!("{:x}", st.header().expect("header").member_id()));
+    }
+    (ids, leader)
+}
+
+/// Put `n` keys through member 0.
+async fn puts(c: &Cluster, n: usize) {
+    let mut client = c.members[0].client().await;
+    for i in 0..n {
+        client.put(format!("m{i}"), "v", None).await.expect("put");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_metrics_move_in_a_cluster_and_extensive_times_grpc() {
+    let c = Cluster::start(3, &["--metrics", "extensive"]);
+    let (ids, leader) = ids(&c).await;
+    puts(&c, 20).await;
+    // the leader has sent appends to and heard from each follower, timing heartbeats
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let on_leader = scrape_url(&c.members[leader].endpoint());
+        let followers: Vec<&String> = ids
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != leader)
+            .map(|(_, id)| id)
+            .collect();
+        let moved = followers.iter().all(|id| {
+            on_leader.get(&format!(
+                "etcd_network_peer_sent_bytes_total{{To=\"{id}\"}}"
+            )) > 0.0
+                && on_leader.get(&format!(
+                    "etcd_network_peer_received_bytes_total{{From=\"{id}\"}}"
+                )) > 0.0
+                && on_leader.get(&format!(
+                    "etcd_network_peer_round_trip_time_seconds_count{{To=\"{id}\"}}"
+                )) > 0.0
+        });
+        let follower = (leader + 1) % 3;
+        let on_follower = scrape_url(&c.members[follower].endpoint());
+        let heard = on_follower.get(&format!(
+            "etcd_network_peer_received_bytes_total{{From=\"{}\"}}",
+            ids[leader]
+        )) > 1000.0;
+        if moved && heard {
+            for name in PEER {
+                assert!(on_leader.types.contains_key(*name), "{name}");
+            }
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "peer metrics did not move: {:?}",
+            on_leader
+                .values
+                .keys()
+                .filter(|k| k.starts_with("etcd_network"))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // --metrics extensive: every put through member 0 timed
+    let m0 = scrape_url(&c.members[0].endpoint());
+    assert_eq!(
+        m0.types
+            .get("grpc_server_handling_seconds")
+            .map(String::as_str),
+        Some("histogram")
+    );
+    let timed = m0.get("grpc_server_handling_seconds_count{grpc_method=\"Put\",grpc_service=\"etcdserverpb.KV\",grpc_type=\"unary\"}");
+    assert!(timed >= 20.0, "{timed} puts timed");
+    // basic (the default) has no handling-time histogram, as etcd's
+    let basic = Server::start(Kind::Metastore, &[]);
+    assert!(!scrape(&basic)
+        .types
+        .contains_key("grpc_server_handling_seconds"));
+}
+
+/// The peer metrics have etcd's types in a 3-member etcd cluster too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_metrics_have_etcds_types() {
+    let Some(bin) = common::etcd_bin() else {
+        return;
+    };
+    let etcd = Cluster::start_bin(3, &["--metrics", "extensive"], bin);
+    let ms = Cluster::start(3, &["--metrics", "extensive"]);
+    puts(&etcd, 5).await;
+    puts(&ms, 5).await;
+    // the leaders: metastore times the round trip of the leader's heartbeats
+    let (le, lm) = (
+        etcd.leader(Duration::from_secs(20)).await,
+        ms.leader(Duration::from_secs(20)).await,
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (e, m) = (
+            scrape_url(&etcd.members[le].endpoint()),
+            scrape_url(&ms.members[lm].endpoint()),
+        );
+        let both = PEER
+            .iter()
+            .chain(["grpc_server_handling_seconds"].iter())
+            .all(|n| e.types.contains_key(*n) && m.types.contains_key(*n));
+        if both {
+            for n in PEER.iter().chain(["grpc_server_handling_seconds"].iter()) {
+                assert_eq!(e.types[*n], m.types[*n], "type of {n}");
+            }
+            let ours: Vec<&String> = m
+                .types
+                .keys()
+                .filter(|k| k.starts_with("etcd_network"))
+                .collect();
+            let theirs: Vec<&String> = e
+                .types
+                .keys()
+                .filter(|k| k.starts_with("etcd_network"))
+                .collect();
+            eprintln!("network metrics: etcd {theirs:?}; metastore {ours:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "peer metrics missing: etcd {:?}, metastore {:?}",
+            e.types
+                .keys()
+                .filter(|k| k.starts_with("etcd_network"))
+                .collect::<Vec<_>>(),
+            m.types
+                .keys()
+                .filter(|k| k.starts_with("etcd_network"))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -193,7 +193,7 @@ pub const ETCD_FLAGS: &[Flag] = &[
     sample(row("auth-token-ttl", Uint, "300", Serves("seconds a simple token lives without use")), "600"),
     // --- profiling and monitoring
     row("enable-pprof", Bool, "false", NoEffect("Go's runtime profiler does not exist in a Rust binary; /debug/pprof is not served")),
-    sample(row("metrics", Str, "basic", NoEffect("/metrics serves a fixed set of gauges; there are no histograms to add")), "extensive"),
+    sample(row("metrics", Str, "basic", Serves("extensive adds the gRPC handling-time histogram (grpc_server_handling_seconds)")), "extensive"),
     sample(row("listen-metrics-urls", List, "", Serves("extra listeners of /metrics, /health, /livez and /readyz")), "http://127.0.0.1:23810"),
     sample(row("listen-client-http-urls", List, "", Serves("HTTP-only client listeners (the client URLs then serve gRPC only)")), "http://127.0.0.1:23820"),
     // --- logging

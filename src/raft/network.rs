@@ -225,6 +225,7 @@ impl Network {
             net: self.clone(),
             target,
             node: node.clone(),
+            label: format!("{target:x}"),
         }
     }
 
@@ -460,6 +461,8 @@ pub struct PeerConnection {
     net: Network,
     target: NodeId,
     node: MemberNode,
+    /// The peer's id in hex: the `To`/`From` label of the peer metrics.
+    label: String,
 }
 
 type RpcErr<E> = RPCError<NodeId, MemberNode, RaftError<NodeId, E>>;
@@ -491,6 +494,27 @@ impl PeerConnection {
 
     fn malformed<E: std::error::Error>(&self, e: msg::Malformed) -> RpcErr<E> {
         self.to_rpc_err(PeerError::Malformed(self.target, e.to_string()))
+    }
+
+    /// Count one exchange with the peer: the request's bytes sent, and the answer's bytes
+    /// received or a send failure.
+    fn count<T: prost::Message>(
+        &self,
+        sent: usize,
+        resp: &Result<tonic::Response<T>, tonic::Status>,
+    ) {
+        let to = [self.label.as_str()];
+        crate::metrics::PEER_SENT_BYTES
+            .with_label_values(&to)
+            .inc_by(sent as u64);
+        match resp {
+            Ok(r) => crate::metrics::PEER_RECEIVED_BYTES
+                .with_label_values(&to)
+                .inc_by(r.get_ref().encoded_len() as u64),
+            Err(_) => crate::metrics::PEER_SENT_FAILURES
+                .with_label_values(&to)
+                .inc(),
+        }
     }
 }
 
@@ -524,14 +548,22 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         encoded.truncate(keep);
         let last_sent = rpc.entries.get(keep.wrapping_sub(1)).map(|e| e.log_id);
         let req = msg::append_to_pb(self.net.header(self.target), &rpc, encoded);
+        let sent = prost::Message::encoded_len(&req);
         let mut client = self.client()?;
         let mut request = tonic::Request::new(req);
         request.set_timeout(option.hard_ttl());
         let heartbeat = rpc.entries.is_empty();
+        let start = std::time::Instant::now();
         let resp = client.append_entries(request).await;
         self.net.activity.answered(self.target, resp.is_ok());
+        self.count(sent, &resp);
         if heartbeat && resp.is_err() {
             crate::metrics::HEARTBEAT_SEND_FAILURES.inc();
+        }
+        if heartbeat && resp.is_ok() {
+            crate::metrics::PEER_ROUND_TRIP_SECONDS
+                .with_label_values(&[self.label.as_str()])
+                .observe(start.elapsed().as_secs_f64());
         }
         let resp = resp.map_err(|s| self.status(s))?.into_inner();
         let resp = msg::append_resp_from_pb(resp).map_err(|e| self.malformed(e))?;
@@ -548,12 +580,25 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse<NodeId>, RpcErr<InstallSnapshotError>> {
+        let done = rpc.done;
         let req = msg::snapshot_to_pb(self.net.header(self.target), rpc);
+        let sent = prost::Message::encoded_len(&req);
         let mut client = self.client()?;
         let mut request = tonic::Request::new(req);
         request.set_timeout(option.hard_ttl());
         let resp = client.install_snapshot(request).await;
         self.net.activity.answered(self.target, resp.is_ok());
+        self.count(sent, &resp);
+        let to = [self.label.as_str()];
+        match &resp {
+            Ok(_) if done => crate::metrics::SNAPSHOT_SEND_SUCCESS
+                .with_label_values(&to)
+                .inc(),
+            Ok(_) => {}
+            Err(_) => crate::metrics::SNAPSHOT_SEND_FAILURES
+                .with_label_values(&to)
+                .inc(),
+        }
         let resp = resp.map_err(|s| self.status(s))?.into_inner();
         match msg::snapshot_resp_from_pb(resp).map_err(|e| self.malformed(e))? {
             Ok(r) => Ok(r),
@@ -571,11 +616,13 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RpcErr<openraft::error::Infallible>> {
         let req = msg::vote_req_to_pb(self.net.header(self.target), &rpc);
+        let sent = prost::Message::encoded_len(&req);
         let mut client = self.client()?;
         let mut request = tonic::Request::new(req);
         request.set_timeout(option.hard_ttl());
         let resp = client.vote(request).await;
         self.net.activity.answered(self.target, resp.is_ok());
+        self.count(sent, &resp);
         let resp = resp.map_err(|s| self.status(s))?.into_inner();
         msg::vote_resp_from_pb(resp).map_err(|e| self.malformed(e))
     }

@@ -138,6 +138,38 @@ impl PeerService {
     }
 }
 
+/// A raft message received from a peer, for the peer metrics: its bytes count as
+/// received from the sender, the answer's as sent to it, a refusal as a receive failure.
+struct Received {
+    label: String,
+}
+
+impl Received {
+    fn of<T: prost::Message>(header: Option<&pb::PeerHeader>, req: &T) -> Received {
+        let label = format!("{:x}", header.map_or(0, |h| h.from));
+        crate::metrics::PEER_RECEIVED_BYTES
+            .with_label_values(&[label.as_str()])
+            .inc_by(req.encoded_len() as u64);
+        Received { label }
+    }
+
+    fn answered<T: prost::Message>(
+        &self,
+        answer: Result<Response<T>, Status>,
+    ) -> Result<Response<T>, Status> {
+        let label = [self.label.as_str()];
+        match &answer {
+            Ok(r) => crate::metrics::PEER_SENT_BYTES
+                .with_label_values(&label)
+                .inc_by(r.get_ref().encoded_len() as u64),
+            Err(_) => crate::metrics::PEER_RECEIVED_FAILURES
+                .with_label_values(&label)
+                .inc(),
+        }
+        answer
+    }
+}
+
 fn malformed(e: msg::Malformed) -> Status {
     Status::invalid_argument(e.to_string())
 }
@@ -153,10 +185,14 @@ impl pb::peer_server::Peer for PeerService {
         req: Request<pb::AppendEntriesRequest>,
     ) -> Result<Response<pb::AppendEntriesResponse>, Status> {
         let req = req.into_inner();
-        self.check(req.header.as_ref())?;
-        let rpc = msg::append_from_pb(req).map_err(malformed)?;
-        let resp = self.raft.append_entries(rpc).await.map_err(raft_failed)?;
-        Ok(Response::new(msg::append_resp_to_pb(&resp)))
+        let from = Received::of(req.header.as_ref(), &req);
+        let answer = async {
+            self.check(req.header.as_ref())?;
+            let rpc = msg::append_from_pb(req).map_err(malformed)?;
+            let resp = self.raft.append_entries(rpc).await.map_err(raft_failed)?;
+            Ok(Response::new(msg::append_resp_to_pb(&resp)))
+        };
+        from.answered(answer.await)
     }
 
     async fn vote(
@@ -164,10 +200,14 @@ impl pb::peer_server::Peer for PeerService {
         req: Request<pb::VoteRequest>,
     ) -> Result<Response<pb::VoteResponse>, Status> {
         let req = req.into_inner();
-        self.check(req.header.as_ref())?;
-        let rpc = msg::vote_req_from_pb(req).map_err(malformed)?;
-        let resp = self.raft.vote(rpc).await.map_err(raft_failed)?;
-        Ok(Response::new(msg::vote_resp_to_pb(&resp)))
+        let from = Received::of(req.header.as_ref(), &req);
+        let answer = async {
+            self.check(req.header.as_ref())?;
+            let rpc = msg::vote_req_from_pb(req).map_err(malformed)?;
+            let resp = self.raft.vote(rpc).await.map_err(raft_failed)?;
+            Ok(Response::new(msg::vote_resp_to_pb(&resp)))
+        };
+        from.answered(answer.await)
     }
 
     async fn install_snapshot(
@@ -175,16 +215,32 @@ impl pb::peer_server::Peer for PeerService {
         req: Request<pb::InstallSnapshotRequest>,
     ) -> Result<Response<pb::InstallSnapshotResponse>, Status> {
         let req = req.into_inner();
-        self.check(req.header.as_ref())?;
-        let rpc = msg::snapshot_from_pb(req).map_err(malformed)?;
-        let resp = match self.raft.install_snapshot(rpc).await {
-            Ok(r) => Ok(r),
-            Err(RaftError::APIError(openraft::error::InstallSnapshotError::SnapshotMismatch(
-                m,
-            ))) => Err(m),
-            Err(RaftError::Fatal(f)) => return Err(raft_failed(f)),
+        let from = Received::of(req.header.as_ref(), &req);
+        let done = req.done;
+        let answer = async {
+            self.check(req.header.as_ref())?;
+            let rpc = msg::snapshot_from_pb(req).map_err(malformed)?;
+            let resp = match self.raft.install_snapshot(rpc).await {
+                Ok(r) => Ok(r),
+                Err(RaftError::APIError(
+                    openraft::error::InstallSnapshotError::SnapshotMismatch(m),
+                )) => Err(m),
+                Err(RaftError::Fatal(f)) => return Err(raft_failed(f)),
+            };
+            Ok(Response::new(msg::snapshot_resp_to_pb(resp)))
         };
-        Ok(Response::new(msg::snapshot_resp_to_pb(resp)))
+        let answer = answer.await;
+        let label = [from.label.as_str()];
+        match &answer {
+            Ok(_) if done => crate::metrics::SNAPSHOT_RECEIVE_SUCCESS
+                .with_label_values(&label)
+                .inc(),
+            Ok(_) => {}
+            Err(_) => crate::metrics::SNAPSHOT_RECEIVE_FAILURES
+                .with_label_values(&label)
+                .inc(),
+        }
+        from.answered(answer)
     }
 
     async fn forward(

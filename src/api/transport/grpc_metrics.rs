@@ -14,7 +14,7 @@ use http::{HeaderMap, Request, Response};
 use http_body::{Body as HttpBody, Frame};
 use prometheus::IntCounter;
 
-use crate::metrics::{GRPC_HANDLED, GRPC_STARTED};
+use crate::metrics::{GRPC_HANDLED, GRPC_HANDLING_SECONDS, GRPC_STARTED};
 
 /// Every method etcd 3.4 registers up front (go-grpc-prometheus InitializeMetrics): its
 /// counters are listed at 0 from the start. Lock and Election are counted once called.
@@ -131,6 +131,8 @@ struct Call {
     /// so counting allocates nothing per call.
     uri: http::Uri,
     ty: &'static str,
+    /// When it started, under `--metrics extensive` (for the handling-time histogram).
+    start: Option<std::time::Instant>,
 }
 
 impl Call {
@@ -139,6 +141,7 @@ impl Call {
         Some(Call {
             ty: kind(service, method),
             uri: uri.clone(),
+            start: crate::metrics::extensive().then(std::time::Instant::now),
         })
     }
 
@@ -153,9 +156,15 @@ impl Call {
             .inc();
     }
 
+    /// The call ended with `code`: count it, and time it under `--metrics extensive`.
     fn handled(&self, code: usize) -> IntCounter {
         let code = CODES.get(code).copied().unwrap_or("Unknown");
         let (service, method) = self.labels();
+        if let Some(start) = self.start {
+            GRPC_HANDLING_SECONDS
+                .with_label_values(&[method, service, self.ty])
+                .observe(start.elapsed().as_secs_f64());
+        }
         GRPC_HANDLED.with_label_values(&[code, method, service, self.ty])
     }
 }
