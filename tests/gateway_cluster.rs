@@ -16,7 +16,15 @@ use common::cluster::Cluster;
 /// POST `body` to `endpoint` + `path`: (HTTP status, body).
 fn post(endpoint: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
     let mut child = Command::new("curl")
-        .args(["-s", "--max-time", "10", "-w", "\n%{http_code}", "-X", "POST"])
+        .args([
+            "-s",
+            "--max-time",
+            "10",
+            "-w",
+            "\n%{http_code}",
+            "-X",
+            "POST",
+        ])
         .args(["--data-binary", "@-"])
         .arg(format!("{endpoint}{path}"))
         .stdin(Stdio::piped())

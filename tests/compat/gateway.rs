@@ -326,10 +326,41 @@ fn put_of(n: usize) -> String {
     format!(r#"{{"key":"Z3cvYmln","value":"{value}"}}"#)
 }
 
+/// The `grpc_server_handled_total` series of a server, with their values.
+fn handled(endpoint: &str) -> std::collections::BTreeMap<String, f64> {
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "10", &format!("{endpoint}/metrics")])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("grpc_server_handled_total{"))
+        .filter_map(|l| {
+            let (series, v) = l.rsplit_once(' ')?;
+            Some((series.to_string(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+/// How each series moved from `before` to `after` (the ones that moved).
+fn moved(
+    before: &std::collections::BTreeMap<String, f64>,
+    after: &std::collections::BTreeMap<String, f64>,
+) -> Vec<String> {
+    after
+        .iter()
+        .filter_map(|(k, v)| {
+            let d = v - before.get(k).copied().unwrap_or(0.0);
+            (d != 0.0).then(|| format!("{k} +{d}"))
+        })
+        .collect()
+}
+
 #[test]
 fn gateway_unary_paths_answer_as_etcds() {
     let Some(pair) = Pair::start(&[]) else { return };
     let mut rep = Report::default();
+    let before = (handled(&pair.etcd.endpoint), handled(&pair.ms.endpoint));
     let mut e = Side::new(&pair.etcd.endpoint);
     let mut m = Side::new(&pair.ms.endpoint);
     for (i, s) in steps().iter().enumerate() {
@@ -375,6 +406,11 @@ fn gateway_unary_paths_answer_as_etcds() {
             "Method Not Allowed\n 405"
         );
     }
+    // each gateway call counted as the gRPC call of its method, as etcd counts them
+    let after = (handled(&pair.etcd.endpoint), handled(&pair.ms.endpoint));
+    let (e, m) = (moved(&before.0, &after.0), moved(&before.1, &after.1));
+    assert!(e.len() > 40, "{e:#?}");
+    assert_eq!(e, m, "grpc_server_handled_total moved otherwise");
     // CORS: every origin by default, and a preflight answered at once
     for side in [&pair.etcd.endpoint, &pair.ms.endpoint] {
         for method in ["OPTIONS", "POST"] {

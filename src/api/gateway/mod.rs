@@ -5,7 +5,8 @@
 //!
 //! Each path calls the same service implementation the gRPC transport does (api::v3rpc),
 //! with the metadata grpc-gateway forwards: the `Authorization` header (the auth token)
-//! and every `Grpc-Metadata-<key>` header as `<key>`.
+//! and every `Grpc-Metadata-<key>` header as `<key>`. Each call counts in
+//! `grpc_server_*` as the gRPC call of its method, as etcd's gateway's calls do.
 
 mod json;
 mod stream;
@@ -19,13 +20,13 @@ use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
-use futures::StreamExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::codegen::BoxStream;
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
-use tonic::Status;
+use tonic::{Code, Status};
 
+use super::transport::GatewayCall;
 use super::v3rpc::{
     auth::AuthService, cluster::ClusterService, election::ElectionService, kv::KvService,
     lease::LeaseService, lock::LockService, maintenance::MaintenanceService,
@@ -54,74 +55,285 @@ type Routes = Router<Arc<Member>>;
 pub fn router(member: Arc<Member>) -> Router {
     let mut r: Routes = Router::new();
     macro_rules! unary {
-        ($path:literal, $svc:ident, $method:ident) => {
-            r = add_unary(r, $path, |member: Arc<Member>, req| async move {
+        ($path:literal, $svc:ident, $method:ident, $grpc:literal) => {
+            r = add_unary(r, $path, $grpc, |member: Arc<Member>, req| async move {
                 $svc { member }.$method(req).await
             });
         };
     }
     macro_rules! server_stream {
-        ($path:literal, $svc:ident, $method:ident) => {
-            r = add_server_stream(r, $path, |member: Arc<Member>, req| async move {
+        ($path:literal, $svc:ident, $method:ident, $grpc:literal) => {
+            r = add_server_stream(r, $path, $grpc, |member: Arc<Member>, req| async move {
                 Ok($svc { member }.$method(req).await?.into_inner())
             });
         };
     }
-    unary!("/kv/range", KvService, range);
-    unary!("/kv/put", KvService, put);
-    unary!("/kv/deleterange", KvService, delete_range);
-    unary!("/kv/txn", KvService, txn);
-    unary!("/kv/compaction", KvService, compact);
+    unary!("/kv/range", KvService, range, "/etcdserverpb.KV/Range");
+    unary!("/kv/put", KvService, put, "/etcdserverpb.KV/Put");
+    unary!(
+        "/kv/deleterange",
+        KvService,
+        delete_range,
+        "/etcdserverpb.KV/DeleteRange"
+    );
+    unary!("/kv/txn", KvService, txn, "/etcdserverpb.KV/Txn");
+    unary!(
+        "/kv/compaction",
+        KvService,
+        compact,
+        "/etcdserverpb.KV/Compact"
+    );
     r = add(r, "/watch", watch);
-    unary!("/lease/grant", LeaseService, lease_grant);
-    unary!("/lease/revoke", LeaseService, lease_revoke);
-    unary!("/kv/lease/revoke", LeaseService, lease_revoke);
+    unary!(
+        "/lease/grant",
+        LeaseService,
+        lease_grant,
+        "/etcdserverpb.Lease/LeaseGrant"
+    );
+    unary!(
+        "/lease/revoke",
+        LeaseService,
+        lease_revoke,
+        "/etcdserverpb.Lease/LeaseRevoke"
+    );
+    unary!(
+        "/kv/lease/revoke",
+        LeaseService,
+        lease_revoke,
+        "/etcdserverpb.Lease/LeaseRevoke"
+    );
     r = add(r, "/lease/keepalive", keep_alive);
-    unary!("/lease/timetolive", LeaseService, lease_time_to_live);
-    unary!("/kv/lease/timetolive", LeaseService, lease_time_to_live);
-    unary!("/lease/leases", LeaseService, lease_leases);
-    unary!("/kv/lease/leases", LeaseService, lease_leases);
-    unary!("/cluster/member/add", ClusterService, member_add);
-    unary!("/cluster/member/remove", ClusterService, member_remove);
-    unary!("/cluster/member/update", ClusterService, member_update);
-    unary!("/cluster/member/list", ClusterService, member_list);
-    unary!("/cluster/member/promote", ClusterService, member_promote);
-    unary!("/maintenance/alarm", MaintenanceService, alarm);
-    unary!("/maintenance/status", MaintenanceService, status);
-    unary!("/maintenance/defragment", MaintenanceService, defragment);
+    unary!(
+        "/lease/timetolive",
+        LeaseService,
+        lease_time_to_live,
+        "/etcdserverpb.Lease/LeaseTimeToLive"
+    );
+    unary!(
+        "/kv/lease/timetolive",
+        LeaseService,
+        lease_time_to_live,
+        "/etcdserverpb.Lease/LeaseTimeToLive"
+    );
+    unary!(
+        "/lease/leases",
+        LeaseService,
+        lease_leases,
+        "/etcdserverpb.Lease/LeaseLeases"
+    );
+    unary!(
+        "/kv/lease/leases",
+        LeaseService,
+        lease_leases,
+        "/etcdserverpb.Lease/LeaseLeases"
+    );
+    unary!(
+        "/cluster/member/add",
+        ClusterService,
+        member_add,
+        "/etcdserverpb.Cluster/MemberAdd"
+    );
+    unary!(
+        "/cluster/member/remove",
+        ClusterService,
+        member_remove,
+        "/etcdserverpb.Cluster/MemberRemove"
+    );
+    unary!(
+        "/cluster/member/update",
+        ClusterService,
+        member_update,
+        "/etcdserverpb.Cluster/MemberUpdate"
+    );
+    unary!(
+        "/cluster/member/list",
+        ClusterService,
+        member_list,
+        "/etcdserverpb.Cluster/MemberList"
+    );
+    unary!(
+        "/cluster/member/promote",
+        ClusterService,
+        member_promote,
+        "/etcdserverpb.Cluster/MemberPromote"
+    );
+    unary!(
+        "/maintenance/alarm",
+        MaintenanceService,
+        alarm,
+        "/etcdserverpb.Maintenance/Alarm"
+    );
+    unary!(
+        "/maintenance/status",
+        MaintenanceService,
+        status,
+        "/etcdserverpb.Maintenance/Status"
+    );
+    unary!(
+        "/maintenance/defragment",
+        MaintenanceService,
+        defragment,
+        "/etcdserverpb.Maintenance/Defragment"
+    );
     // HashKV shares Hash's path in etcd's proto; the gateway serves the first: Hash.
-    unary!("/maintenance/hash", MaintenanceService, hash);
-    server_stream!("/maintenance/snapshot", MaintenanceService, snapshot);
+    unary!(
+        "/maintenance/hash",
+        MaintenanceService,
+        hash,
+        "/etcdserverpb.Maintenance/Hash"
+    );
+    server_stream!(
+        "/maintenance/snapshot",
+        MaintenanceService,
+        snapshot,
+        "/etcdserverpb.Maintenance/Snapshot"
+    );
     unary!(
         "/maintenance/transfer-leadership",
         MaintenanceService,
-        move_leader
+        move_leader,
+        "/etcdserverpb.Maintenance/MoveLeader"
     );
-    unary!("/maintenance/downgrade", MaintenanceService, downgrade);
-    unary!("/auth/enable", AuthService, auth_enable);
-    unary!("/auth/disable", AuthService, auth_disable);
-    unary!("/auth/status", AuthService, auth_status);
-    unary!("/auth/authenticate", AuthService, authenticate);
-    unary!("/auth/user/add", AuthService, user_add);
-    unary!("/auth/user/get", AuthService, user_get);
-    unary!("/auth/user/list", AuthService, user_list);
-    unary!("/auth/user/delete", AuthService, user_delete);
-    unary!("/auth/user/changepw", AuthService, user_change_password);
-    unary!("/auth/user/grant", AuthService, user_grant_role);
-    unary!("/auth/user/revoke", AuthService, user_revoke_role);
-    unary!("/auth/role/add", AuthService, role_add);
-    unary!("/auth/role/get", AuthService, role_get);
-    unary!("/auth/role/list", AuthService, role_list);
-    unary!("/auth/role/delete", AuthService, role_delete);
-    unary!("/auth/role/grant", AuthService, role_grant_permission);
-    unary!("/auth/role/revoke", AuthService, role_revoke_permission);
-    unary!("/lock/lock", LockService, lock);
-    unary!("/lock/unlock", LockService, unlock);
-    unary!("/election/campaign", ElectionService, campaign);
-    unary!("/election/proclaim", ElectionService, proclaim);
-    unary!("/election/leader", ElectionService, leader);
-    server_stream!("/election/observe", ElectionService, observe);
-    unary!("/election/resign", ElectionService, resign);
+    unary!(
+        "/maintenance/downgrade",
+        MaintenanceService,
+        downgrade,
+        "/etcdserverpb.Maintenance/Downgrade"
+    );
+    unary!(
+        "/auth/enable",
+        AuthService,
+        auth_enable,
+        "/etcdserverpb.Auth/AuthEnable"
+    );
+    unary!(
+        "/auth/disable",
+        AuthService,
+        auth_disable,
+        "/etcdserverpb.Auth/AuthDisable"
+    );
+    unary!(
+        "/auth/status",
+        AuthService,
+        auth_status,
+        "/etcdserverpb.Auth/AuthStatus"
+    );
+    unary!(
+        "/auth/authenticate",
+        AuthService,
+        authenticate,
+        "/etcdserverpb.Auth/Authenticate"
+    );
+    unary!(
+        "/auth/user/add",
+        AuthService,
+        user_add,
+        "/etcdserverpb.Auth/UserAdd"
+    );
+    unary!(
+        "/auth/user/get",
+        AuthService,
+        user_get,
+        "/etcdserverpb.Auth/UserGet"
+    );
+    unary!(
+        "/auth/user/list",
+        AuthService,
+        user_list,
+        "/etcdserverpb.Auth/UserList"
+    );
+    unary!(
+        "/auth/user/delete",
+        AuthService,
+        user_delete,
+        "/etcdserverpb.Auth/UserDelete"
+    );
+    unary!(
+        "/auth/user/changepw",
+        AuthService,
+        user_change_password,
+        "/etcdserverpb.Auth/UserChangePassword"
+    );
+    unary!(
+        "/auth/user/grant",
+        AuthService,
+        user_grant_role,
+        "/etcdserverpb.Auth/UserGrantRole"
+    );
+    unary!(
+        "/auth/user/revoke",
+        AuthService,
+        user_revoke_role,
+        "/etcdserverpb.Auth/UserRevokeRole"
+    );
+    unary!(
+        "/auth/role/add",
+        AuthService,
+        role_add,
+        "/etcdserverpb.Auth/RoleAdd"
+    );
+    unary!(
+        "/auth/role/get",
+        AuthService,
+        role_get,
+        "/etcdserverpb.Auth/RoleGet"
+    );
+    unary!(
+        "/auth/role/list",
+        AuthService,
+        role_list,
+        "/etcdserverpb.Auth/RoleList"
+    );
+    unary!(
+        "/auth/role/delete",
+        AuthService,
+        role_delete,
+        "/etcdserverpb.Auth/RoleDelete"
+    );
+    unary!(
+        "/auth/role/grant",
+        AuthService,
+        role_grant_permission,
+        "/etcdserverpb.Auth/RoleGrantPermission"
+    );
+    unary!(
+        "/auth/role/revoke",
+        AuthService,
+        role_revoke_permission,
+        "/etcdserverpb.Auth/RoleRevokePermission"
+    );
+    unary!("/lock/lock", LockService, lock, "/v3lockpb.Lock/Lock");
+    unary!("/lock/unlock", LockService, unlock, "/v3lockpb.Lock/Unlock");
+    unary!(
+        "/election/campaign",
+        ElectionService,
+        campaign,
+        "/v3electionpb.Election/Campaign"
+    );
+    unary!(
+        "/election/proclaim",
+        ElectionService,
+        proclaim,
+        "/v3electionpb.Election/Proclaim"
+    );
+    unary!(
+        "/election/leader",
+        ElectionService,
+        leader,
+        "/v3electionpb.Election/Leader"
+    );
+    server_stream!(
+        "/election/observe",
+        ElectionService,
+        observe,
+        "/v3electionpb.Election/Observe"
+    );
+    unary!(
+        "/election/resign",
+        ElectionService,
+        resign,
+        "/v3electionpb.Election/Resign"
+    );
     for prefix in PREFIXES {
         r = r.route(&format!("{prefix}/{{*rest}}"), any(not_found));
     }
@@ -140,7 +352,7 @@ where
     r
 }
 
-fn add_unary<Req, Resp, F, Fut>(r: Routes, path: &str, call: F) -> Routes
+fn add_unary<Req, Resp, F, Fut>(r: Routes, path: &str, grpc: &'static str, call: F) -> Routes
 where
     Req: DeserializeOwned + Default + prost::Message + Send + 'static,
     Resp: Serialize + Send + 'static,
@@ -156,7 +368,10 @@ where
                 Err(resp) => return *resp,
             };
             let req = tonic::Request::from_parts(metadata, Default::default(), msg);
-            match call(member, req).await {
+            let mut counted = GatewayCall::start(grpc);
+            let answer = call(member, req).await;
+            counted.finish(answer.as_ref().map_or_else(Status::code, |_| Code::Ok));
+            match answer {
                 Ok(resp) => json::message(resp.get_ref()),
                 Err(status) => json::error(&status),
             }
@@ -164,7 +379,12 @@ where
     )
 }
 
-fn add_server_stream<Req, Resp, F, Fut>(r: Routes, path: &str, call: F) -> Routes
+fn add_server_stream<Req, Resp, F, Fut>(
+    r: Routes,
+    path: &str,
+    grpc: &'static str,
+    call: F,
+) -> Routes
 where
     Req: DeserializeOwned + Default + prost::Message + Send + 'static,
     Resp: Serialize + Send + 'static,
@@ -180,9 +400,13 @@ where
                 Err(resp) => return *resp,
             };
             let req = tonic::Request::from_parts(metadata, Default::default(), msg);
+            let mut counted = GatewayCall::start(grpc);
             match call(member, req).await {
-                Ok(answers) => stream::respond(answers).await,
-                Err(status) => json::error(&status),
+                Ok(answers) => stream::respond(stream::counted(answers, counted)).await,
+                Err(status) => {
+                    counted.finish(status.code());
+                    json::error(&status)
+                }
             }
         },
     )
@@ -203,7 +427,9 @@ async fn watch(State(member): State<Arc<Member>>, req: Request) -> Response {
         cert_cn: None,
         require_leader: super::v3rpc::requires_leader(&metadata),
     };
-    stream::respond(super::v3rpc::watch::serve(member, opened, inbound)).await
+    let counted = GatewayCall::start("/etcdserverpb.Watch/Watch");
+    let answers = super::v3rpc::watch::serve(member, opened, inbound);
+    stream::respond(stream::counted(answers, counted)).await
 }
 
 /// `POST /v3/lease/keepalive`: a keep-alive stream over the request body.
@@ -218,8 +444,9 @@ async fn keep_alive(State(member): State<Arc<Member>>, req: Request) -> Response
         Err(status) => return json::error(&status),
     };
     let require_leader = super::v3rpc::requires_leader(&metadata);
+    let counted = GatewayCall::start("/etcdserverpb.Lease/LeaseKeepAlive");
     let answers = super::v3rpc::lease::keep_alive(member, inbound, require_leader);
-    stream::respond(answers.boxed()).await
+    stream::respond(stream::counted(answers, counted)).await
 }
 
 /// The checks before a unary or server-streaming call, its metadata and its message.

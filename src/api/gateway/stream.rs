@@ -12,6 +12,7 @@ use serde::Serialize;
 use tonic::{Code, Status};
 
 use super::json;
+use crate::api::transport::GatewayCall;
 
 struct Reading {
     body: axum::body::BodyDataStream,
@@ -93,6 +94,31 @@ where
             Ok(stream::once(async move { Ok(first) }).chain(rest).boxed())
         }
     }
+}
+
+/// A call's answers, counted as its gRPC call: handled with the code of the status that
+/// ends it, OK at its end, Canceled if the client goes away first.
+pub fn counted<T>(
+    answers: BoxStream<'static, Result<T, Status>>,
+    call: GatewayCall,
+) -> BoxStream<'static, Result<T, Status>>
+where
+    T: Send + 'static,
+{
+    stream::unfold((answers, call), |(mut answers, mut call)| async move {
+        match answers.next().await {
+            Some(Err(status)) => {
+                call.finish(status.code());
+                Some((Err(status), (answers, call)))
+            }
+            Some(Ok(msg)) => Some((Ok(msg), (answers, call))),
+            None => {
+                call.finish(Code::Ok);
+                None
+            }
+        }
+    })
+    .boxed()
 }
 
 /// The answer to a streaming call. Nothing is written before its first item, so a call

@@ -169,6 +169,36 @@ impl Call {
     }
 }
 
+/// A call that came through the JSON gateway, counted as etcd counts it: etcd's gateway
+/// dials its own gRPC port, so every gateway call is a gRPC call of its method. Started
+/// when made; handled with the code given to [`GatewayCall::finish`], or Canceled if it is
+/// dropped unfinished (the HTTP client went away).
+pub struct GatewayCall {
+    call: Call,
+    code: Option<tonic::Code>,
+}
+
+impl GatewayCall {
+    /// `grpc_path` is the method's gRPC path, `/etcdserverpb.KV/Range`.
+    pub fn start(grpc_path: &'static str) -> GatewayCall {
+        let call = Call::from_uri(&http::Uri::from_static(grpc_path))
+            .expect("a gRPC path is /service/method");
+        call.started();
+        GatewayCall { call, code: None }
+    }
+
+    pub fn finish(&mut self, code: tonic::Code) {
+        self.code.get_or_insert(code);
+    }
+}
+
+impl Drop for GatewayCall {
+    fn drop(&mut self) {
+        let code = self.code.unwrap_or(tonic::Code::Cancelled);
+        self.call.handled(code as usize).inc();
+    }
+}
+
 /// `/service/method` as (service, method).
 fn split(path: &str) -> Option<(&str, &str)> {
     path.strip_prefix('/')?.split_once('/')

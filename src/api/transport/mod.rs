@@ -15,6 +15,7 @@ use tonic::service::Routes;
 use authority::AuthorityFix;
 
 pub use crate::tls::listener::{bind, ClientInfo, ClientListener};
+pub use grpc_metrics::GatewayCall;
 
 use super::{etcdhttp, metahttp, v3rpc};
 use crate::server::Member;
