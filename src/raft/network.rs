@@ -496,21 +496,23 @@ impl PeerConnection {
         self.to_rpc_err(PeerError::Malformed(self.target, e.to_string()))
     }
 
-    /// Count one exchange with the peer: the request's bytes sent, and the answer's bytes
-    /// received or a send failure.
+    /// Count one exchange with the peer: the request's bytes sent and the answer's bytes
+    /// received, or a send failure.
     fn count<T: prost::Message>(
         &self,
         sent: usize,
         resp: &Result<tonic::Response<T>, tonic::Status>,
     ) {
         let to = [self.label.as_str()];
-        crate::metrics::PEER_SENT_BYTES
-            .with_label_values(&to)
-            .inc_by(sent as u64);
         match resp {
-            Ok(r) => crate::metrics::PEER_RECEIVED_BYTES
-                .with_label_values(&to)
-                .inc_by(r.get_ref().encoded_len() as u64),
+            Ok(r) => {
+                crate::metrics::PEER_SENT_BYTES
+                    .with_label_values(&to)
+                    .inc_by(sent as u64);
+                crate::metrics::PEER_RECEIVED_BYTES
+                    .with_label_values(&to)
+                    .inc_by(r.get_ref().encoded_len() as u64)
+            }
             Err(_) => crate::metrics::PEER_SENT_FAILURES
                 .with_label_values(&to)
                 .inc(),

@@ -185,9 +185,11 @@ impl pb::peer_server::Peer for PeerService {
         req: Request<pb::AppendEntriesRequest>,
     ) -> Result<Response<pb::AppendEntriesResponse>, Status> {
         let req = req.into_inner();
+        // a request refused here (another cluster, a removed member) is not counted: its
+        // sender id is anyone's to make up
+        self.check(req.header.as_ref())?;
         let from = Received::of(req.header.as_ref(), &req);
         let answer = async {
-            self.check(req.header.as_ref())?;
             let rpc = msg::append_from_pb(req).map_err(malformed)?;
             let resp = self.raft.append_entries(rpc).await.map_err(raft_failed)?;
             Ok(Response::new(msg::append_resp_to_pb(&resp)))
@@ -200,9 +202,11 @@ impl pb::peer_server::Peer for PeerService {
         req: Request<pb::VoteRequest>,
     ) -> Result<Response<pb::VoteResponse>, Status> {
         let req = req.into_inner();
+        // a request refused here (another cluster, a removed member) is not counted: its
+        // sender id is anyone's to make up
+        self.check(req.header.as_ref())?;
         let from = Received::of(req.header.as_ref(), &req);
         let answer = async {
-            self.check(req.header.as_ref())?;
             let rpc = msg::vote_req_from_pb(req).map_err(malformed)?;
             let resp = self.raft.vote(rpc).await.map_err(raft_failed)?;
             Ok(Response::new(msg::vote_resp_to_pb(&resp)))
@@ -215,10 +219,10 @@ impl pb::peer_server::Peer for PeerService {
         req: Request<pb::InstallSnapshotRequest>,
     ) -> Result<Response<pb::InstallSnapshotResponse>, Status> {
         let req = req.into_inner();
+        self.check(req.header.as_ref())?;
         let from = Received::of(req.header.as_ref(), &req);
         let done = req.done;
         let answer = async {
-            self.check(req.header.as_ref())?;
             let rpc = msg::snapshot_from_pb(req).map_err(malformed)?;
             let resp = match self.raft.install_snapshot(rpc).await {
                 Ok(r) => Ok(r),

@@ -418,16 +418,20 @@ async fn watch(State(member): State<Arc<Member>>, req: Request) -> Response {
         Ok(opened) => opened,
         Err(resp) => return *resp,
     };
+    // etcd's gateway opens the call before it reads the first message
+    let mut counted = GatewayCall::start("/etcdserverpb.Watch/Watch");
     let inbound = match stream::inbound::<WatchRequest>(body, request_limit(&member)).await {
         Ok(inbound) => inbound,
-        Err(status) => return json::error(&status),
+        Err(status) => {
+            counted.finish(status.code());
+            return json::error(&status);
+        }
     };
     let opened = super::v3rpc::watch::Opened {
         token: super::v3rpc::auth::token_of(&metadata),
         cert_cn: None,
         require_leader: super::v3rpc::requires_leader(&metadata),
     };
-    let counted = GatewayCall::start("/etcdserverpb.Watch/Watch");
     let answers = super::v3rpc::watch::serve(member, opened, inbound);
     stream::respond(stream::counted(answers, counted)).await
 }
@@ -438,13 +442,16 @@ async fn keep_alive(State(member): State<Arc<Member>>, req: Request) -> Response
         Ok(opened) => opened,
         Err(resp) => return *resp,
     };
-    let inbound = match stream::inbound::<LeaseKeepAliveRequest>(body, request_limit(&member)).await
-    {
+    let mut counted = GatewayCall::start("/etcdserverpb.Lease/LeaseKeepAlive");
+    let limit = request_limit(&member);
+    let inbound = match stream::inbound::<LeaseKeepAliveRequest>(body, limit).await {
         Ok(inbound) => inbound,
-        Err(status) => return json::error(&status),
+        Err(status) => {
+            counted.finish(status.code());
+            return json::error(&status);
+        }
     };
     let require_leader = super::v3rpc::requires_leader(&metadata);
-    let counted = GatewayCall::start("/etcdserverpb.Lease/LeaseKeepAlive");
     let answers = super::v3rpc::lease::keep_alive(member, inbound, require_leader);
     stream::respond(stream::counted(answers, counted)).await
 }

@@ -19,46 +19,106 @@ struct Reading {
     buf: Vec<u8>,
     done: bool,
     limit: usize,
+    scan: Scan,
+}
+
+/// How far the next JSON object has been scanned: each byte is looked at once, and
+/// serde_json is called only when the object is complete (parsing the growing buffer
+/// again at every chunk would cost quadratic time on a slow sender).
+#[derive(Default)]
+struct Scan {
+    at: usize,
+    depth: usize,
+    in_str: bool,
+    escaped: bool,
+}
+
+impl Scan {
+    /// The length of the object starting at `buf[0]` (a `{`), once it is all there.
+    fn complete(&mut self, buf: &[u8]) -> Option<usize> {
+        while self.at < buf.len() {
+            let b = buf[self.at];
+            self.at += 1;
+            if self.in_str {
+                match (self.escaped, b) {
+                    (true, _) => self.escaped = false,
+                    (false, b'\\') => self.escaped = true,
+                    (false, b'"') => self.in_str = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match b {
+                b'"' => self.in_str = true,
+                b'{' | b'[' => self.depth += 1,
+                b'}' | b']' => {
+                    self.depth = self.depth.saturating_sub(1);
+                    if self.depth == 0 {
+                        return Some(self.at);
+                    }
+                }
+                _ => {}
+            }
+        }
+        None
+    }
 }
 
 /// The messages of a request body, each decoded as soon as its last byte arrives. A value
-/// that does not decode, or one longer than `limit`, ends the stream with its error.
+/// that does not decode ends the stream with its error (Unknown); a message over gRPC's
+/// limit (`limit`, on the message the JSON encodes) with ResourceExhausted.
 pub fn requests<T>(body: Body, limit: usize) -> BoxStream<'static, Result<T, Status>>
 where
-    T: DeserializeOwned + Send + 'static,
+    T: DeserializeOwned + prost::Message + Send + 'static,
 {
     let state = Reading {
         body: body.into_data_stream(),
         buf: Vec::new(),
         done: false,
         limit,
+        scan: Scan::default(),
     };
     stream::unfold(Some(state), |state| async move {
         let mut s = state?;
         loop {
-            let start = s
-                .buf
-                .iter()
-                .position(|b| !b.is_ascii_whitespace())
-                .unwrap_or(s.buf.len());
-            s.buf.drain(..start);
-            if !s.buf.is_empty() {
-                let mut values = serde_json::Deserializer::from_slice(&s.buf).into_iter::<T>();
-                match values.next() {
-                    Some(Ok(msg)) => {
-                        let used = values.byte_offset();
-                        s.buf.drain(..used);
-                        return Some((Ok(msg), Some(s)));
+            if s.scan.at == 0 {
+                let start = s
+                    .buf
+                    .iter()
+                    .position(|b| !b.is_ascii_whitespace())
+                    .unwrap_or(s.buf.len());
+                s.buf.drain(..start);
+            }
+            // anything but an object is refused as soon as it starts (Go's decoder does
+            // not take one into a message either)
+            let whole = match s.buf.first() {
+                Some(b'{') => s.scan.complete(&s.buf),
+                Some(_) => Some(s.buf.len()),
+                None => None,
+            };
+            let ended = s.done && !s.buf.is_empty();
+            if let Some(n) = whole.or(ended.then_some(s.buf.len())) {
+                let decoded = serde_json::from_slice::<T>(&s.buf[..n]);
+                s.buf.drain(..n);
+                s.scan = Scan::default();
+                return Some(match decoded {
+                    Ok(msg) if msg.encoded_len() > s.limit => {
+                        let status = Status::resource_exhausted(format!(
+                            "grpc: received message larger than max ({} vs. {})",
+                            msg.encoded_len(),
+                            s.limit
+                        ));
+                        (Err(status), None)
                     }
-                    Some(Err(e)) if e.is_eof() && !s.done => {}
-                    Some(Err(e)) => return Some((Err(json::bad_body(&e, Code::Unknown)), None)),
-                    None => {}
-                }
+                    Ok(msg) => (Ok(msg), Some(s)),
+                    Err(e) => (Err(json::bad_body(&e, Code::Unknown)), None),
+                });
             }
             if s.done {
                 return None;
             }
-            if s.buf.len() > s.limit {
+            // JSON is longer than the message it encodes (base64 by a third)
+            if s.buf.len() > s.limit.saturating_mul(2) {
                 let status = Status::resource_exhausted(format!(
                     "grpc: received message larger than max ({} vs. {})",
                     s.buf.len(),
@@ -77,20 +137,24 @@ where
 
 /// A bidirectional call's requests as grpc-gateway sends them on: the first message is
 /// read before the call (one that does not decode fails the call, with Unknown), the rest
-/// while it runs, and a later one that does not decode just closes the sending side.
+/// while it runs; a later one that does not decode just closes the sending side, one over
+/// gRPC's limit ends the call with ResourceExhausted, as the server's read would.
 pub async fn inbound<T>(
     body: Body,
     limit: usize,
 ) -> Result<BoxStream<'static, Result<T, Status>>, Status>
 where
-    T: DeserializeOwned + Send + 'static,
+    T: DeserializeOwned + prost::Message + Send + 'static,
 {
     let mut reqs = requests::<T>(body, limit);
     match reqs.next().await {
         None => Ok(stream::empty().boxed()),
         Some(Err(status)) => Err(status),
         Some(Ok(first)) => {
-            let rest = reqs.take_while(|r| futures::future::ready(r.is_ok()));
+            let rest = reqs.take_while(|r| {
+                let decode_failed = r.as_ref().is_err_and(|s| s.code() == Code::Unknown);
+                futures::future::ready(!decode_failed)
+            });
             Ok(stream::once(async move { Ok(first) }).chain(rest).boxed())
         }
     }
@@ -179,9 +243,12 @@ mod tests {
             r#"{"create_request":{"key":"Zm"#,
             r#"9v"}} {"progress_request":{}}"#,
             "\n{\"cancel_request\":{\"watch_id\":\"3\"}}",
+            // braces and an escaped quote inside a string (an unknown field, skipped)
+            r#" {"note":"a\"}{[","#,
+            r#""progress_request":{}}"#,
         ]);
         let got: Vec<_> = requests::<WatchRequest>(body, 1 << 20).collect().await;
-        assert_eq!(got.len(), 3, "{got:?}");
+        assert_eq!(got.len(), 4, "{got:?}");
         assert!(got.iter().all(Result::is_ok));
     }
 
@@ -208,6 +275,13 @@ mod tests {
             16,
         );
         let got: Vec<_> = big.collect().await;
+        assert_eq!(got[0].as_ref().unwrap_err().code(), Code::ResourceExhausted);
+        // the message's own size is held to the limit, as gRPC's read holds it
+        let over = requests::<WatchRequest>(
+            body_of(&[r#"{"create_request":{"key":"QUFBQUFBQUFBQUFBQUFBQUFB"}}"#]),
+            16,
+        );
+        let got: Vec<_> = over.collect().await;
         assert_eq!(got[0].as_ref().unwrap_err().code(), Code::ResourceExhausted);
     }
 }
