@@ -9,7 +9,7 @@ DATA_DIR ?= default.metastore
 PROTOX := $(CURDIR)/.tools/bin/protox
 export PROTOC := $(PROTOX)
 
-.PHONY: all build run test unit compat deps tools bench bench-cluster soak fmt clippy check-layering clean
+.PHONY: all build run test unit compat deps tools bench bench-cluster soak robustness fmt clippy check-layering clean
 
 all: build
 
@@ -61,6 +61,18 @@ bench: deps
 bench-cluster: deps
 	$(CARGO) build --release --bins
 	bash scripts/bench-cluster.sh
+
+# Seeded random histories under faults (kill -9, SIGSTOP, a cut-off leader; 1 and 3
+# members), each checked for linearizability, the watch guarantees and lost acknowledged
+# writes (tests/robustness). ROBUSTNESS_SCENARIOS (default 40) of ROBUSTNESS_SECS of load;
+# ROBUSTNESS_SEED repeats a run. A short fixed-seed subset runs in `make test`.
+ROBUSTNESS_SCENARIOS ?= 40
+ROBUSTNESS_SECS ?= 4
+robustness: deps
+	$(CARGO) build --release --bins
+	METASTORE_BIN=$(CURDIR)/target/release/metastore ROBUSTNESS_SCENARIOS=$(ROBUSTNESS_SCENARIOS) \
+	ROBUSTNESS_SECS=$(ROBUSTNESS_SECS) ROBUSTNESS_SEED=$(ROBUSTNESS_SEED) \
+		$(CARGO) test --release --test robustness -- --ignored --nocapture robustness_long
 
 # The single-member kill -9 loop, then the cluster loop (leader kills, pauses and network
 # partitions under load) for CLUSTER_SOAK_SECS (10 minutes unless given).
