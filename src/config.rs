@@ -204,6 +204,10 @@ pub struct Config {
     /// such client gets. Prefer the variable: a flag shows in the process list.
     #[arg(long, env = "METASTORE_META_USER")]
     pub meta_user: Option<String>,
+    /// The storage backend's page cache in bytes (sled's cache capacity): what it keeps of
+    /// the database in memory beyond what is in use. Ours; etcd relies on the OS page cache.
+    #[arg(long, env = "METASTORE_BACKEND_CACHE_BYTES", default_value_t = crate::storage::SledBackend::DEFAULT_CACHE_BYTES)]
+    pub backend_cache_bytes: u64,
     /// The etcd flags without a field of their own (`flags::ETCD_FLAGS`), by name: as
     /// given, or etcd's default.
     #[arg(skip)]

@@ -134,8 +134,10 @@ impl Member {
         };
         let db_dir = settings.data_dir.join("member").join("db");
         std::fs::create_dir_all(&db_dir).map_err(|e| internal(&e))?;
-        let backend: Arc<dyn Backend> =
-            Arc::new(SledBackend::open(&db_dir).map_err(|e| internal(&e))?);
+        let backend: Arc<dyn Backend> = Arc::new(
+            SledBackend::open_with_cache(&db_dir, cfg.backend_cache_bytes)
+                .map_err(|e| internal(&e))?,
+        );
 
         let joining = cfg.initial_cluster_state == "existing";
         let (member_id, cluster_id) = match ids::load(&*backend)? {

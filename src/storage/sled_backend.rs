@@ -13,6 +13,8 @@ use super::{defrag, Backend, Error, Result, Tree, WriteBatch};
 
 pub struct SledBackend {
     dir: PathBuf,
+    /// sled's page cache, in bytes (`--backend-cache-bytes`).
+    cache_bytes: u64,
     /// The open database; `None` only while a defragmentation swaps it (or after one
     /// failed to open the result, when every call answers an error).
     inner: RwLock<Option<Inner>>,
@@ -52,10 +54,10 @@ fn to_bytes(v: sled::IVec) -> Bytes {
 }
 
 impl Inner {
-    fn open(dir: &Path) -> Result<Inner> {
+    fn open(dir: &Path, cache_bytes: u64) -> Result<Inner> {
         let db = sled::Config::new()
             .path(dir)
-            .cache_capacity(256 * 1024 * 1024)
+            .cache_capacity(cache_bytes)
             // We fsync ourselves, once per log batch.
             .flush_every_ms(None)
             .open()
@@ -80,8 +82,8 @@ impl Inner {
     }
 
     /// Copy every record into a fresh database at `to`, durably.
-    fn copy_to(&self, to: &Path) -> Result<()> {
-        let fresh = Inner::open(to)?;
+    fn copy_to(&self, to: &Path, cache_bytes: u64) -> Result<()> {
+        let fresh = Inner::open(to, cache_bytes)?;
         for tree in [Tree::RaftLog, Tree::RaftMeta, Tree::State] {
             let mut batch = sled::Batch::default();
             let mut n = 0;
@@ -105,11 +107,21 @@ impl Inner {
 }
 
 impl SledBackend {
+    /// sled's page cache unless told otherwise (`--backend-cache-bytes`'s default).
+    pub const DEFAULT_CACHE_BYTES: u64 = 256 << 20;
+
     pub fn open(dir: &Path) -> Result<Self> {
+        Self::open_with_cache(dir, Self::DEFAULT_CACHE_BYTES)
+    }
+
+    /// Open with a page cache of `cache_bytes` (the records sled keeps in memory beyond
+    /// those in use).
+    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self> {
         defrag::recover(dir).map_err(io_std)?;
         Ok(Self {
             dir: dir.to_path_buf(),
-            inner: RwLock::new(Some(Inner::open(dir)?)),
+            cache_bytes,
+            inner: RwLock::new(Some(Inner::open(dir, cache_bytes)?)),
             size: Mutex::new(None),
             written: AtomicU64::new(0),
         })
@@ -253,7 +265,7 @@ impl Backend for SledBackend {
         let paths = defrag::SwapPaths::of(&self.dir);
         inner.db.flush().map_err(io)?;
         let _ = std::fs::remove_dir_all(&paths.copy);
-        if let Err(e) = inner.copy_to(&paths.copy) {
+        if let Err(e) = inner.copy_to(&paths.copy, self.cache_bytes) {
             let _ = std::fs::remove_dir_all(&paths.copy);
             return Err(e);
         }
@@ -265,7 +277,7 @@ impl Backend for SledBackend {
         // stopped half way), so the member goes on with every record.
         let reopened = defrag::recover(&self.dir)
             .map_err(io_std)
-            .and_then(|()| Inner::open(&self.dir));
+            .and_then(|()| Inner::open(&self.dir, self.cache_bytes));
         *self.size.lock().unwrap_or_else(|p| p.into_inner()) = None;
         match reopened {
             Ok(i) => {
