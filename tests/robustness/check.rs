@@ -31,6 +31,8 @@ pub struct Verdict {
     pub events: usize,
     pub violations: Vec<String>,
     pub lost: usize,
+    /// The scenario's failpoint fired.
+    pub failpoint_fired: bool,
 }
 
 /// A key's versions: (revision, value, create revision, version); value `None` deleted.

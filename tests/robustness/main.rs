@@ -3,7 +3,8 @@
 //!
 //! Each scenario starts a fresh cluster (1 or 3 members), runs the load of workload.rs for
 //! a few seconds, injects one fault in the middle (kill -9 of the leader or a follower
-//! with a restart, SIGSTOP/SIGCONT of a member, the leader cut off from its peers), heals
+//! with a restart, SIGSTOP/SIGCONT of a member, the leader cut off from its peers, a
+//! follower dying at a failpoint of snapshot building or compaction), heals
 //! it, lets the watcher catch up with the last revision and checks the history, including
 //! the members' final keyspace against the replayed one.
 //!
@@ -35,6 +36,9 @@ enum Fault {
     KillFollower,
     Pause,
     CutLeader,
+    /// A follower restarted with this failpoint armed to abort (snapshots every 300
+    /// applies, compactions every 400 ms make it fire), then restarted without it.
+    Failpoint(&'static str),
 }
 
 impl Fault {
@@ -51,14 +55,16 @@ struct Tally {
     events: usize,
     violations: usize,
     lost: usize,
+    /// Histories whose failpoint fired (the member died there).
+    fired: usize,
 }
 
 /// One scenario, checked.
 async fn scenario(members: usize, fault: Fault, seed: u64, secs: f64) -> check::Verdict {
-    let mut c = if fault == Fault::CutLeader {
-        Cluster::start_proxied(members, &[])
-    } else {
-        Cluster::start(members, &[])
+    let mut c = match fault {
+        Fault::CutLeader => Cluster::start_proxied(members, &[]),
+        Fault::Failpoint(_) => Cluster::start(members, &["--snapshot-count", "300"]),
+        _ => Cluster::start(members, &[]),
     };
     let endpoints = c.endpoints();
     let clock = Clock(Instant::now());
@@ -94,14 +100,30 @@ async fn scenario(members: usize, fault: Fault, seed: u64, secs: f64) -> check::
     tokio::time::sleep(third).await;
     let leader = c.leader(Duration::from_secs(20)).await;
     let victim = match fault {
-        Fault::KillFollower | Fault::Pause if members > 1 => (leader + 1) % members,
+        Fault::KillFollower | Fault::Pause | Fault::Failpoint(_) if members > 1 => {
+            (leader + 1) % members
+        }
         _ => leader,
     };
+    let mut fired = false;
     match fault {
         Fault::None => {}
         Fault::KillLeader | Fault::KillFollower => c.members[victim].kill(),
         Fault::Pause => c.members[victim].pause(),
         Fault::CutLeader => c.isolate(victim),
+        Fault::Failpoint(name) => {
+            c.members[victim].kill();
+            c.members[victim].env = vec![("METASTORE_FAILPOINTS".into(), format!("{name}=abort"))];
+            c.spawn(victim);
+            let until = Instant::now() + third;
+            while Instant::now() < until {
+                if c.members[victim].wait_exit(Duration::ZERO) {
+                    fired = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
     }
     tokio::time::sleep(third).await;
     match fault {
@@ -109,6 +131,11 @@ async fn scenario(members: usize, fault: Fault, seed: u64, secs: f64) -> check::
         Fault::KillLeader | Fault::KillFollower => c.restart(victim),
         Fault::Pause => c.members[victim].resume(),
         Fault::CutLeader => c.heal(),
+        Fault::Failpoint(_) => {
+            c.members[victim].kill();
+            c.members[victim].env.clear();
+            c.restart(victim);
+        }
     }
     tokio::time::sleep(third).await;
     stop.store(true, Ordering::SeqCst);
@@ -125,6 +152,7 @@ async fn scenario(members: usize, fault: Fault, seed: u64, secs: f64) -> check::
     let calls = calls.lock().unwrap().clone();
     let responses = watched.responses.lock().unwrap().clone();
     let (mut verdict, replayed) = check::check(&calls, &responses, space.0);
+    verdict.failpoint_fired = fired;
     if caught_up.is_err() {
         verdict.violations.push(format!(
             "the watch did not reach revision {} in 30 s",
@@ -168,6 +196,7 @@ async fn run(plan: &[(usize, Fault)], seeds: &[u64], secs: f64) -> BTreeMap<Stri
         t.events += v.events;
         t.violations += v.violations.len();
         t.lost += v.lost;
+        t.fired += usize::from(v.failpoint_fired);
         if !v.violations.is_empty() {
             failures.push(format!(
                 "{} seed {seed}:\n  {}",
@@ -177,20 +206,20 @@ async fn run(plan: &[(usize, Fault)], seeds: &[u64], secs: f64) -> BTreeMap<Stri
         }
     }
     eprintln!(
-        "\n{:<32} {:>9} {:>9} {:>8} {:>8} {:>10} {:>5}",
-        "fault", "histories", "ops", "unknown", "events", "violations", "lost"
+        "\n{:<60} {:>9} {:>9} {:>8} {:>8} {:>10} {:>5} {:>6}",
+        "fault", "histories", "ops", "unknown", "events", "violations", "lost", "fired"
     );
     for (name, t) in &table {
         eprintln!(
-            "{name:<32} {:>9} {:>9} {:>8} {:>8} {:>10} {:>5}",
-            t.histories, t.ops, t.unknown, t.events, t.violations, t.lost
+            "{name:<60} {:>9} {:>9} {:>8} {:>8} {:>10} {:>5} {:>6}",
+            t.histories, t.ops, t.unknown, t.events, t.violations, t.lost, t.fired
         );
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     table
 }
 
-const KINDS: [(usize, Fault); 7] = [
+const KINDS: [(usize, Fault); 10] = [
     (1, Fault::None),
     (1, Fault::KillLeader),
     (3, Fault::None),
@@ -198,12 +227,15 @@ const KINDS: [(usize, Fault); 7] = [
     (3, Fault::KillFollower),
     (3, Fault::Pause),
     (3, Fault::CutLeader),
+    (3, Fault::Failpoint("snapshot_build_before_commit")),
+    (3, Fault::Failpoint("snapshot_build_after_commit")),
+    (3, Fault::Failpoint("compaction_step")),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn robustness_short() {
-    let plan = [KINDS[1], KINDS[3], KINDS[5], KINDS[6]];
-    let seeds = [11, 12, 13, 14];
+    let plan = [KINDS[1], KINDS[3], KINDS[5], KINDS[6], KINDS[7]];
+    let seeds = [11, 12, 13, 14, 15];
     let table = run(&plan, &seeds, 3.0).await;
     let ops: usize = table.values().map(|t| t.ops).sum();
     assert!(ops > 500, "only {ops} operations checked");
