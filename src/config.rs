@@ -20,6 +20,9 @@ use clap::Parser;
 
 pub const DEFAULT_REPORT_VERSION: &str = "3.5.17";
 
+/// `--backend-cache-bytes`'s default (storage::SledBackend's own default too).
+pub const DEFAULT_BACKEND_CACHE_BYTES: u64 = 256 << 20;
+
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "metastore",
@@ -206,7 +209,7 @@ pub struct Config {
     pub meta_user: Option<String>,
     /// The storage backend's page cache in bytes (sled's cache capacity): what it keeps of
     /// the database in memory beyond what is in use. Ours; etcd relies on the OS page cache.
-    #[arg(long, env = "METASTORE_BACKEND_CACHE_BYTES", default_value_t = crate::storage::SledBackend::DEFAULT_CACHE_BYTES)]
+    #[arg(long, env = "METASTORE_BACKEND_CACHE_BYTES", default_value_t = DEFAULT_BACKEND_CACHE_BYTES)]
     pub backend_cache_bytes: u64,
     /// The etcd flags without a field of their own (`flags::ETCD_FLAGS`), by name: as
     /// given, or etcd's default.

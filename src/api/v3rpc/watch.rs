@@ -278,20 +278,23 @@ impl WatchStream {
                 self.member
                     .check_range(&ai.unwrap_or_default(), key, range_end)
             });
+        // etcd names invalid tokens, old auth revisions and missing users; anything else
+        // is permission denied
         checked.map_err(|e| {
-            use crate::auth::Error as A;
-            use crate::rpctypes as rt;
-            let (code, text) = match e {
-                crate::server::Error::Auth(A::InvalidAuthToken) => {
-                    ("Unauthenticated", rt::INVALID_AUTH_TOKEN)
-                }
-                crate::server::Error::Auth(A::AuthOldRevision) => {
-                    ("InvalidArgument", rt::AUTH_OLD_REVISION)
-                }
-                crate::server::Error::Auth(A::UserEmpty) => ("InvalidArgument", rt::USER_EMPTY),
-                _ => ("PermissionDenied", rt::PERMISSION_DENIED),
+            let status = Status::from(e);
+            let (code, text) = match status.code() {
+                tonic::Code::Unauthenticated => ("Unauthenticated", status.message().to_string()),
+                tonic::Code::InvalidArgument => ("InvalidArgument", status.message().to_string()),
+                _ => (
+                    "PermissionDenied",
+                    format!(
+                        "{}{}",
+                        crate::rpctypes::PREFIX,
+                        crate::rpctypes::PERMISSION_DENIED
+                    ),
+                ),
             };
-            format!("rpc error: code = {code} desc = {}{text}", rt::PREFIX)
+            format!("rpc error: code = {code} desc = {text}")
         })
     }
 
