@@ -16,8 +16,8 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, Method, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{header, Method, StatusCode};
+use axum::response::Response;
 use axum::routing::any;
 use axum::Router;
 use serde::de::DeserializeOwned;
@@ -26,7 +26,7 @@ use tonic::codegen::BoxStream;
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 use tonic::{Code, Status};
 
-use super::transport::GatewayCall;
+use super::transport::{http_error, GatewayCall};
 use super::v3rpc::{
     auth::AuthService, cluster::ClusterService, election::ElectionService, kv::KvService,
     lease::LeaseService, lock::LockService, maintenance::MaintenanceService,
@@ -363,12 +363,10 @@ where
         r,
         path,
         move |State(member): State<Arc<Member>>, req: Request| async move {
-            let (metadata, msg) = match accept::<Req>(&member, req).await {
+            let (req, mut counted) = match accept::<Req>(&member, req, grpc).await {
                 Ok(accepted) => accepted,
                 Err(resp) => return *resp,
             };
-            let req = tonic::Request::from_parts(metadata, Default::default(), msg);
-            let mut counted = GatewayCall::start(grpc);
             let answer = call(member, req).await;
             counted.finish(answer.as_ref().map_or_else(Status::code, |_| Code::Ok));
             match answer {
@@ -395,12 +393,10 @@ where
         r,
         path,
         move |State(member): State<Arc<Member>>, req: Request| async move {
-            let (metadata, msg) = match accept::<Req>(&member, req).await {
+            let (req, mut counted) = match accept::<Req>(&member, req, grpc).await {
                 Ok(accepted) => accepted,
                 Err(resp) => return *resp,
             };
-            let req = tonic::Request::from_parts(metadata, Default::default(), msg);
-            let mut counted = GatewayCall::start(grpc);
             match call(member, req).await {
                 Ok(answers) => stream::respond(stream::counted(answers, counted)).await,
                 Err(status) => {
@@ -456,8 +452,13 @@ async fn keep_alive(State(member): State<Arc<Member>>, req: Request) -> Response
     stream::respond(stream::counted(answers, counted)).await
 }
 
-/// The checks before a unary or server-streaming call, its metadata and its message.
-async fn accept<Req>(member: &Member, req: Request) -> Result<(MetadataMap, Req), Box<Response>>
+/// The checks before a unary or server-streaming call; then the call's request and its
+/// count as the gRPC call `grpc`.
+async fn accept<Req>(
+    member: &Member,
+    req: Request,
+    grpc: &'static str,
+) -> Result<(tonic::Request<Req>, GatewayCall), Box<Response>>
 where
     Req: DeserializeOwned + Default + prost::Message,
 {
@@ -479,14 +480,15 @@ where
     if len > limit {
         return Err(too_large(len));
     }
-    Ok((metadata, msg))
+    let req = tonic::Request::from_parts(metadata, Default::default(), msg);
+    Ok((req, GatewayCall::start(grpc)))
 }
 
 /// The checks every gateway call passes first: POST only, etcd 3.4's refusal of client
 /// certificates under auth, the required leader; then the call's metadata.
 fn open_stream(member: &Member, req: Request) -> Result<(MetadataMap, Body), Box<Response>> {
     if req.method() != Method::POST {
-        return Err(Box::new(plain(
+        return Err(Box::new(http_error(
             StatusCode::METHOD_NOT_ALLOWED,
             "Method Not Allowed",
         )));
@@ -497,7 +499,7 @@ fn open_stream(member: &Member, req: Request) -> Result<(MetadataMap, Body), Box
         .and_then(|c| c.common_name.as_ref())
         .is_some_and(|cn| !cn.is_empty());
     if cn && member.auth_enabled_now() {
-        return Err(Box::new(plain(StatusCode::BAD_REQUEST, CN_IGNORED)));
+        return Err(Box::new(http_error(StatusCode::BAD_REQUEST, CN_IGNORED)));
     }
     let (parts, body) = req.into_parts();
     let metadata = forwarded(&parts.headers);
@@ -539,20 +541,5 @@ fn request_limit(member: &Member) -> usize {
 /// An unknown path under a gateway prefix: grpc-gateway's `Not Found`.
 async fn not_found(req: Request) -> Response {
     let _ = req;
-    plain(StatusCode::NOT_FOUND, "Not Found")
-}
-
-/// A plain-text answer as Go's http.Error writes it.
-fn plain(status: StatusCode, text: &str) -> Response {
-    let mut resp = (status, format!("{text}\n")).into_response();
-    let headers = resp.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    resp
+    http_error(StatusCode::NOT_FOUND, "Not Found")
 }

@@ -16,6 +16,7 @@ use authority::AuthorityFix;
 
 pub use crate::tls::listener::{bind, ClientInfo, ClientListener};
 pub use grpc_metrics::GatewayCall;
+pub use not_found::http_error;
 
 use super::{etcdhttp, metahttp, v3rpc};
 use crate::server::Member;

@@ -143,8 +143,13 @@ pub async fn fallback(req: Request<Body>) -> Response<Body> {
 
 /// Go's `http.NotFound`.
 fn not_found() -> Response<Body> {
-    let mut resp = Response::new(Body::from("404 page not found\n"));
-    *resp.status_mut() = StatusCode::NOT_FOUND;
+    http_error(StatusCode::NOT_FOUND, "404 page not found")
+}
+
+/// A plain-text answer as Go's `http.Error` writes it: the text and a newline.
+pub fn http_error(status: StatusCode, text: &str) -> Response<Body> {
+    let mut resp = Response::new(Body::from(format!("{text}\n")));
+    *resp.status_mut() = status;
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
