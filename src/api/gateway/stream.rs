@@ -284,4 +284,65 @@ mod tests {
         let got: Vec<_> = over.collect().await;
         assert_eq!(got[0].as_ref().unwrap_err().code(), Code::ResourceExhausted);
     }
+
+    /// Seeded random bodies: valid messages cut into random chunks decode as they do whole,
+    /// and mutated bytes (flips, cuts, stray braces and quotes) end in a message or an
+    /// error, never a panic or a hang.
+    #[tokio::test]
+    async fn random_bodies_and_random_chunking() {
+        use rand::{Rng, SeedableRng};
+        let seed: u64 = rand::random();
+        eprintln!("seed {seed}");
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let valid = [
+            r#"{"create_request":{"key":"Zm9v","range_end":"Zm9w","prev_kv":true,"filters":["NOPUT"]}}"#,
+            r#"{"progress_request":{}}"#,
+            r#"{"cancel_request":{"watch_id":"7"},"note":"a\"}{[\\"}"#,
+        ];
+        for _ in 0..2000 {
+            let picks: Vec<&str> = (0..rng.gen_range(1..4))
+                .map(|_| valid[rng.gen_range(0..valid.len())])
+                .collect();
+            let mut bytes = picks.join(" ").into_bytes();
+            let mutate = rng.gen_bool(0.5);
+            if mutate {
+                for _ in 0..rng.gen_range(1..4) {
+                    let i = rng.gen_range(0..bytes.len());
+                    match rng.gen_range(0..4) {
+                        0 => bytes[i] = rng.gen(),
+                        1 => bytes.truncate(i),
+                        2 => bytes.insert(i, b'{'),
+                        _ => bytes.insert(i, b'"'),
+                    }
+                    if bytes.is_empty() {
+                        break;
+                    }
+                }
+            }
+            let mut chunks = Vec::new();
+            let mut rest = bytes.as_slice();
+            while !rest.is_empty() {
+                let n = rng.gen_range(1..=rest.len().min(17));
+                chunks.push(Ok::<_, std::io::Error>(Bytes::copy_from_slice(&rest[..n])));
+                rest = &rest[n..];
+            }
+            let body = Body::from_stream(stream::iter(chunks));
+            let got = tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                requests::<WatchRequest>(body, 1 << 20).collect::<Vec<_>>(),
+            )
+            .await
+            .expect("the body's messages end");
+            if !mutate {
+                let want: Vec<WatchRequest> = picks
+                    .iter()
+                    .map(|p| serde_json::from_str(p).unwrap())
+                    .collect();
+                let got: Vec<WatchRequest> = got.into_iter().map(Result::unwrap).collect();
+                assert_eq!(got, want, "seed {seed}");
+            } else if let Some(pos) = got.iter().position(Result::is_err) {
+                assert_eq!(pos, got.len() - 1, "an error ends the stream (seed {seed})");
+            }
+        }
+    }
 }
