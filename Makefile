@@ -65,13 +65,14 @@ bench-cluster: deps
 # Seeded random histories under faults (kill -9, SIGSTOP, a cut-off leader; 1 and 3
 # members), each checked for linearizability, the watch guarantees and lost acknowledged
 # writes (tests/robustness). ROBUSTNESS_SCENARIOS (default 40) of ROBUSTNESS_SECS of load;
-# ROBUSTNESS_SEED repeats a run. A short fixed-seed subset runs in `make test`.
+# ROBUSTNESS_SEED repeats a run, ROBUSTNESS_KINDS=0,3 picks fault kinds (indices into
+# tests/robustness/main.rs's KINDS). A short fixed-seed subset runs in `make test`.
 ROBUSTNESS_SCENARIOS ?= 40
 ROBUSTNESS_SECS ?= 4
 robustness: deps
 	$(CARGO) build --release --bins
 	METASTORE_BIN=$(CURDIR)/target/release/metastore ROBUSTNESS_SCENARIOS=$(ROBUSTNESS_SCENARIOS) \
-	ROBUSTNESS_SECS=$(ROBUSTNESS_SECS) ROBUSTNESS_SEED=$(ROBUSTNESS_SEED) \
+	ROBUSTNESS_SECS=$(ROBUSTNESS_SECS) ROBUSTNESS_SEED=$(ROBUSTNESS_SEED) ROBUSTNESS_KINDS=$(ROBUSTNESS_KINDS) \
 		$(CARGO) test --release --test robustness -- --ignored --nocapture robustness_long
 
 # The single-member kill -9 loop, then the cluster loop (leader kills, pauses and network

@@ -4,7 +4,8 @@
 //! Each scenario starts a fresh cluster (1 or 3 members), runs the load of workload.rs for
 //! a few seconds, injects one fault in the middle (kill -9 of the leader or a follower
 //! with a restart, SIGSTOP/SIGCONT of a member, the leader cut off from its peers, a
-//! follower dying at a failpoint of snapshot building or compaction), heals
+//! follower dying at a failpoint of snapshot building or compaction, a member added and
+//! promoted and a follower removed), heals
 //! it, lets the watcher catch up with the last revision and checks the history, including
 //! the members' final keyspace against the replayed one.
 //!
@@ -39,6 +40,8 @@ enum Fault {
     /// A follower restarted with this failpoint armed to abort (snapshots every 300
     /// applies, compactions every 400 ms make it fire), then restarted without it.
     Failpoint(&'static str),
+    /// A new member added as a learner, promoted once in sync, then a follower removed.
+    ReplaceFollower,
 }
 
 impl Fault {
@@ -100,7 +103,9 @@ async fn scenario(members: usize, fault: Fault, seed: u64, secs: f64) -> check::
     tokio::time::sleep(third).await;
     let leader = c.leader(Duration::from_secs(20)).await;
     let victim = match fault {
-        Fault::KillFollower | Fault::Pause | Fault::Failpoint(_) if members > 1 => {
+        Fault::KillFollower | Fault::Pause | Fault::Failpoint(_) | Fault::ReplaceFollower
+            if members > 1 =>
+        {
             (leader + 1) % members
         }
         _ => leader,
@@ -111,6 +116,7 @@ async fn scenario(members: usize, fault: Fault, seed: u64, secs: f64) -> check::
         Fault::KillLeader | Fault::KillFollower => c.members[victim].kill(),
         Fault::Pause => c.members[victim].pause(),
         Fault::CutLeader => c.isolate(victim),
+        Fault::ReplaceFollower => replace_follower(&mut c, victim).await,
         Fault::Failpoint(name) => {
             c.members[victim].kill();
             c.members[victim].env = vec![("METASTORE_FAILPOINTS".into(), format!("{name}=abort"))];
@@ -136,6 +142,7 @@ async fn scenario(members: usize, fault: Fault, seed: u64, secs: f64) -> check::
             c.members[victim].env.clear();
             c.restart(victim);
         }
+        Fault::ReplaceFollower => {}
     }
     tokio::time::sleep(third).await;
     stop.store(true, Ordering::SeqCst);
@@ -171,6 +178,51 @@ async fn scenario(members: usize, fault: Fault, seed: u64, secs: f64) -> check::
         ));
     }
     verdict
+}
+
+/// Add a member (a learner first, promoted once in sync, as etcd requires), then remove
+/// the follower `victim` and stop its process, all under the load.
+async fn replace_follower(c: &mut Cluster, victim: usize) {
+    use etcd_client::MemberAddOptions;
+    let mut admin = c.members[(victim + 1) % 3].client().await;
+    let new = c.new_member();
+    let peer = c.members[new].peer_url();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // retried while the cluster is young (--strict-reconfig-check's 5 s) or busy
+    let id = loop {
+        let opts = MemberAddOptions::new().with_is_learner();
+        match admin.member_add([peer.as_str()], Some(opts)).await {
+            Ok(r) => break r.member().expect("the added member").id(),
+            Err(e) => assert!(Instant::now() < deadline, "member add: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    c.spawn_with(new, &["--initial-cluster-state", "existing"]);
+    c.wait_ready(new, Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e}"));
+    loop {
+        match admin.member_promote(id).await {
+            Ok(_) => break,
+            Err(e) => assert!(Instant::now() < deadline, "member promote: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let name = c.members[victim].name.clone();
+    let list = admin.member_list().await.expect("member list");
+    let gone = list
+        .members()
+        .iter()
+        .find(|m| m.name() == name)
+        .expect("the victim is listed")
+        .id();
+    loop {
+        match admin.member_remove(gone).await {
+            Ok(_) => break,
+            Err(e) => assert!(Instant::now() < deadline, "member remove: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    c.members[victim].kill();
 }
 
 async fn run(plan: &[(usize, Fault)], seeds: &[u64], secs: f64) -> BTreeMap<String, Tally> {
@@ -219,7 +271,7 @@ async fn run(plan: &[(usize, Fault)], seeds: &[u64], secs: f64) -> BTreeMap<Stri
     table
 }
 
-const KINDS: [(usize, Fault); 10] = [
+const KINDS: [(usize, Fault); 11] = [
     (1, Fault::None),
     (1, Fault::KillLeader),
     (3, Fault::None),
@@ -230,6 +282,7 @@ const KINDS: [(usize, Fault); 10] = [
     (3, Fault::Failpoint("snapshot_build_before_commit")),
     (3, Fault::Failpoint("snapshot_build_after_commit")),
     (3, Fault::Failpoint("compaction_step")),
+    (3, Fault::ReplaceFollower),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -262,7 +315,15 @@ async fn robustness_long() {
                 .as_nanos() as u64
         });
     eprintln!("robustness: {n} scenarios of {secs} s, seed {seed} (ROBUSTNESS_SEED)");
-    let plan: Vec<(usize, Fault)> = (0..n).map(|i| KINDS[i % KINDS.len()]).collect();
+    // ROBUSTNESS_KINDS: the fault kinds to run, as indices into KINDS (default all)
+    let kinds: Vec<(usize, Fault)> = match std::env::var("ROBUSTNESS_KINDS") {
+        Ok(list) if !list.is_empty() => list
+            .split(',')
+            .filter_map(|i| KINDS.get(i.trim().parse::<usize>().ok()?).copied())
+            .collect(),
+        _ => KINDS.to_vec(),
+    };
+    let plan: Vec<(usize, Fault)> = (0..n).map(|i| kinds[i % kinds.len()]).collect();
     let seeds: Vec<u64> = (0..n as u64).map(|i| seed.wrapping_add(i)).collect();
     run(&plan, &seeds, secs).await;
 }
