@@ -275,6 +275,21 @@ pub static SNAPSHOT_RECEIVE_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(||
     )
 });
 
+/// One snapshot chunk sent to (`sent`) or received from a peer (`label`, its id in hex):
+/// the last chunk's success counts a snapshot, any failure counts one failure.
+pub fn snapshot_chunk(sent: bool, label: &str, last: bool, ok: bool) {
+    let (success, failures) = if sent {
+        (&SNAPSHOT_SEND_SUCCESS, &SNAPSHOT_SEND_FAILURES)
+    } else {
+        (&SNAPSHOT_RECEIVE_SUCCESS, &SNAPSHOT_RECEIVE_FAILURES)
+    };
+    match (ok, last) {
+        (true, true) => success.with_label_values(&[label]).inc(),
+        (true, false) => {}
+        (false, _) => failures.with_label_values(&[label]).inc(),
+    }
+}
+
 /// `--metrics extensive`: go-grpc-prometheus' handling-time histogram, exported only then.
 static EXTENSIVE: AtomicBool = AtomicBool::new(false);
 

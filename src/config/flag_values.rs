@@ -70,9 +70,9 @@ impl Config {
         }
     }
 
-    /// `--host-whitelist`: the listed host names (`*` lets every host in).
-    pub fn host_whitelist(&self) -> Vec<String> {
-        self.flag("host-whitelist")
+    /// A comma-separated list flag's items, trimmed, empty ones dropped.
+    fn list(&self, name: &str) -> Vec<String> {
+        self.flag(name)
             .split(',')
             .map(str::trim)
             .filter(|h| !h.is_empty())
@@ -80,14 +80,14 @@ impl Config {
             .collect()
     }
 
+    /// `--host-whitelist`: the listed host names (`*` lets every host in).
+    pub fn host_whitelist(&self) -> Vec<String> {
+        self.list("host-whitelist")
+    }
+
     /// `--cors`: the origins plain-HTTP answers allow (`*` allows every origin).
     pub fn cors(&self) -> Vec<String> {
-        self.flag("cors")
-            .split(',')
-            .map(str::trim)
-            .filter(|o| !o.is_empty())
-            .map(str::to_string)
-            .collect()
+        self.list("cors")
     }
 
     /// `--grpc-keepalive-interval` (`None`: off).

@@ -591,16 +591,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         let resp = client.install_snapshot(request).await;
         self.net.activity.answered(self.target, resp.is_ok());
         self.count(sent, &resp);
-        let to = [self.label.as_str()];
-        match &resp {
-            Ok(_) if done => crate::metrics::SNAPSHOT_SEND_SUCCESS
-                .with_label_values(&to)
-                .inc(),
-            Ok(_) => {}
-            Err(_) => crate::metrics::SNAPSHOT_SEND_FAILURES
-                .with_label_values(&to)
-                .inc(),
-        }
+        crate::metrics::snapshot_chunk(true, &self.label, done, resp.is_ok());
         let resp = resp.map_err(|s| self.status(s))?.into_inner();
         match msg::snapshot_resp_from_pb(resp).map_err(|e| self.malformed(e))? {
             Ok(r) => Ok(r),

@@ -234,16 +234,7 @@ impl pb::peer_server::Peer for PeerService {
             Ok(Response::new(msg::snapshot_resp_to_pb(resp)))
         };
         let answer = answer.await;
-        let label = [from.label.as_str()];
-        match &answer {
-            Ok(_) if done => crate::metrics::SNAPSHOT_RECEIVE_SUCCESS
-                .with_label_values(&label)
-                .inc(),
-            Ok(_) => {}
-            Err(_) => crate::metrics::SNAPSHOT_RECEIVE_FAILURES
-                .with_label_values(&label)
-                .inc(),
-        }
+        crate::metrics::snapshot_chunk(false, &from.label, done, answer.is_ok());
         from.answered(answer)
     }
 
