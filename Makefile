@@ -62,28 +62,35 @@ bench-cluster: deps
 	$(CARGO) build --release --bins
 	bash scripts/bench-cluster.sh
 
-# Seeded random histories under faults (kill -9, SIGSTOP, a cut-off leader; 1 and 3
-# members), each checked for linearizability, the watch guarantees and lost acknowledged
-# writes (tests/robustness). ROBUSTNESS_SCENARIOS (default 40) of ROBUSTNESS_SECS of load;
-# ROBUSTNESS_SEED repeats a run, ROBUSTNESS_KINDS=0,3 picks fault kinds (indices into
-# tests/robustness/main.rs's KINDS). A short fixed-seed subset runs in `make test`.
+# Seeded random histories under faults (kill -9, SIGSTOP, a cut-off or delayed leader,
+# failpoints, membership changes; 1 and 3 members), with the basic and the
+# Kubernetes-shaped load, each checked for linearizability, the watch guarantees and lost
+# acknowledged writes (tests/robustness). ROBUSTNESS_SCENARIOS (default 40) of
+# ROBUSTNESS_SECS of load, ROBUSTNESS_JOBS at a time; ROBUSTNESS_SEED repeats a run,
+# ROBUSTNESS_KINDS=0,3 picks fault kinds (indices into tests/robustness/main.rs's KINDS).
+# A short fixed-seed subset runs in `make test`.
 ROBUSTNESS_SCENARIOS ?= 40
 ROBUSTNESS_SECS ?= 4
+ROBUSTNESS_JOBS ?= 2
 robustness: deps
 	$(CARGO) build --release --bins
 	METASTORE_BIN=$(CURDIR)/target/release/metastore ROBUSTNESS_SCENARIOS=$(ROBUSTNESS_SCENARIOS) \
 	ROBUSTNESS_SECS=$(ROBUSTNESS_SECS) ROBUSTNESS_SEED=$(ROBUSTNESS_SEED) ROBUSTNESS_KINDS=$(ROBUSTNESS_KINDS) \
+	ROBUSTNESS_JOBS=$(ROBUSTNESS_JOBS) \
 		$(CARGO) test --release --test robustness -- --ignored --nocapture robustness_long
 
 # The single-member kill -9 loop, then the cluster loop (leader kills, pauses and network
-# partitions under load) for CLUSTER_SOAK_SECS (10 minutes unless given).
+# partitions under load) for CLUSTER_SOAK_SECS (10 minutes unless given), then
+# SOAK_ROBUSTNESS_SCENARIOS robustness histories.
 CLUSTER_SOAK_SECS ?= 600
+SOAK_ROBUSTNESS_SCENARIOS ?= 100
 soak: deps
 	$(CARGO) build --release --bins
 	METASTORE_BIN=$(CURDIR)/target/release/metastore METASTORE_SOAK=1 \
 		$(CARGO) test --release --test crash -- --nocapture
 	METASTORE_BIN=$(CURDIR)/target/release/metastore METASTORE_CLUSTER_SOAK_SECS=$(CLUSTER_SOAK_SECS) \
 		$(CARGO) test --release --test cluster_soak -- --ignored --nocapture
+	$(MAKE) robustness ROBUSTNESS_SCENARIOS=$(SOAK_ROBUSTNESS_SCENARIOS)
 
 fmt:
 	$(CARGO) fmt --all

@@ -360,9 +360,19 @@ impl Cluster {
             .partition(a, b);
     }
 
-    /// Every peer link works again.
+    /// Every peer link works again, and none is delayed.
     pub fn heal(&self) {
-        self.net.as_ref().expect("a proxied cluster").heal();
+        let net = self.net.as_ref().expect("a proxied cluster");
+        net.heal();
+        net.undelay();
+    }
+
+    /// Slow every peer link of member `i` by `latency` plus up to `jitter`.
+    pub fn delay(&self, i: usize, latency: Duration, jitter: Duration) {
+        self.net
+            .as_ref()
+            .expect("a proxied cluster")
+            .delay(i, latency, jitter);
     }
 
     /// Wait until every running member holds the identical keyspace at the same revision

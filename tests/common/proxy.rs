@@ -7,13 +7,16 @@
 //! connections from `i` to `j` in either direction, as a network partition would:
 //! established connections are shut down, and new ones are accepted and held without being
 //! forwarded (the sender sees a connection that never answers) until the cut heals.
+//! A delayed member's links carry every chunk that long later, in order, with jitter
+//! (a slow network rather than a broken one).
 #![allow(dead_code)]
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
 
 struct Conn {
     from: Option<usize>,
@@ -40,6 +43,8 @@ struct Shared {
     /// (from, to) pairs that cannot talk; always holds both directions.
     cut: Mutex<HashSet<(usize, usize)>>,
     conns: Mutex<Vec<Conn>>,
+    /// Member index -> (latency, jitter) added to every chunk on its links.
+    delay: Mutex<HashMap<usize, (Duration, Duration)>>,
     /// Listening ports, to wake their accept loops on close.
     ports: Mutex<Vec<u16>>,
     closed: AtomicBool,
@@ -121,6 +126,21 @@ impl Net {
         conns.retain(|c| !c.held);
     }
 
+    /// Every chunk on a link of member `i`, either way, arrives `latency` plus up to
+    /// `jitter` later (never before the chunk sent before it).
+    pub fn delay(&self, i: usize, latency: Duration, jitter: Duration) {
+        self.shared
+            .delay
+            .lock()
+            .unwrap()
+            .insert(i, (latency, jitter));
+    }
+
+    /// No link is delayed any more.
+    pub fn undelay(&self) {
+        self.shared.delay.lock().unwrap().clear();
+    }
+
     pub fn is_cut(&self) -> bool {
         !self.shared.cut.lock().unwrap().is_empty()
     }
@@ -184,30 +204,79 @@ fn accept(shared: &Arc<Shared>, client: TcpStream, to: usize, upstream: u16) {
             alive: alive.clone(),
         });
     }
+    let link = (from, to);
     pump(
         client.try_clone().unwrap(),
         server.try_clone().unwrap(),
         None,
+        shared.clone(),
+        link,
     );
-    pump(server, client, Some(alive));
+    pump(server, client, Some(alive), shared.clone(), link);
+}
+
+/// The delay a chunk on the link `(from, to)` takes now, if either end is delayed.
+fn delay_of(shared: &Shared, (from, to): (Option<usize>, usize), salt: u64) -> Option<Duration> {
+    let delays = shared.delay.lock().unwrap();
+    let (latency, jitter) = from
+        .and_then(|f| delays.get(&f))
+        .into_iter()
+        .chain(delays.get(&to))
+        .max()
+        .copied()?;
+    // jitter from a hash of the chunk's number: no shared random state
+    let spread = (jitter.as_micros() as u64).max(1);
+    let extra = (salt.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 16) % spread;
+    Some(latency + Duration::from_micros(extra))
 }
 
 /// Copy `a` to `b` on a thread; when either side ends, shut both (and clear `alive`).
-fn pump(mut a: TcpStream, mut b: TcpStream, alive: Option<Arc<AtomicBool>>) {
+/// Chunks go through a second thread that holds each until its delay is over.
+fn pump(
+    mut a: TcpStream,
+    mut b: TcpStream,
+    alive: Option<Arc<AtomicBool>>,
+    shared: Arc<Shared>,
+    link: (Option<usize>, usize),
+) {
+    let (tx, rx) = mpsc::channel::<(Instant, Vec<u8>)>();
+    let (a2, b2) = (a.try_clone().ok(), b.try_clone().ok());
     std::thread::spawn(move || {
         let mut buf = [0u8; 64 * 1024];
+        let mut due = Instant::now();
+        let mut n_chunk = 0u64;
         loop {
             match a.read(&mut buf) {
                 Ok(n) if n > 0 => {
-                    if b.write_all(&buf[..n]).is_err() {
+                    n_chunk += 1;
+                    let now = Instant::now();
+                    // in order: never due before the chunk sent before it
+                    due = match delay_of(&shared, link, n_chunk) {
+                        Some(d) => (now + d).max(due),
+                        None => now.max(due),
+                    };
+                    if tx.send((due, buf[..n].to_vec())).is_err() {
                         break;
                     }
                 }
                 _ => break,
             }
         }
-        let _ = a.shutdown(Shutdown::Both);
-        let _ = b.shutdown(Shutdown::Both);
+        drop(tx);
+    });
+    std::thread::spawn(move || {
+        for (due, chunk) in rx {
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+            if b.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+        for s in a2.iter().chain(b2.iter()) {
+            let _ = s.shutdown(Shutdown::Both);
+        }
         if let Some(alive) = alive {
             alive.store(false, Ordering::SeqCst);
         }

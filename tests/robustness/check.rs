@@ -18,11 +18,19 @@
 //!   before the read returned;
 //! - every read (and a failed txn's get) returns the state at its header's revision, and a
 //!   txn's compare held (or failed) against that state;
-//! - the members' final keyspace is the state at the last revision.
+//! - the members' final keyspace is the state at the last revision;
+//! - a delete no client asked for is a lease's: the key's value was put under a lease,
+//!   every live key of that lease goes at that one revision, and nothing is put under the
+//!   lease after it;
+//! - a list is every key of its prefix at its revision;
+//! - one client's serializable gets (all to one member) never go back a revision;
+//! - a reflector's list is the state at its revision and its watch then carries exactly
+//!   the prefix's events after it, in order, none at or below a progress notification.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use super::history::{Call, Req, Resp, Seen, WatchResp};
+use super::history::{Call, Reflection, Req, Resp, Seen, WatchResp};
+use super::workload::COMPACT_REV_KEY;
 
 #[derive(Debug, Default)]
 pub struct Verdict {
@@ -33,6 +41,10 @@ pub struct Verdict {
     pub lost: usize,
     /// The scenario's failpoint fired.
     pub failpoint_fired: bool,
+    /// Deletes by a lease's expiry; reflector lists, and events their watches carried.
+    pub lease_deletes: usize,
+    pub reflector_lists: usize,
+    pub reflector_events: usize,
 }
 
 /// A key's versions: (revision, value, create revision, version); value `None` deleted.
@@ -54,11 +66,24 @@ impl State {
     fn seen(&self, key: &str, rev: i64) -> Seen {
         self.at(key, rev).map(|(v, m, ..)| (v, m))
     }
+
+    /// Every key under `prefix` at `rev`, in key order, as a list returns them.
+    fn list(&self, prefix: &str, rev: i64) -> Vec<(String, String, i64)> {
+        let mut out: Vec<_> = self
+            .keys
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .filter_map(|k| self.seen(k, rev).map(|(v, m)| (k.clone(), v, m)))
+            .collect();
+        out.sort();
+        out
+    }
 }
 
 pub fn check(
     calls: &[Call],
     watch: &[WatchResp],
+    reflections: &[Reflection],
     last_rev: i64,
 ) -> (Verdict, BTreeMap<String, (String, i64)>) {
     let mut out = Verdict {
@@ -111,7 +136,7 @@ pub fn check(
                     ));
                 }
             }
-            if !e.key.starts_with('k') {
+            if !e.key.starts_with('k') && e.key != COMPACT_REV_KEY {
                 v.push(format!("event of key {} outside the watched prefix", e.key));
             }
             if by_rev
@@ -160,7 +185,9 @@ pub fn check(
                             e.key, e.create_rev, e.version
                         ));
                     }
-                    if put_at.insert(val.clone(), (*rev, e.key.clone())).is_some() {
+                    if e.key != COMPACT_REV_KEY
+                        && put_at.insert(val.clone(), (*rev, e.key.clone())).is_some()
+                    {
                         v.push(format!("value {val} written twice"));
                     }
                     (*rev, Some(val.clone()), create, version)
@@ -173,6 +200,53 @@ pub fn check(
                 }
             };
             state.keys.entry(e.key.clone()).or_default().push(entry);
+        }
+    }
+
+    // --- each reflector's list and watch against the history
+    for (n, r) in reflections.iter().enumerate() {
+        let want = state.list("k", r.list_rev);
+        if r.list != want {
+            v.push(format!(
+                "reflector list {n} at {} saw {:?}, the state was {want:?}",
+                r.list_rev, r.list
+            ));
+        }
+        let mut got = Vec::new();
+        let (mut bookmark, mut reached) = (r.list_rev, r.list_rev);
+        for resp in &r.watch {
+            if resp.is_progress() {
+                bookmark = bookmark.max(resp.rev);
+                reached = reached.max(resp.rev);
+                continue;
+            }
+            for e in &resp.events {
+                if e.rev <= bookmark {
+                    v.push(format!(
+                        "reflector watch {n}: event at {} at or below {bookmark}",
+                        e.rev
+                    ));
+                }
+                reached = reached.max(e.rev);
+                got.push(e);
+            }
+        }
+        let want: Vec<&super::history::Ev> = by_rev
+            .range(r.list_rev + 1..=reached)
+            .flat_map(|(_, es)| es.iter().copied())
+            .filter(|e| e.key.starts_with('k'))
+            .collect();
+        let got: Vec<&super::history::Ev> = got;
+        out.reflector_lists += 1;
+        out.reflector_events += got.len();
+        if got != want {
+            let at = got.iter().zip(&want).position(|(a, b)| a != b);
+            v.push(format!(
+                "reflector watch {n} from {}: {} events, the history has {} up to {reached}; first difference at {at:?}",
+                r.list_rev + 1,
+                got.len(),
+                want.len()
+            ));
         }
     }
 
@@ -196,7 +270,7 @@ pub fn check(
     for (i, c) in calls.iter().enumerate() {
         let key = c.req.key();
         match (&c.req, &c.resp) {
-            (Req::Put { value, .. }, Resp::Put { rev }) => {
+            (Req::Put { value, .. } | Req::Event { value, .. }, Resp::Put { rev }) => {
                 if put_at.get(value) != Some(&(*rev, key.to_string())) {
                     v.push(format!(
                         "acknowledged put {key}={value} at {rev} is not there: lost"
@@ -205,7 +279,10 @@ pub fn check(
                 }
                 lin[i] = Some((*rev, true));
             }
-            (Req::Put { value, .. } | Req::Txn { value, .. }, Resp::Unknown) => {
+            (
+                Req::Put { value, .. } | Req::Txn { value, .. } | Req::Event { value, .. },
+                Resp::Unknown,
+            ) => {
                 if let Some((rev, _)) = put_at.get(value) {
                     lin[i] = Some((*rev, true));
                 }
@@ -288,12 +365,63 @@ pub fn check(
                     ));
                 }
             }
+            (Req::List { prefix }, Resp::List { rev, kvs }) => {
+                let want = state.list(prefix, *rev);
+                if *kvs != want {
+                    v.push(format!(
+                        "list of {prefix} at {rev} saw {kvs:?}, the state was {want:?}"
+                    ));
+                }
+                lin[i] = Some((*rev, false));
+            }
             (_, Resp::Unknown) => {}
             (req, resp) => v.push(format!("answer {resp:?} to {req:?}")),
         }
     }
-    // every delete the watch shows was asked for
+    // one client's serializable gets go to one member: never back a revision
+    let mut serial_floor: HashMap<usize, (i64, u64)> = HashMap::new();
+    let mut by_client: Vec<&Call> = calls
+        .iter()
+        .filter(|c| {
+            matches!(
+                c.req,
+                Req::Get {
+                    serializable: true,
+                    ..
+                }
+            )
+        })
+        .collect();
+    by_client.sort_by_key(|c| (c.client, c.invoke));
+    for c in by_client {
+        if let Resp::Get { rev, .. } = c.resp {
+            let floor = serial_floor.entry(c.client).or_insert((0, 0));
+            if rev < floor.0 {
+                v.push(format!(
+                    "client {}'s serializable get at revision {rev} after one at {}",
+                    c.client, floor.0
+                ));
+            }
+            *floor = (floor.0.max(rev), c.ret);
+        }
+    }
+    // every delete the watch shows was asked for, or is a lease's (an Event's key)
+    let lease_of: HashMap<&str, i64> = calls
+        .iter()
+        .filter_map(|c| match &c.req {
+            Req::Event { value, lease, .. } => Some((value.as_str(), *lease)),
+            _ => None,
+        })
+        .collect();
+    let mut lease_keys: HashMap<i64, Vec<&str>> = HashMap::new();
+    for (val, (_, key)) in &put_at {
+        if let Some(l) = lease_of.get(val.as_str()) {
+            lease_keys.entry(*l).or_default().push(key);
+        }
+    }
+    let mut revoked: HashMap<i64, i64> = HashMap::new();
     for (rev, events) in &by_rev {
+        let mut leases_here = HashSet::new();
         for e in events.iter().filter(|e| e.value.is_none()) {
             let claimed = deletes_claimed.contains(&(*rev, e.key.clone()))
                 || calls.iter().any(|c| {
@@ -301,8 +429,45 @@ pub fn check(
                         && matches!(c.resp, Resp::Unknown)
                         && c.req.key() == e.key
                 });
-            if !claimed {
-                v.push(format!("phantom delete of {} at {rev}", e.key));
+            let lease = state
+                .seen(&e.key, rev - 1)
+                .and_then(|(val, _)| lease_of.get(val.as_str()).copied());
+            match lease {
+                _ if claimed => {}
+                Some(l) => {
+                    leases_here.insert(l);
+                    out.lease_deletes += 1;
+                }
+                None => v.push(format!("phantom delete of {} at {rev}", e.key)),
+            }
+        }
+        if leases_here.len() > 1 {
+            v.push(format!(
+                "leases {leases_here:?} all revoked at revision {rev}"
+            ));
+        }
+        for l in leases_here {
+            revoked.insert(l, *rev);
+            // atomic: every key still under the lease goes at this revision
+            for key in lease_keys.get(&l).into_iter().flatten() {
+                let live = state
+                    .seen(key, rev - 1)
+                    .is_some_and(|(val, _)| lease_of.get(val.as_str()) == Some(&l));
+                let gone = events.iter().any(|e| e.key == *key && e.value.is_none());
+                if live && !gone {
+                    v.push(format!(
+                        "lease {l:x} revoked at {rev}, but its key {key} stayed"
+                    ));
+                }
+            }
+        }
+    }
+    for (val, (rev, key)) in &put_at {
+        if let Some(l) = lease_of.get(val.as_str()) {
+            if revoked.get(l).is_some_and(|r| r < rev) {
+                v.push(format!(
+                    "{key}={val} put at {rev} under lease {l:x}, revoked before"
+                ));
             }
         }
     }
@@ -371,7 +536,7 @@ pub fn check(
 
 #[cfg(test)]
 mod tests {
-    use super::super::history::{Call, Ev, Req, Resp, WatchResp};
+    use super::super::history::{Call, Ev, Reflection, Req, Resp, WatchResp};
     use super::check;
 
     fn put(client: usize, key: &str, value: &str, t: (u64, u64), rev: Option<i64>) -> Call {
@@ -427,11 +592,11 @@ mod tests {
             resp(2, vec![ev(2, "k1", "a", 2, 1, None)]),
             resp(3, vec![ev(3, "k1", "b", 2, 2, Some(("a", 2)))]),
         ];
-        let (v, state) = check(&calls, &watch, 3);
+        let (v, state) = check(&calls, &watch, &[], 3);
         assert!(v.violations.is_empty(), "{:?}", v.violations);
         assert_eq!(state["k1"], ("b".to_string(), 3));
         // an acknowledged write missing from the watch is lost
-        let (v, _) = check(&calls, &watch[..1], 2);
+        let (v, _) = check(&calls, &watch[..1], &[], 2);
         assert_eq!(v.lost, 1, "{:?}", v.violations);
         // a write acknowledged before another was invoked, at a later revision
         let swapped = vec![
@@ -442,7 +607,7 @@ mod tests {
             resp(2, vec![ev(2, "k1", "b", 2, 1, None)]),
             resp(3, vec![ev(3, "k1", "a", 2, 2, Some(("b", 2)))]),
         ];
-        let (v, _) = check(&swapped, &watch2, 3);
+        let (v, _) = check(&swapped, &watch2, &[], 3);
         assert!(
             v.violations.iter().any(|x| x.contains("invoked after")),
             "{:?}",
@@ -450,7 +615,7 @@ mod tests {
         );
         // a gap, and a value nobody wrote
         let gap = vec![resp(3, vec![ev(3, "k1", "z", 3, 1, None)])];
-        let (v, _) = check(&[], &gap, 3);
+        let (v, _) = check(&[], &gap, &[], 3);
         assert!(v.violations.iter().any(|x| x.contains("gap")));
         assert!(v.violations.iter().any(|x| x.contains("phantom")));
         // a stale read
@@ -468,9 +633,133 @@ mod tests {
                 got: Some(("a".into(), 2)),
             },
         });
-        let (v, _) = check(&reads, &watch, 3);
+        let (v, _) = check(&reads, &watch, &[], 3);
         assert!(
             v.violations.iter().any(|x| x.contains("stale read")),
+            "{:?}",
+            v.violations
+        );
+    }
+
+    fn del(rev: i64, key: &str, prev: (&str, i64)) -> Ev {
+        Ev {
+            rev,
+            key: key.into(),
+            value: None,
+            create_rev: 0,
+            version: 0,
+            prev: Some((prev.0.into(), prev.1)),
+        }
+    }
+
+    fn event(client: usize, key: &str, value: &str, lease: i64, rev: i64) -> Call {
+        Call {
+            client,
+            req: Req::Event {
+                key: key.into(),
+                value: value.into(),
+                lease,
+            },
+            invoke: 0,
+            ret: 1,
+            resp: Resp::Put { rev },
+        }
+    }
+
+    #[test]
+    fn lease_deletes_lists_serializable_reads_and_reflectors_are_checked() {
+        // two Events under lease 7, revoked together at 4
+        let calls = vec![event(0, "kev/a", "a", 7, 2), event(0, "kev/b", "b", 7, 3)];
+        let watch = vec![
+            resp(2, vec![ev(2, "kev/a", "a", 2, 1, None)]),
+            resp(3, vec![ev(3, "kev/b", "b", 3, 1, None)]),
+            resp(
+                4,
+                vec![del(4, "kev/a", ("a", 2)), del(4, "kev/b", ("b", 3))],
+            ),
+        ];
+        let (v, _) = check(&calls, &watch, &[], 4);
+        assert!(v.violations.is_empty(), "{:?}", v.violations);
+        // one key of the lease left behind: not atomic
+        let torn = vec![
+            watch[0].clone(),
+            watch[1].clone(),
+            resp(4, vec![del(4, "kev/a", ("a", 2))]),
+        ];
+        let (v, _) = check(&calls, &torn, &[], 4);
+        assert!(
+            v.violations.iter().any(|x| x.contains("stayed")),
+            "{:?}",
+            v.violations
+        );
+        // a delete of a key no lease holds and no client deleted
+        let mut plain = calls.clone();
+        plain.push(put(1, "k1", "p", (0, 1), None));
+        let phantom = vec![
+            resp(2, vec![ev(2, "k1", "p", 2, 1, None)]),
+            resp(3, vec![del(3, "k1", ("p", 2))]),
+        ];
+        let (v, _) = check(&plain[2..], &phantom, &[], 3);
+        assert!(
+            v.violations.iter().any(|x| x.contains("phantom delete")),
+            "{:?}",
+            v.violations
+        );
+        // a list missing a key, and a serializable get going back
+        let mut reads = calls.clone();
+        reads.push(Call {
+            client: 2,
+            req: Req::List { prefix: "k".into() },
+            invoke: 2,
+            ret: 3,
+            resp: Resp::List {
+                rev: 3,
+                kvs: vec![("kev/a".into(), "a".into(), 2)],
+            },
+        });
+        for (rev, t) in [(3, 5), (2, 7)] {
+            reads.push(Call {
+                client: 3,
+                req: Req::Get {
+                    key: "kev/a".into(),
+                    serializable: true,
+                },
+                invoke: t,
+                ret: t + 1,
+                resp: Resp::Get {
+                    rev,
+                    got: Some(("a".into(), 2)),
+                },
+            });
+        }
+        let (v, _) = check(&reads, &watch, &[], 4);
+        assert!(
+            v.violations.iter().any(|x| x.contains("list of k")),
+            "{:?}",
+            v.violations
+        );
+        assert!(
+            v.violations
+                .iter()
+                .any(|x| x.contains("serializable get at revision 2")),
+            "{:?}",
+            v.violations
+        );
+        // a reflector: listed at 2, then a watch that skips revision 3
+        let good = Reflection {
+            list_rev: 2,
+            list: vec![("kev/a".into(), "a".into(), 2)],
+            watch: watch[1..].to_vec(),
+        };
+        let (v, _) = check(&calls, &watch, std::slice::from_ref(&good), 4);
+        assert!(v.violations.is_empty(), "{:?}", v.violations);
+        let skipped = Reflection {
+            watch: watch[2..].to_vec(),
+            ..good
+        };
+        let (v, _) = check(&calls, &watch, &[skipped], 4);
+        assert!(
+            v.violations.iter().any(|x| x.contains("reflector watch 0")),
             "{:?}",
             v.violations
         );

@@ -23,6 +23,19 @@ pub enum Req {
         key: String,
         serializable: bool,
     },
+    /// A Kubernetes Event: `value` put at a fresh `key` under `lease` (a short TTL lease
+    /// the client shares between its events for a while, as kube-apiserver does), which
+    /// deletes it when it expires.
+    Event {
+        key: String,
+        value: String,
+        lease: i64,
+    },
+    /// Every key under `prefix`, read in pages of a few keys at the first page's
+    /// revision, as a paginated Kubernetes list.
+    List {
+        prefix: String,
+    },
 }
 
 impl Req {
@@ -31,14 +44,18 @@ impl Req {
             Req::Put { key, .. }
             | Req::Delete { key }
             | Req::Txn { key, .. }
-            | Req::Get { key, .. } => key,
+            | Req::Get { key, .. }
+            | Req::Event { key, .. } => key,
+            Req::List { prefix } => prefix,
         }
     }
 
     /// The value a write puts, if it puts one (values are unique in a run).
     pub fn value(&self) -> Option<&str> {
         match self {
-            Req::Put { value, .. } | Req::Txn { value, .. } => Some(value),
+            Req::Put { value, .. } | Req::Txn { value, .. } | Req::Event { value, .. } => {
+                Some(value)
+            }
             _ => None,
         }
     }
@@ -64,6 +81,11 @@ pub enum Resp {
     Get {
         rev: i64,
         got: Seen,
+    },
+    /// A list's revision and its keys with their values and mod revisions, in key order.
+    List {
+        rev: i64,
+        kvs: Vec<(String, String, i64)>,
     },
     /// Failed or timed out: it may or may not have taken effect.
     Unknown,
@@ -107,4 +129,14 @@ impl WatchResp {
     pub fn is_progress(&self) -> bool {
         self.events.is_empty() && !self.created && !self.canceled
     }
+}
+
+/// One list-then-watch of a Kubernetes reflector: a list at `list_rev`, then a watch
+/// from `list_rev + 1` until it failed or was canceled (then it lists again).
+#[derive(Debug, Clone, Default)]
+pub struct Reflection {
+    pub list_rev: i64,
+    pub list: Vec<(String, String, i64)>,
+    /// Event responses and progress notifications, in the order received.
+    pub watch: Vec<WatchResp>,
 }

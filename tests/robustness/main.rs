@@ -1,17 +1,20 @@
 //! Robustness: seeded random histories recorded under faults and checked (check.rs) for
 //! linearizability, the watch guarantees and lost acknowledged writes.
 //!
-//! Each scenario starts a fresh cluster (1 or 3 members), runs the load of workload.rs for
+//! Each scenario starts a fresh cluster (1 or 3 members), runs the load of workload.rs (the
+//! basic mix or the Kubernetes-shaped one, alternately) for
 //! a few seconds, injects one fault in the middle (kill -9 of the leader or a follower
-//! with a restart, SIGSTOP/SIGCONT of a member, the leader cut off from its peers, a
-//! follower dying at a failpoint of snapshot building or compaction, a member added and
+//! with a restart, SIGSTOP/SIGCONT of a member, the leader cut off from its peers, the
+//! leader's peer links delayed, a follower dying at a failpoint of snapshot building,
+//! snapshot installing or compaction, a member added and
 //! promoted and a follower removed), heals
 //! it, lets the watcher catch up with the last revision and checks the history, including
 //! the members' final keyspace against the replayed one.
 //!
 //! `robustness_short` (fixed seeds, one scenario per fault kind) runs in `make test`;
 //! `make robustness` runs `robustness_long`: `ROBUSTNESS_SCENARIOS` scenarios (default 40)
-//! of `ROBUSTNESS_SECS` seconds of load each (default 4), seeded by `ROBUSTNESS_SEED`.
+//! of `ROBUSTNESS_SECS` seconds of load each (default 4), seeded by `ROBUSTNESS_SEED`,
+//! `ROBUSTNESS_JOBS` at a time (default 1).
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -26,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::cluster::Cluster;
-use workload::{Clock, Watched};
+use workload::{Clock, Mode, Watched};
 
 const CLIENTS: usize = 8;
 
@@ -37,17 +40,19 @@ enum Fault {
     KillFollower,
     Pause,
     CutLeader,
+    /// Every peer link of the leader slowed by 50 to 300 ms (with 50 ms of jitter).
+    DelayLeader,
     /// A follower restarted with this failpoint armed to abort (snapshots every 300
-    /// applies, compactions every 400 ms make it fire), then restarted without it.
+    /// applies, compactions every 400 ms make it fire), then restarted without it. For an
+    /// install failpoint, the follower is down for a second first, so that the leader has
+    /// purged the log it missed (50 entries kept behind a snapshot) and sends a snapshot.
     Failpoint(&'static str),
     /// A new member added as a learner, promoted once in sync, then a follower removed.
     ReplaceFollower,
 }
 
-impl Fault {
-    fn name(self, members: usize) -> String {
-        format!("{members} member(s), {self:?}")
-    }
+fn name(members: usize, fault: Fault, mode: Mode) -> String {
+    format!("{members} member(s), {fault:?}, {mode:?}")
 }
 
 #[derive(Default, Debug)]
@@ -63,10 +68,24 @@ struct Tally {
 }
 
 /// One scenario, checked.
-async fn scenario(members: usize, fault: Fault, seed: u64, secs: f64) -> check::Verdict {
+async fn scenario(
+    members: usize,
+    fault: Fault,
+    mode: Mode,
+    seed: u64,
+    secs: f64,
+) -> check::Verdict {
     let mut c = match fault {
-        Fault::CutLeader => Cluster::start_proxied(members, &[]),
-        Fault::Failpoint(_) => Cluster::start(members, &["--snapshot-count", "300"]),
+        Fault::CutLeader | Fault::DelayLeader => Cluster::start_proxied(members, &[]),
+        Fault::Failpoint(_) => Cluster::start(
+            members,
+            &[
+                "--snapshot-count",
+                "300",
+                "--experimental-snapshot-catchup-entries",
+                "50",
+            ],
+        ),
         _ => Cluster::start(members, &[]),
     };
     let endpoints = c.endpoints();
@@ -76,22 +95,38 @@ async fn scenario(members: usize, fault: Fault, seed: u64, secs: f64) -> check::
     let target = Arc::new(AtomicI64::new(i64::MAX));
     let calls = Arc::new(Mutex::new(Vec::new()));
     let watched = Arc::new(Watched::default());
+    let reflections = Arc::new(Mutex::new(Vec::new()));
     let mut tasks = Vec::new();
     for id in 0..CLIENTS {
         tasks.push(tokio::spawn(workload::client(
             id,
             seed,
+            mode,
             endpoints.clone(),
             clock,
             stop.clone(),
             calls.clone(),
         )));
     }
-    tasks.push(tokio::spawn(workload::compactor(
-        endpoints.clone(),
-        stop.clone(),
-        watched.clone(),
-    )));
+    match mode {
+        Mode::Basic => tasks.push(tokio::spawn(workload::compactor(
+            endpoints.clone(),
+            stop.clone(),
+            watched.clone(),
+        ))),
+        Mode::Kubernetes => {
+            tasks.push(tokio::spawn(workload::kube_compactor(
+                endpoints.clone(),
+                stop.clone(),
+                watched.clone(),
+            )));
+            tasks.push(tokio::spawn(workload::reflector(
+                endpoints.clone(),
+                stop.clone(),
+                reflections.clone(),
+            )));
+        }
+    }
     let watcher = tokio::spawn(workload::watcher(
         endpoints.clone(),
         done.clone(),
@@ -116,9 +151,20 @@ async fn scenario(members: usize, fault: Fault, seed: u64, secs: f64) -> check::
         Fault::KillLeader | Fault::KillFollower => c.members[victim].kill(),
         Fault::Pause => c.members[victim].pause(),
         Fault::CutLeader => c.isolate(victim),
+        Fault::DelayLeader => {
+            let latency = 50 + seed % 251;
+            c.delay(
+                victim,
+                Duration::from_millis(latency),
+                Duration::from_millis(50),
+            );
+        }
         Fault::ReplaceFollower => replace_follower(&mut c, victim).await,
         Fault::Failpoint(name) => {
             c.members[victim].kill();
+            if name.starts_with("snapshot_install") {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
             c.members[victim].env = vec![("METASTORE_FAILPOINTS".into(), format!("{name}=abort"))];
             c.spawn(victim);
             let until = Instant::now() + third;
@@ -136,7 +182,7 @@ async fn scenario(members: usize, fault: Fault, seed: u64, secs: f64) -> check::
         Fault::None => {}
         Fault::KillLeader | Fault::KillFollower => c.restart(victim),
         Fault::Pause => c.members[victim].resume(),
-        Fault::CutLeader => c.heal(),
+        Fault::CutLeader | Fault::DelayLeader => c.heal(),
         Fault::Failpoint(_) => {
             c.members[victim].kill();
             c.members[victim].env.clear();
@@ -158,7 +204,8 @@ async fn scenario(members: usize, fault: Fault, seed: u64, secs: f64) -> check::
 
     let calls = calls.lock().unwrap().clone();
     let responses = watched.responses.lock().unwrap().clone();
-    let (mut verdict, replayed) = check::check(&calls, &responses, space.0);
+    let reflections = reflections.lock().unwrap().clone();
+    let (mut verdict, replayed) = check::check(&calls, &responses, &reflections, space.0);
     verdict.failpoint_fired = fired;
     if caught_up.is_err() {
         verdict.violations.push(format!(
@@ -225,23 +272,40 @@ async fn replace_follower(c: &mut Cluster, victim: usize) {
     c.members[victim].kill();
 }
 
-async fn run(plan: &[(usize, Fault)], seeds: &[u64], secs: f64) -> BTreeMap<String, Tally> {
+async fn run(
+    plan: &[(usize, Fault, Mode)],
+    seeds: &[u64],
+    secs: f64,
+    jobs: usize,
+) -> BTreeMap<String, Tally> {
+    use futures::StreamExt;
     let mut table: BTreeMap<String, Tally> = BTreeMap::new();
     let mut failures = Vec::new();
-    for (i, ((members, fault), seed)) in plan.iter().zip(seeds).enumerate() {
-        let started = Instant::now();
-        let v = scenario(*members, *fault, *seed, secs).await;
+    let runs = plan.iter().zip(seeds).enumerate().map(
+        |(i, (&(members, fault, mode), &seed))| async move {
+            let started = Instant::now();
+            let v = tokio::spawn(scenario(members, fault, mode, seed, secs))
+                .await
+                .unwrap_or_else(|e| panic!("scenario {i} seed {seed}: {e}"));
+            (i, members, fault, mode, seed, v, started.elapsed())
+        },
+    );
+    let mut done = futures::stream::iter(runs).buffer_unordered(jobs.max(1));
+    while let Some((i, members, fault, mode, seed, v, took)) = done.next().await {
+        let name = name(members, fault, mode);
         eprintln!(
-            "scenario {i}: {} seed {seed}: {} ops ({} unknown), {} events, {} violations, {} lost, {:.1}s",
-            fault.name(*members),
+            "scenario {i}: {name} seed {seed}: {} ops ({} unknown), {} events ({} by leases), {} reflector lists and {} of their events, {} violations, {} lost, {:.1}s",
             v.ops,
             v.unknown,
             v.events,
+            v.lease_deletes,
+            v.reflector_lists,
+            v.reflector_events,
             v.violations.len(),
             v.lost,
-            started.elapsed().as_secs_f64()
+            took.as_secs_f64()
         );
-        let t = table.entry(fault.name(*members)).or_default();
+        let t = table.entry(name.clone()).or_default();
         t.histories += 1;
         t.ops += v.ops;
         t.unknown += v.unknown;
@@ -251,19 +315,18 @@ async fn run(plan: &[(usize, Fault)], seeds: &[u64], secs: f64) -> BTreeMap<Stri
         t.fired += usize::from(v.failpoint_fired);
         if !v.violations.is_empty() {
             failures.push(format!(
-                "{} seed {seed}:\n  {}",
-                fault.name(*members),
+                "{name} seed {seed}:\n  {}",
                 v.violations.join("\n  ")
             ));
         }
     }
     eprintln!(
-        "\n{:<60} {:>9} {:>9} {:>8} {:>8} {:>10} {:>5} {:>6}",
+        "\n{:<75} {:>9} {:>9} {:>8} {:>8} {:>10} {:>5} {:>6}",
         "fault", "histories", "ops", "unknown", "events", "violations", "lost", "fired"
     );
     for (name, t) in &table {
         eprintln!(
-            "{name:<60} {:>9} {:>9} {:>8} {:>8} {:>10} {:>5} {:>6}",
+            "{name:<75} {:>9} {:>9} {:>8} {:>8} {:>10} {:>5} {:>6}",
             t.histories, t.ops, t.unknown, t.events, t.violations, t.lost, t.fired
         );
     }
@@ -271,7 +334,7 @@ async fn run(plan: &[(usize, Fault)], seeds: &[u64], secs: f64) -> BTreeMap<Stri
     table
 }
 
-const KINDS: [(usize, Fault); 11] = [
+const KINDS: [(usize, Fault); 15] = [
     (1, Fault::None),
     (1, Fault::KillLeader),
     (3, Fault::None),
@@ -283,18 +346,54 @@ const KINDS: [(usize, Fault); 11] = [
     (3, Fault::Failpoint("snapshot_build_after_commit")),
     (3, Fault::Failpoint("compaction_step")),
     (3, Fault::ReplaceFollower),
+    (3, Fault::DelayLeader),
+    (3, Fault::Failpoint("snapshot_install_after_persist")),
+    (3, Fault::Failpoint("snapshot_install_after_clear")),
+    (3, Fault::Failpoint("snapshot_install_after_unmark")),
 ];
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// The plan of `n` scenarios over `kinds`: each kind with the basic load, then each with
+/// the Kubernetes one, and again.
+fn plan(n: usize, kinds: &[(usize, Fault)]) -> Vec<(usize, Fault, Mode)> {
+    (0..n)
+        .map(|i| {
+            let (members, fault) = kinds[i % kinds.len()];
+            let mode = if (i / kinds.len()).is_multiple_of(2) {
+                Mode::Basic
+            } else {
+                Mode::Kubernetes
+            };
+            (members, fault, mode)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn robustness_short() {
-    let plan = [KINDS[1], KINDS[3], KINDS[5], KINDS[6], KINDS[7]];
-    let seeds = [11, 12, 13, 14, 15];
-    let table = run(&plan, &seeds, 3.0).await;
+    let plan = [
+        (1, Fault::KillLeader, Mode::Basic),
+        (3, Fault::KillLeader, Mode::Kubernetes),
+        (3, Fault::Pause, Mode::Basic),
+        (3, Fault::CutLeader, Mode::Kubernetes),
+        (
+            3,
+            Fault::Failpoint("snapshot_build_before_commit"),
+            Mode::Basic,
+        ),
+        (3, Fault::DelayLeader, Mode::Kubernetes),
+        (
+            3,
+            Fault::Failpoint("snapshot_install_after_clear"),
+            Mode::Kubernetes,
+        ),
+    ];
+    let seeds = [11, 12, 13, 14, 15, 16, 17];
+    let table = run(&plan, &seeds, 3.0, 2).await;
     let ops: usize = table.values().map(|t| t.ops).sum();
     assert!(ops > 500, "only {ops} operations checked");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "long: make robustness"]
 async fn robustness_long() {
     let n: usize = std::env::var("ROBUSTNESS_SCENARIOS")
@@ -323,7 +422,11 @@ async fn robustness_long() {
             .collect(),
         _ => KINDS.to_vec(),
     };
-    let plan: Vec<(usize, Fault)> = (0..n).map(|i| kinds[i % kinds.len()]).collect();
+    let jobs: usize = std::env::var("ROBUSTNESS_JOBS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    let plan = plan(n, &kinds);
     let seeds: Vec<u64> = (0..n as u64).map(|i| seed.wrapping_add(i)).collect();
-    run(&plan, &seeds, secs).await;
+    run(&plan, &seeds, secs, jobs).await;
 }
