@@ -9,7 +9,7 @@ DATA_DIR ?= default.metastore
 PROTOX := $(CURDIR)/.tools/bin/protox
 export PROTOC := $(PROTOX)
 
-.PHONY: all build run test unit compat deps tools bench bench-cluster soak robustness fmt clippy check-layering clean
+.PHONY: all build run test unit compat deps tools bench bench-cluster soak robustness fuzz fmt clippy check-layering clean
 
 all: build
 
@@ -78,6 +78,16 @@ robustness: deps
 	ROBUSTNESS_SECS=$(ROBUSTNESS_SECS) ROBUSTNESS_SEED=$(ROBUSTNESS_SEED) ROBUSTNESS_KINDS=$(ROBUSTNESS_KINDS) \
 	ROBUSTNESS_JOBS=$(ROBUSTNESS_JOBS) \
 		$(CARGO) test --release --test robustness -- --ignored --nocapture robustness_long
+
+# The fuzz targets of tests/fuzz (arbitrary bytes into every gRPC method, random HTTP
+# requests, random command lines and config files, random commands through the applier
+# against a model), FUZZ_CASES each (a short run of each is part of `make test`);
+# FUZZ_SEED replays a run.
+FUZZ_CASES ?= 1000000
+fuzz: deps
+	$(CARGO) build --release --bins
+	METASTORE_BIN=$(CURDIR)/target/release/metastore FUZZ_CASES=$(FUZZ_CASES) FUZZ_SEED=$(FUZZ_SEED) \
+		$(CARGO) test --release --test fuzz -- --nocapture
 
 # The single-member kill -9 loop, then the cluster loop (leader kills, pauses and network
 # partitions under load) for CLUSTER_SOAK_SECS (10 minutes unless given), then

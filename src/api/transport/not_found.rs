@@ -14,11 +14,16 @@ use std::task::{ready, Context, Poll};
 use axum::body::Body;
 use axum::http::{header, HeaderValue, Request, Response, StatusCode, Uri};
 
+/// HTTP/2 with a gRPC content type, as etcd's cmux picks gRPC: an HTTP/1 request with a
+/// gRPC content type is an HTTP request (found by the fuzzer: such a request to an
+/// unknown path got gRPC's `200` with `Unimplemented` where etcd answers `404`).
 fn is_grpc(req: &Request<Body>) -> bool {
-    req.headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/grpc"))
+    req.version() == axum::http::Version::HTTP_2
+        && req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.starts_with("application/grpc"))
 }
 
 /// The gRPC services' routes answer gRPC only; anything else there is an unknown path.
@@ -176,11 +181,23 @@ mod tests {
             "text/plain; charset=utf-8"
         );
         let req = Request::post("/etcdserverpb.Nope/Do")
+            .version(axum::http::Version::HTTP_2)
             .header(header::CONTENT_TYPE, "application/grpc")
             .body(Body::empty())
             .unwrap();
         let resp = fallback(req).await;
         assert_eq!(resp.status(), StatusCode::OK);
         assert_eq!(resp.headers()["grpc-status"], "12");
+    }
+
+    #[tokio::test]
+    async fn http1_with_a_grpc_content_type_is_http() {
+        let req = Request::post("/V3/KV/RANGE")
+            .version(axum::http::Version::HTTP_11)
+            .header(header::CONTENT_TYPE, "application/grpc")
+            .body(Body::empty())
+            .unwrap();
+        let resp = fallback(req).await;
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND);
     }
 }
