@@ -165,44 +165,50 @@ enum Digest {
     All(i64, Vec<i64>, Vec<(u64, Vec<String>, bool)>),
 }
 
-async fn revision(c: &mut Client) -> i64 {
+type Probe<T> = Result<T, String>;
+
+fn probe_err(what: &str) -> impl Fn(etcd_client::Error) -> String + '_ {
+    move |e| format!("the state probe's {what} failed: {e}")
+}
+
+pub async fn revision(c: &mut Client) -> Probe<i64> {
     let opts = GetOptions::new()
         .with_all_keys()
         .with_count_only()
         .with_serializable();
-    let r = c.get("", Some(opts)).await.expect("the digest's range");
-    r.header().expect("a header").revision()
+    let r = c.get("", Some(opts)).await.map_err(probe_err("range"))?;
+    Ok(r.header().map_or(0, |h| h.revision()))
 }
 
-async fn leases(c: &mut Client) -> Vec<i64> {
-    let r = c.leases().await.expect("the digest's lease list");
+async fn leases(c: &mut Client) -> Probe<Vec<i64>> {
+    let r = c.leases().await.map_err(probe_err("lease list"))?;
     let mut ids: Vec<i64> = r.leases().iter().map(|l| l.id()).collect();
     ids.sort_unstable();
-    ids
+    Ok(ids)
 }
 
-async fn members(c: &mut Client) -> Vec<(u64, Vec<String>, bool)> {
-    let r = c.member_list().await.expect("the digest's member list");
+async fn members(c: &mut Client) -> Probe<Vec<(u64, Vec<String>, bool)>> {
+    let r = c.member_list().await.map_err(probe_err("member list"))?;
     let mut m: Vec<_> = r
         .members()
         .iter()
         .map(|m| (m.id(), m.peer_urls().to_vec(), m.is_learner()))
         .collect();
     m.sort();
-    m
+    Ok(m)
 }
 
-async fn digest(c: &mut Client, t: Touches) -> Digest {
-    match t {
+async fn digest(c: &mut Client, t: Touches) -> Probe<Digest> {
+    Ok(match t {
         Nothing | Unchecked => Digest::None,
-        Kv => Digest::Rev(revision(c).await),
-        Leases => Digest::Leases(revision(c).await, leases(c).await),
+        Kv => Digest::Rev(revision(c).await?),
+        Leases => Digest::Leases(revision(c).await?, leases(c).await?),
         Auth => {
-            let users = c.user_list().await.expect("user list").users().to_vec();
-            let roles = c.role_list().await.expect("role list").roles().to_vec();
-            Digest::Auth(users, roles)
+            let users = c.user_list().await.map_err(probe_err("user list"))?;
+            let roles = c.role_list().await.map_err(probe_err("role list"))?;
+            Digest::Auth(users.users().to_vec(), roles.roles().to_vec())
         }
-        Members => Digest::Members(members(c).await),
+        Members => Digest::Members(members(c).await?),
         Alarms => {
             let r = c
                 .alarm(
@@ -211,7 +217,7 @@ async fn digest(c: &mut Client, t: Touches) -> Digest {
                     None,
                 )
                 .await
-                .expect("alarm list");
+                .map_err(probe_err("alarm list"))?;
             let mut a: Vec<_> = r
                 .alarms()
                 .iter()
@@ -220,8 +226,8 @@ async fn digest(c: &mut Client, t: Touches) -> Digest {
             a.sort();
             Digest::Alarms(a)
         }
-        Peer => Digest::All(revision(c).await, leases(c).await, members(c).await),
-    }
+        Peer => Digest::All(revision(c).await?, leases(c).await?, members(c).await?),
+    })
 }
 
 /// A grant that decodes gets a TTL of an hour or more: a lease expiring during the run
@@ -245,26 +251,42 @@ fn shape_waits(path: &str) -> bool {
 }
 
 /// Wait until the revision stays put for 20 ms (at most 2 s).
-pub async fn settle(c: &mut Client) {
+pub async fn settle(c: &mut Client) -> Probe<()> {
     let until = Instant::now() + Duration::from_secs(2);
-    let mut last = revision(c).await;
+    let mut last = revision(c).await?;
     while Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let now = revision(c).await;
+        let now = revision(c).await?;
         if now == last {
-            return;
+            return Ok(());
         }
         last = now;
     }
+    Ok(())
 }
 
-/// A lock or campaign without a lease gets `lease` (granted for a day): etcd's session
-/// lease for lease 0 lives 60 s and its expiry, like any other, would change the state
-/// on its own.
+/// A lock, campaign, proclaim or resign without a lease gets `lease` (granted for a day):
+/// for lease 0 etcd opens a session, granting a lease of 60 s (kept even when the call is
+/// then refused, as on etcd), and its expiry would change the state on its own.
 fn with_lease(name: &str, msg: Vec<u8>, lease: i64) -> Vec<u8> {
-    use metastore::proto::{v3electionpb::CampaignRequest, v3lockpb::LockRequest};
+    use metastore::proto::v3electionpb::{CampaignRequest, ProclaimRequest, ResignRequest};
+    use metastore::proto::v3lockpb::LockRequest;
     use prost::Message;
     match name {
+        "/v3electionpb.Election/Proclaim" => match ProclaimRequest::decode(msg.as_slice()) {
+            Ok(mut r) if r.leader.as_ref().is_some_and(|l| l.lease == 0) => {
+                r.leader.as_mut().expect("a leader").lease = lease;
+                r.encode_to_vec()
+            }
+            _ => msg,
+        },
+        "/v3electionpb.Election/Resign" => match ResignRequest::decode(msg.as_slice()) {
+            Ok(mut r) if r.leader.as_ref().is_some_and(|l| l.lease == 0) => {
+                r.leader.as_mut().expect("a leader").lease = lease;
+                r.encode_to_vec()
+            }
+            _ => msg,
+        },
         "/v3lockpb.Lock/Lock" => match LockRequest::decode(msg.as_slice()) {
             Ok(mut r) if r.lease == 0 => {
                 r.lease = lease;
@@ -280,6 +302,20 @@ fn with_lease(name: &str, msg: Vec<u8>, lease: i64) -> Vec<u8> {
             _ => msg,
         },
         _ => msg,
+    }
+}
+
+/// A member add that decodes adds a learner: a voter at a URL nobody serves would take
+/// the single member's quorum away (etcd allows that add to a one-member cluster) and
+/// every later write would wait.
+fn as_learner(msg: Vec<u8>) -> Vec<u8> {
+    use prost::Message;
+    match metastore::proto::etcdserverpb::MemberAddRequest::decode(msg.as_slice()) {
+        Ok(mut r) => {
+            r.is_learner = true;
+            r.encode_to_vec()
+        }
+        Err(_) => msg,
     }
 }
 
@@ -321,6 +357,9 @@ async fn one(
                 msg = long_lived(msg);
             }
             msg = with_lease(name, msg, session);
+            if name == "/etcdserverpb.Cluster/MemberAdd" {
+                msg = as_learner(msg);
+            }
             match tokio::time::timeout(limit, grpc.unary(tonic::Request::new(msg), path, Raw)).await
             {
                 Ok(r) => status(r.map(|_| ())),
@@ -417,9 +456,11 @@ pub async fn run(
         if cut_short {
             // a lock or campaign given up on cleans up after the client left (etcd deletes
             // the waiter's key): let that land first
-            settle(&mut probe).await;
+            settle(&mut probe).await?;
         }
-        let before = digest(&mut probe, touches).await;
+        let before = digest(&mut probe, touches)
+            .await
+            .map_err(|e| format!("case {case} (seed {seed}), before {path}: {e}"))?;
         let grpc = if touches == Peer {
             &mut to_peer
         } else {
@@ -453,7 +494,11 @@ pub async fn run(
             }
         };
         if let Outcome::Refused(code, msg) = &outcome {
-            let after = digest(&mut probe, touches).await;
+            let after = digest(&mut probe, touches).await.map_err(|e| {
+                format!(
+                    "case {case} (seed {seed}), after {path}: {e}; the cases before: {recent:?}"
+                )
+            })?;
             if after != before {
                 return Err(format!(
                     "case {case} (seed {seed}): {path} refused ({code:?}: {msg}) but changed {before:?} to {after:?}; the cases before: {recent:?}"

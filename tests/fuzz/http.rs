@@ -197,9 +197,15 @@ fn tame(path: &str, body: Vec<u8>, session: i64) -> Vec<u8> {
     // grpc-gateway's decoder does: tame that one
     // (an empty body or `null` is an empty request; invalid UTF-8 is read as U+FFFD, as
     // Go's decoder reads it)
-    if !["/lease/grant", "/lock/lock", "/election/campaign"]
-        .iter()
-        .any(|p| path.ends_with(p))
+    if ![
+        "/lease/grant",
+        "/lock/lock",
+        "/election/campaign",
+        "/election/proclaim",
+        "/election/resign",
+    ]
+    .iter()
+    .any(|p| path.ends_with(p))
     {
         return body;
     }
@@ -224,6 +230,11 @@ fn tame(path: &str, body: Vec<u8>, session: i64) -> Vec<u8> {
     } else if path.ends_with("/lock/lock") || path.ends_with("/election/campaign") {
         if obj.get("lease").and_then(number).is_none_or(|l| l == 0) {
             obj.insert("lease".into(), serde_json::json!(session.to_string()));
+        }
+    } else if let Some(serde_json::Value::Object(leader)) = obj.get_mut("leader") {
+        // proclaim and resign: the leader key's lease
+        if leader.get("lease").and_then(number).is_none_or(|l| l == 0) {
+            leader.insert("lease".into(), serde_json::json!(session.to_string()));
         }
     } else {
         return body;
@@ -322,29 +333,24 @@ async fn connect(addr: &str) -> Result<http1::SendRequest<Full<Bytes>>, String> 
     Ok(send)
 }
 
-async fn state(c: &mut Client) -> (i64, Vec<i64>, usize) {
-    let opts = etcd_client::GetOptions::new()
-        .with_all_keys()
-        .with_count_only()
-        .with_serializable();
-    let rev = c
-        .get("", Some(opts))
-        .await
-        .expect("range")
-        .header()
-        .expect("header")
-        .revision();
+async fn state(c: &mut Client) -> Result<(i64, Vec<i64>, usize), String> {
+    let rev = super::grpc::revision(c).await?;
     let mut leases: Vec<i64> = c
         .leases()
         .await
-        .expect("leases")
+        .map_err(|e| format!("the state probe's lease list failed: {e}"))?
         .leases()
         .iter()
         .map(|l| l.id())
         .collect();
     leases.sort_unstable();
-    let users = c.user_list().await.expect("users").users().len();
-    (rev, leases, users)
+    let users = c
+        .user_list()
+        .await
+        .map_err(|e| format!("the state probe's user list failed: {e}"))?
+        .users()
+        .len();
+    Ok((rev, leases, users))
 }
 
 /// Raw bytes that are not HTTP (or barely), on a fresh connection closed for writing: the
@@ -385,7 +391,7 @@ pub async fn run(addr: &str, seed: u64, cases: u64) -> Result<BTreeMap<String, u
     for case in 0..cases {
         if std::mem::take(&mut cut_short) {
             // a lock or campaign given up on cleans up after the client left
-            super::grpc::settle(&mut probe).await;
+            super::grpc::settle(&mut probe).await?;
         }
         if rng.gen_bool(0.005) {
             garbage(addr, &mut rng).await?;
@@ -406,7 +412,11 @@ pub async fn run(addr: &str, seed: u64, cases: u64) -> Result<BTreeMap<String, u
         let method = req.method().clone();
         let check = writes(&path);
         let before = if check {
-            Some(state(&mut probe).await)
+            Some(
+                state(&mut probe)
+                    .await
+                    .map_err(|e| format!("case {case} (seed {seed}), before {path}: {e}"))?,
+            )
         } else {
             None
         };
@@ -483,7 +493,9 @@ pub async fn run(addr: &str, seed: u64, cases: u64) -> Result<BTreeMap<String, u
         }
         if let Some(before) = before {
             if !status.is_success() {
-                let after = state(&mut probe).await;
+                let after = state(&mut probe).await.map_err(|e| {
+                    format!("case {case}, after {method} {path}: {e}; the cases before: {recent:?}")
+                })?;
                 if after != before {
                     return Err(format!(
                         "case {case} (seed {seed}): {method} {path} refused ({status}) but changed (revision, leases, users) {before:?} to {after:?}; the cases before: {recent:?}"

@@ -41,6 +41,17 @@ fn seed(target: &str) -> u64 {
     seed
 }
 
+/// How the member is: running or not, and its log's last lines.
+fn member_state(c: &mut common::cluster::Cluster) -> String {
+    let log = std::fs::read_to_string(&c.members[0].log).unwrap_or_default();
+    let tail: Vec<&str> = log.lines().rev().take(30).collect();
+    format!(
+        "member running: {}; its log ends:\n{}",
+        c.members[0].is_running(),
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    )
+}
+
 /// The member's log has no panic, and the member still runs.
 fn assert_alive(c: &mut common::cluster::Cluster) {
     let log = std::fs::read_to_string(&c.members[0].log).unwrap_or_default();
@@ -53,9 +64,8 @@ async fn grpc_requests_never_panic_hang_or_change_state_when_refused() {
     let mut c = common::cluster::Cluster::start(1, &[]);
     let (n, seed) = (cases(20_000), seed("grpc"));
     let started = Instant::now();
-    let tally = grpc::run(&c.members[0].endpoint(), &c.members[0].peer_url(), seed, n)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let tally = grpc::run(&c.members[0].endpoint(), &c.members[0].peer_url(), seed, n).await;
+    let tally = tally.unwrap_or_else(|e| panic!("{e}\n{}", member_state(&mut c)));
     eprintln!(
         "grpc: {n} cases in {:.1}s: {tally:?}",
         started.elapsed().as_secs_f64()
@@ -76,9 +86,8 @@ async fn http_paths_always_answer() {
         .trim_start_matches("http://")
         .to_string();
     let started = Instant::now();
-    let tally = http::run(&addr, seed, n)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let tally = http::run(&addr, seed, n).await;
+    let tally = tally.unwrap_or_else(|e| panic!("{e}\n{}", member_state(&mut c)));
     eprintln!(
         "http: {n} cases in {:.1}s: {tally:?}",
         started.elapsed().as_secs_f64()

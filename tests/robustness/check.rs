@@ -232,7 +232,8 @@ pub fn check(
             }
         }
         let want: Vec<&super::history::Ev> = by_rev
-            .range(r.list_rev + 1..=reached)
+            .range(r.list_rev + 1..=reached.max(r.list_rev + 1))
+            .filter(|(rev, _)| **rev <= reached)
             .flat_map(|(_, es)| es.iter().copied())
             .filter(|e| e.key.starts_with('k'))
             .collect();
@@ -523,7 +524,13 @@ pub fn check(
         }
     }
 
-    let last = seen_last;
+    // the members' keyspace was read at `last_rev`; the watch may have gone on (leases
+    // still expire after the load stops)
+    let last = if last_rev <= seen_last {
+        last_rev
+    } else {
+        seen_last
+    };
     let mut final_state = BTreeMap::new();
     for key in state.keys.keys() {
         if let Some(s) = state.seen(key, last) {
@@ -752,6 +759,14 @@ mod tests {
             watch: watch[1..].to_vec(),
         };
         let (v, _) = check(&calls, &watch, std::slice::from_ref(&good), 4);
+        assert!(v.violations.is_empty(), "{:?}", v.violations);
+        // a reflector that listed at the last revision and saw nothing after it
+        let quiet = Reflection {
+            list_rev: 4,
+            list: Vec::new(),
+            watch: Vec::new(),
+        };
+        let (v, _) = check(&calls, &watch, &[quiet], 4);
         assert!(v.violations.is_empty(), "{:?}", v.violations);
         let skipped = Reflection {
             watch: watch[2..].to_vec(),

@@ -2,16 +2,16 @@
 //! linearizability, the watch guarantees and lost acknowledged writes.
 //!
 //! Each scenario starts a fresh cluster (1 or 3 members), runs the load of workload.rs (the
-//! basic mix or the Kubernetes-shaped one, alternately) for
-//! a few seconds, injects one fault in the middle (kill -9 of the leader or a follower
-//! with a restart, SIGSTOP/SIGCONT of a member, the leader cut off from its peers, the
-//! leader's peer links delayed, a follower dying at a failpoint of snapshot building,
-//! snapshot installing or compaction, a member added and
-//! promoted and a follower removed), heals
-//! it, lets the watcher catch up with the last revision and checks the history, including
-//! the members' final keyspace against the replayed one.
+//! basic mix or the Kubernetes-shaped one, alternately) for a few seconds, injects one
+//! fault in the middle (kill -9 of the leader or a follower with a restart, SIGSTOP/SIGCONT
+//! of a member, the leader cut off from its peers, the leader's peer links delayed, a
+//! follower dying at a failpoint of snapshot building, snapshot installing or compaction, a
+//! member added and promoted and a follower removed), heals it, lets the watcher catch up
+//! with the last revision and checks the history, including the members' final keyspace
+//! against the replayed one.
 //!
-//! `robustness_short` (fixed seeds, one scenario per fault kind) runs in `make test`;
+//! `robustness_short` (7 fixed seeds over both loads and the main fault kinds) runs in
+//! `make test`;
 //! `make robustness` runs `robustness_long`: `ROBUSTNESS_SCENARIOS` scenarios (default 40)
 //! of `ROBUSTNESS_SECS` seconds of load each (default 4), seeded by `ROBUSTNESS_SEED`,
 //! `ROBUSTNESS_JOBS` at a time (default 1).
@@ -219,9 +219,29 @@ async fn scenario(
         .map(|(k, v, m)| (k.clone(), (v.clone(), *m)))
         .collect();
     if members_have != replayed {
+        let keys: std::collections::BTreeSet<&String> =
+            members_have.keys().chain(replayed.keys()).collect();
+        let diff: Vec<String> = keys
+            .into_iter()
+            .filter(|k| members_have.get(*k) != replayed.get(*k))
+            .map(|k| {
+                let seen: Vec<(i64, bool, usize)> = responses
+                    .iter()
+                    .flat_map(|r| r.events.iter().map(move |e| (e, r.stream)))
+                    .filter(|(e, _)| e.key == **k)
+                    .map(|(e, stream)| (e.rev, e.value.is_some(), stream))
+                    .collect();
+                format!(
+                    "{k}: members {:?}, replay {:?}, watched (revision, put, connection) {seen:?}",
+                    members_have.get(k),
+                    replayed.get(k)
+                )
+            })
+            .collect();
         verdict.violations.push(format!(
-            "the members' keyspace at {} is not the watch's replay: {members_have:?} vs {replayed:?}",
-            space.0
+            "the members' keyspace at {} is not the watch's replay: {}",
+            space.0,
+            diff.join("; ")
         ));
     }
     verdict

@@ -238,10 +238,12 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let grpc = req
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+        // gRPC is HTTP/2 with a gRPC content type (an HTTP/1 request is answered 404)
+        let grpc = req.version() == http::Version::HTTP_2
+            && req
+                .headers()
+                .get(http::header::CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
         let call = grpc.then(|| Call::from_uri(req.uri())).flatten();
         if let Some(c) = &call {
             c.started();
