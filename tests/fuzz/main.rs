@@ -44,7 +44,12 @@ fn seed(target: &str) -> u64 {
 /// How the member is: running or not, and its log's last lines.
 fn member_state(c: &mut common::cluster::Cluster) -> String {
     let log = std::fs::read_to_string(&c.members[0].log).unwrap_or_default();
-    let tail: Vec<&str> = log.lines().rev().take(30).collect();
+    let tail: Vec<&str> = log
+        .lines()
+        .rev()
+        .filter(|l| !l.contains("sending database snapshot"))
+        .take(30)
+        .collect();
     format!(
         "member running: {}; its log ends:\n{}",
         c.members[0].is_running(),
