@@ -7,51 +7,15 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BufMut};
 use etcd_client::{Client, GetOptions};
 use http::uri::PathAndQuery;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 use super::gen;
-
-/// Bytes in, bytes out: the fuzzer's messages go on the wire as they are.
-#[derive(Clone, Copy, Default)]
-struct Raw;
-
-impl Codec for Raw {
-    type Encode = Vec<u8>;
-    type Decode = Vec<u8>;
-    type Encoder = Raw;
-    type Decoder = Raw;
-    fn encoder(&mut self) -> Raw {
-        Raw
-    }
-    fn decoder(&mut self) -> Raw {
-        Raw
-    }
-}
-
-impl Encoder for Raw {
-    type Item = Vec<u8>;
-    type Error = Status;
-    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl Decoder for Raw {
-    type Item = Vec<u8>;
-    type Error = Status;
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
-        let n = src.remaining();
-        Ok(Some(src.copy_to_bytes(n).to_vec()))
-    }
-}
+use super::raw::RawCodec as Raw;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Shape {
@@ -250,6 +214,19 @@ fn shape_waits(path: &str) -> bool {
     )
 }
 
+/// Read a response stream for [`STREAM_WINDOW`]: its end, its error, or cut short.
+async fn drain(mut stream: tonic::Streaming<Vec<u8>>) -> Outcome {
+    let until = Instant::now() + STREAM_WINDOW;
+    loop {
+        match tokio::time::timeout_at(until.into(), stream.message()).await {
+            Err(_) => return Outcome::CutShort,
+            Ok(Ok(Some(_))) => continue,
+            Ok(Ok(None)) => return Outcome::Ok,
+            Ok(Err(s)) => return Outcome::Refused(s.code(), s.message().to_string()),
+        }
+    }
+}
+
 /// Wait until the revision stays put for 20 ms (at most 2 s).
 pub async fn settle(c: &mut Client) -> Probe<()> {
     let until = Instant::now() + Duration::from_secs(2);
@@ -381,20 +358,7 @@ async fn one(
             match tokio::time::timeout(limit, call).await {
                 Err(_) => Outcome::Hung,
                 Ok(Err(s)) => Outcome::Refused(s.code(), s.message().to_string()),
-                Ok(Ok(resp)) => {
-                    let mut stream = resp.into_inner();
-                    let until = Instant::now() + STREAM_WINDOW;
-                    loop {
-                        match tokio::time::timeout_at(until.into(), stream.message()).await {
-                            Err(_) => return Outcome::CutShort,
-                            Ok(Ok(Some(_))) => continue,
-                            Ok(Ok(None)) => return Outcome::Ok,
-                            Ok(Err(s)) => {
-                                return Outcome::Refused(s.code(), s.message().to_string())
-                            }
-                        }
-                    }
-                }
+                Ok(Ok(resp)) => drain(resp.into_inner()).await,
             }
         }
         Bidi | ClientStream => {
@@ -403,20 +367,7 @@ async fn one(
             match tokio::time::timeout(limit, call).await {
                 Err(_) => Outcome::Hung,
                 Ok(Err(s)) => Outcome::Refused(s.code(), s.message().to_string()),
-                Ok(Ok(resp)) => {
-                    let mut stream = resp.into_inner();
-                    let until = Instant::now() + STREAM_WINDOW;
-                    loop {
-                        match tokio::time::timeout_at(until.into(), stream.message()).await {
-                            Err(_) => return Outcome::CutShort,
-                            Ok(Ok(Some(_))) => continue,
-                            Ok(Ok(None)) => return Outcome::Ok,
-                            Ok(Err(s)) => {
-                                return Outcome::Refused(s.code(), s.message().to_string())
-                            }
-                        }
-                    }
-                }
+                Ok(Ok(resp)) => drain(resp.into_inner()).await,
             }
         }
     }
@@ -456,7 +407,7 @@ pub async fn run(
         .map_err(|e| e.to_string())?
         .id();
     let mut tally: BTreeMap<String, u64> = BTreeMap::new();
-    let mut recent: std::collections::VecDeque<String> = Default::default();
+    let mut recent = super::Recent::default();
     let mut cut_short = false;
     for case in 0..cases {
         let method = rng.gen_range(0..METHODS.len());
@@ -513,10 +464,7 @@ pub async fn run(
                 ));
             }
         }
-        if recent.len() == 8 {
-            recent.pop_front();
-        }
-        recent.push_back(format!("{path}: {key}"));
+        recent.push(format!("{path}: {key}"));
         *tally.entry(key).or_default() += 1;
     }
     Ok(tally)

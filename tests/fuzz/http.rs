@@ -386,7 +386,7 @@ pub async fn run(addr: &str, seed: u64, cases: u64) -> Result<BTreeMap<String, u
         .map_err(|e| e.to_string())?
         .id();
     let mut tally: BTreeMap<String, u64> = BTreeMap::new();
-    let mut recent: std::collections::VecDeque<String> = Default::default();
+    let mut recent = super::Recent::default();
     let mut cut_short = false;
     for case in 0..cases {
         if std::mem::take(&mut cut_short) {
@@ -503,10 +503,7 @@ pub async fn run(addr: &str, seed: u64, cases: u64) -> Result<BTreeMap<String, u
                 }
             }
         }
-        if recent.len() == 8 {
-            recent.pop_front();
-        }
-        recent.push_back(format!("{method} {path}: {status}"));
+        recent.push(format!("{method} {path}: {status}"));
         *tally.entry(status.as_u16().to_string()).or_default() += 1;
     }
     Ok(tally)

@@ -12,6 +12,10 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+#[path = "../compat/raw.rs"]
+#[allow(dead_code)]
+mod raw;
+
 mod apply;
 mod config;
 mod gen;
@@ -19,6 +23,19 @@ mod grpc;
 mod http;
 
 use std::time::Instant;
+
+/// The last few cases, for a failure's message.
+#[derive(Default, Debug)]
+pub struct Recent(std::collections::VecDeque<String>);
+
+impl Recent {
+    pub fn push(&mut self, case: String) {
+        if self.0.len() == 8 {
+            self.0.pop_front();
+        }
+        self.0.push_back(case);
+    }
+}
 
 fn cases(default: u64) -> u64 {
     std::env::var("FUZZ_CASES")
