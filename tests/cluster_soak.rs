@@ -141,15 +141,7 @@ async fn cluster_soak_loses_no_acknowledged_write() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(600);
-    let seed: u64 = std::env::var("METASTORE_SOAK_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
+    let seed: u64 = common::seed_from_env("METASTORE_SOAK_SEED");
     eprintln!("cluster soak: {secs} s, seed {seed} (METASTORE_SOAK_SEED)");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
 

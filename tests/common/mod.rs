@@ -22,6 +22,20 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A run's seed: the variable `var` if it holds a number (to replay a run), else the
+/// clock's nanoseconds.
+pub fn seed_from_env(var: &str) -> u64 {
+    std::env::var(var)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        })
+}
+
 pub fn metastore_bin() -> PathBuf {
     if let Ok(p) = std::env::var("METASTORE_BIN") {
         return PathBuf::from(p);

@@ -45,15 +45,7 @@ fn cases(default: u64) -> u64 {
 }
 
 fn seed(target: &str) -> u64 {
-    let seed = std::env::var("FUZZ_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
+    let seed = common::seed_from_env("FUZZ_SEED");
     eprintln!("{target}: seed {seed} (FUZZ_SEED={seed} replays it)");
     seed
 }

@@ -424,15 +424,7 @@ async fn robustness_long() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(4.0);
-    let seed: u64 = std::env::var("ROBUSTNESS_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
+    let seed: u64 = common::seed_from_env("ROBUSTNESS_SEED");
     eprintln!("robustness: {n} scenarios of {secs} s, seed {seed} (ROBUSTNESS_SEED)");
     // ROBUSTNESS_KINDS: the fault kinds to run, as indices into KINDS (default all)
     let kinds: Vec<(usize, Fault)> = match std::env::var("ROBUSTNESS_KINDS") {
