@@ -159,3 +159,100 @@ async fn a_learner_is_added_joins_is_promoted_updated_and_removed() {
             .expect("put after remove");
     }
 }
+
+/// etcd answers `member add` of a voter to a one-member cluster at once (and waits for the
+/// new member to start); raft's joint consensus cannot commit without the new member, so
+/// metastore answers with the member marked a voter and raft makes it one once it has
+/// joined and caught up. The new member then counts: pausing it stops the leader's writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_voter_added_to_a_one_member_cluster_is_answered_at_once_and_counted_once_joined() {
+    let mut cluster = Cluster::start(1, &[]);
+    let mut c = cluster.members[0].client().await;
+    for i in 0..100 {
+        c.put(format!("k{i:03}"), "v", None).await.expect("put");
+    }
+    let new = cluster.new_member();
+    let peer = cluster.members[new].peer_url();
+    let added = c
+        .member_add([peer.as_str()], None)
+        .await
+        .expect("member add");
+    let id = added.member().unwrap().id();
+    assert!(!added.member().unwrap().is_learner());
+    assert_eq!(added.member_list().len(), 2);
+    let list = c.member_list().await.expect("member list");
+    let rec = list
+        .members()
+        .iter()
+        .find(|r| r.id() == id)
+        .expect("listed");
+    assert!(!rec.is_learner(), "listed as a learner");
+    // etcd checks that the member is in sync before that it is a learner.
+    let err = c.member_promote(id).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("etcdserver: can only promote a learner member which is in sync with leader"),
+        "{err}"
+    );
+
+    // The mark is replicated: a leader killed now finishes the promotion after a restart.
+    cluster.members[0].kill();
+    cluster.spawn(0);
+    cluster
+        .wait_ready(0, Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut c = cluster.members[0].client().await;
+    c.put("k100", "v", None).await.expect("put after restart");
+
+    cluster.spawn_with(new, &["--initial-cluster-state", "existing"]);
+    cluster
+        .wait_ready(new, Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut nc = cluster.members[new].client().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = nc
+            .get("k", Some(GetOptions::new().with_prefix().with_count_only()))
+            .await;
+        if r.is_ok_and(|r| r.count() == 101) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the new member never caught up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Once raft counts it, the leader is one of two voters: with the new member paused,
+    // no write commits.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        cluster.members[new].pause();
+        let put = tokio::time::timeout(Duration::from_secs(2), c.put("probe", "x", None)).await;
+        cluster.members[new].resume();
+        if !matches!(put, Ok(Ok(_))) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new member never became a voter"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // Both members serve writes and agree.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let rev = loop {
+        match c.put("after", "2", None).await {
+            Ok(r) => break r.header().unwrap().revision(),
+            Err(e) => assert!(Instant::now() < deadline, "no write after resuming: {e}"),
+        }
+    };
+    let r = nc.get("after", None).await.expect("read on the new member");
+    assert_eq!(r.kvs()[0].value(), b"2");
+    assert!(r.header().unwrap().revision() >= rev);
+    // In sync and a voter: refused as not a learner.
+    let err = c.member_promote(id).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .ends_with("message: \"etcdserver: can only promote a learner member\""),
+        "{err}"
+    );
+}

@@ -65,6 +65,7 @@ async fn fill(sm: &mut StateMachine, prefix: &str, n: u64, lease: i64) {
         MemberNode {
             name: format!("{prefix}member"),
             peer_urls: vec!["http://127.0.0.1:2380".into()],
+            voter_pending: false,
         },
     )]
     .into_iter()

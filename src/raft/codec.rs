@@ -49,6 +49,7 @@ pub fn membership_to_pb(m: &Membership) -> pb::Membership {
                 let node = pb::MemberNode {
                     name: n.name.clone(),
                     peer_urls: n.peer_urls.clone(),
+                    voter_pending: n.voter_pending,
                 };
                 (*id, node)
             })
@@ -69,6 +70,7 @@ pub fn membership_from_pb(m: pb::Membership) -> Membership {
             let node = MemberNode {
                 name: n.name,
                 peer_urls: n.peer_urls,
+                voter_pending: n.voter_pending,
             };
             (id, node)
         })
@@ -90,7 +92,8 @@ pub fn stored_membership_from_pb(m: pb::StoredMembership) -> StoredMembership {
     )
 }
 
-/// The member records a membership means: its voters, and its learners flagged as such.
+/// The member records a membership means: its voters (a voter raft still holds as a
+/// learner among them), and its learners flagged as such.
 pub fn member_records(m: &Membership) -> Vec<MemberRecord> {
     let voters: BTreeSet<u64> = m.voter_ids().collect();
     m.nodes()
@@ -99,7 +102,7 @@ pub fn member_records(m: &Membership) -> Vec<MemberRecord> {
             name: n.name.clone(),
             peer_urls: n.peer_urls.clone(),
             client_urls: Vec::new(),
-            is_learner: !voters.contains(id),
+            is_learner: !voters.contains(id) && !n.voter_pending,
         })
         .collect()
 }
@@ -472,6 +475,7 @@ mod tests {
                     pb::MemberNode {
                         name: "a".into(),
                         peer_urls: vec!["http://a:2380".into()],
+                        voter_pending: false,
                     },
                 ),
                 (
@@ -479,6 +483,7 @@ mod tests {
                     pb::MemberNode {
                         name: "b".into(),
                         peer_urls: vec!["http://b:2380".into()],
+                        voter_pending: false,
                     },
                 ),
                 (
@@ -486,6 +491,15 @@ mod tests {
                     pb::MemberNode {
                         name: "".into(),
                         peer_urls: vec!["http://c:2380".into()],
+                        voter_pending: false,
+                    },
+                ),
+                (
+                    4,
+                    pb::MemberNode {
+                        name: "".into(),
+                        peer_urls: vec!["http://d:2380".into()],
+                        voter_pending: true,
                     },
                 ),
             ]
@@ -525,8 +539,10 @@ mod tests {
             sm
         );
         let records = member_records(&m);
-        assert_eq!(records.len(), 3);
+        assert_eq!(records.len(), 4);
         assert!(records.iter().find(|r| r.id == 3).unwrap().is_learner);
+        // A voter raft still holds as a learner is a voter in the member records.
+        assert!(!records.iter().find(|r| r.id == 4).unwrap().is_learner);
         assert!(decode_entry(&[2, 0]).is_err(), "another format version");
         assert!(decode_entry(&[1, 0xff]).is_err(), "garbage");
     }

@@ -6,8 +6,15 @@
 //! - each change is checked against the leader's current membership, with etcd's refusals
 //!   (unknown member, a peer URL already in use, too many learners, promoting a voter or a
 //!   learner that lags), before anything is proposed;
-//! - a voter is added as etcd adds one: a learner first (so it receives the log), then a
-//!   voter; openraft commits each step through the log;
+//! - a voter is added as a learner first (so it receives the log), then made a voter;
+//!   openraft commits each step through the log. The second step is raft's joint
+//!   consensus, whose new half needs a quorum of the new voters. When the voters that
+//!   answer now are not such a quorum without the new member (a one-member cluster, or
+//!   members down), the step waits for the new member: etcd instead commits the add under
+//!   the old configuration and answers at once. Then the learner is marked
+//!   `voter_pending` (a voter in the member records, as etcd reports it), the answer goes
+//!   out, and the leader makes it a voter once it has caught up (`promote_pending`). The
+//!   mark is replicated, so a new leader finishes what the old one started;
 //! - with `--strict-reconfig-check` (etcd's default), a change that would leave fewer
 //!   started or connected voters than a quorum is refused before it is proposed (etcd:
 //!   mayAddMember, mayRemoveMember, mayPromoteMember): a member is started once it has
@@ -284,15 +291,38 @@ pub async fn change_on_leader(
         return Err(ChangeError::NotLeader(metrics.current_leader));
     }
     let membership = metrics.membership_config.membership();
-    let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+    let raft_voters: BTreeSet<NodeId> = membership.voter_ids().collect();
     let nodes: BTreeMap<NodeId, MemberNode> =
         membership.nodes().map(|(id, n)| (*id, n.clone())).collect();
+    // The voters as etcd counts them: raft's, and those it still holds as learners.
+    let voters: BTreeSet<NodeId> = nodes
+        .iter()
+        .filter(|(id, n)| n.voter_pending || raft_voters.contains(id))
+        .map(|(id, _)| *id)
+        .collect();
     let known = match &change {
         Change::Add { .. } => true,
         Change::Remove(id) | Change::Update { id, .. } | Change::Promote(id) => {
             nodes.contains_key(id)
         }
     };
+    if let (Change::Promote(id), true) = (&change, known) {
+        // etcd's isLearnerReady comes first, for any member raft replicates to (a voter
+        // too, which is refused as not a learner only after).
+        let leader_last = metrics.last_log_index.unwrap_or(0);
+        let matched = if *id == metrics.id {
+            leader_last
+        } else {
+            metrics
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(id).cloned().flatten())
+                .map_or(0, |l| l.index)
+        };
+        if (matched as f64) < (leader_last as f64) * LEARNER_READY_PERCENT {
+            return Err(ChangeError::LearnerNotReady);
+        }
+    }
     if limits.strict && known {
         strict_check(&change, metrics.id, &voters, &nodes, health)?;
     }
@@ -318,12 +348,19 @@ pub async fn change_on_leader(
             if nodes.contains_key(&id) {
                 return Err(ChangeError::Failed("member ID already exist".into()));
             }
+            // The voters answering now, this one included (see the module's notes).
+            let answering = raft_voters
+                .iter()
+                .filter(|&&v| v == metrics.id || health.activity.active_since(v).is_some())
+                .count();
+            let voter_pending = !is_learner && answering < quorum(raft_voters.len() + 1);
             let node = MemberNode {
                 name: String::new(),
                 peer_urls,
+                voter_pending,
             };
             raft.add_learner(id, node, false).await.map_err(write_err)?;
-            if !is_learner {
+            if !is_learner && !voter_pending {
                 raft.change_membership(ChangeMembers::AddVoterIds([id].into()), true)
                     .await
                     .map_err(write_err)?;
@@ -334,7 +371,7 @@ pub async fn change_on_leader(
             if !nodes.contains_key(&id) {
                 return Err(ChangeError::NotFound);
             }
-            let change = if voters.contains(&id) {
+            let change = if raft_voters.contains(&id) {
                 ChangeMembers::RemoveVoters([id].into())
             } else {
                 ChangeMembers::RemoveNodes([id].into())
@@ -354,6 +391,7 @@ pub async fn change_on_leader(
             let node = MemberNode {
                 name: node.name.clone(),
                 peer_urls,
+                voter_pending: node.voter_pending,
             };
             raft.change_membership(ChangeMembers::SetNodes([(id, node)].into()), true)
                 .await
@@ -367,19 +405,46 @@ pub async fn change_on_leader(
             if voters.contains(&id) {
                 return Err(ChangeError::NotLearner);
             }
-            let leader_last = metrics.last_log_index.unwrap_or(0);
-            let matched = metrics
-                .replication
-                .as_ref()
-                .and_then(|r| r.get(&id).cloned().flatten())
-                .map_or(0, |l| l.index);
-            if (matched as f64) < (leader_last as f64) * LEARNER_READY_PERCENT {
-                return Err(ChangeError::LearnerNotReady);
-            }
             raft.change_membership(ChangeMembers::AddVoterIds([id].into()), true)
                 .await
                 .map_err(write_err)?;
             Ok(id)
         }
     }
+}
+
+/// Make voters of the learners marked `voter_pending` once each answers and has caught up
+/// (etcd's readyPercent of the leader's log), one at a time; nothing unless this member
+/// leads with no membership change under way. A refusal is left for the next call.
+pub async fn promote_pending(raft: &Raft, health: &ClusterHealth) -> Result<(), ChangeError> {
+    let metrics = raft.metrics().borrow().clone();
+    if metrics.current_leader != Some(metrics.id) {
+        return Ok(());
+    }
+    let membership = metrics.membership_config.membership();
+    if membership.get_joint_config().len() > 1 {
+        return Ok(());
+    }
+    let raft_voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+    let leader_last = metrics.last_log_index.unwrap_or(0);
+    let ready = membership.nodes().find(|(id, n)| {
+        let matched = metrics
+            .replication
+            .as_ref()
+            .and_then(|r| r.get(*id).cloned().flatten())
+            .map_or(0, |l| l.index);
+        n.voter_pending
+            && !raft_voters.contains(*id)
+            && health.activity.active_since(**id).is_some()
+            && matched > 0
+            && (matched as f64) >= (leader_last as f64) * LEARNER_READY_PERCENT
+    });
+    let Some((&id, _)) = ready else {
+        return Ok(());
+    };
+    raft.change_membership(ChangeMembers::AddVoterIds([id].into()), true)
+        .await
+        .map_err(write_err)?;
+    tracing::info!(member = %format!("{id:x}"), "promoted a member added as a voter once it caught up");
+    Ok(())
 }

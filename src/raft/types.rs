@@ -8,6 +8,10 @@ use crate::apply::{Applied, Command};
 pub struct MemberNode {
     pub name: String,
     pub peer_urls: Vec<String>,
+    /// Added as a voter, held by raft as a learner until it has caught up (see
+    /// `member_change`): a voter in etcd's member records.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub voter_pending: bool,
 }
 
 impl std::fmt::Display for MemberNode {

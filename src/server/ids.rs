@@ -106,6 +106,7 @@ pub fn initial_nodes(members: &[InitialMember], token: &str) -> BTreeMap<u64, Me
             let node = MemberNode {
                 name: m.name.clone(),
                 peer_urls: m.peer_urls.clone(),
+                voter_pending: false,
             };
             (member_id(&m.peer_urls, token), node)
         })

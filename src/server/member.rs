@@ -13,7 +13,7 @@ use super::ids::{self, IdGenerator};
 use super::peers::{bind_peer_port, force_new_cluster, join_existing, serve_peers, watch_removed};
 use super::propose::{Proposer, ReadBarrier};
 use super::quota;
-use super::raft_tasks::{snapshot_loop, watch_raft_fatal};
+use super::raft_tasks::{promote_loop, snapshot_loop, watch_raft_fatal};
 use crate::apply::{self, Applied, Command, Request};
 use crate::auth::{AuthInfo, JwtTokens};
 use crate::config::Config;
@@ -267,6 +267,11 @@ impl Member {
             activity: network.activity(),
             state: state.clone(),
         };
+        tokio::spawn(promote_loop(
+            raft.clone(),
+            health.clone(),
+            closing.subscribe(),
+        ));
         let link = LeaderLink::new(raft.clone(), network, member_id, health);
         let proposer = Proposer::start(link.clone(), timeout);
         let reads = ReadBarrier::start(link.clone(), timeout);

@@ -1,5 +1,6 @@
-//! Tasks beside raft that every member runs: snapshots asked for by --snapshot-count, and
-//! the watch for a fatal raft error.
+//! Tasks beside raft that every member runs: snapshots asked for by --snapshot-count, the
+//! watch for a fatal raft error, and (on the leader) the promotion of voters added while
+//! raft could not count them.
 
 use crate::raft::{Raft, SharedState};
 
@@ -28,6 +29,30 @@ pub(super) async fn snapshot_loop(
         }
         if raft.trigger().snapshot().await.is_err() {
             return;
+        }
+    }
+}
+
+/// How often the leader looks for a pending voter that has caught up.
+const PROMOTE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// While this member leads, make voters of the members added as voters that raft still
+/// holds as learners, once they have caught up (`member_change::promote_pending`).
+pub(super) async fn promote_loop(
+    raft: Raft,
+    health: crate::raft::member_change::ClusterHealth,
+    mut closing: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(PROMOTE_INTERVAL) => {}
+            _ = closing.wait_for(|c| *c) => return,
+        }
+        let promote = crate::raft::member_change::promote_pending(&raft, &health);
+        tokio::select! {
+            // A refusal (a change under way, leadership lost) is retried at the next tick.
+            _ = promote => {}
+            _ = closing.wait_for(|c| *c) => return,
         }
     }
 }

@@ -282,20 +282,6 @@ fn with_lease(name: &str, msg: Vec<u8>, lease: i64) -> Vec<u8> {
     }
 }
 
-/// A member add that decodes adds a learner: a voter at a URL nobody serves would take
-/// the single member's quorum away (etcd allows that add to a one-member cluster) and
-/// every later write would wait.
-fn as_learner(msg: Vec<u8>) -> Vec<u8> {
-    use prost::Message;
-    match metastore::proto::etcdserverpb::MemberAddRequest::decode(msg.as_slice()) {
-        Ok(mut r) => {
-            r.is_learner = true;
-            r.encode_to_vec()
-        }
-        Err(_) => msg,
-    }
-}
-
 /// The outcome of one case.
 enum Outcome {
     Ok,
@@ -342,9 +328,6 @@ async fn one(
                 msg = long_lived(msg);
             }
             msg = with_lease(name, msg, session);
-            if name == "/etcdserverpb.Cluster/MemberAdd" {
-                msg = as_learner(msg);
-            }
             match tokio::time::timeout(limit, grpc.unary(tonic::Request::new(msg), path, Raw)).await
             {
                 Ok(r) => status(r.map(|_| ())),
