@@ -2,7 +2,8 @@
 //!
 //! To ensure correctness:
 //! - `append` reports entries flushed only after the fsync that covers them: one fsync per
-//!   append call. Group commit happens above (`server::propose` packs concurrent commands
+//!   append call (`sync_log`: the state machine's writes are not waited for, the log
+//!   replays them). Group commit happens above (`server::propose` packs concurrent commands
 //!   into one entry), because openraft 0.9 appends client writes one at a time.
 //! - A vote is durable before `save_vote` returns.
 //! - The committed log id is not saved (openraft's default): saving it would cost a sled
@@ -228,7 +229,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
         self.put_meta(schema::RAFT_VOTE, codec::encode_vote(vote))?;
         self.backend
-            .flush()
+            .sync_log()
             .map_err(|e| io_err(ErrorSubject::Vote, ErrorVerb::Write, e))
     }
 
@@ -266,7 +267,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // made here rather than handed to another thread: one fewer wake-up per batch.
         let res = self
             .backend
-            .flush()
+            .sync_log()
             .map_err(|e| std::io::Error::other(e.to_string()));
         let failed = res
             .as_ref()

@@ -504,8 +504,16 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
                         .map_err(|e| sm_err(ErrorVerb::Read, e))?;
                 (captured, kv.compaction_gate())
             };
-            snapshot_io::build(&**shared.backend(), &shared.snapshotter, &gate, captured)
-                .map_err(|e| sm_err(ErrorVerb::Write, e))
+            let snap =
+                snapshot_io::build(&**shared.backend(), &shared.snapshotter, &gate, captured)
+                    .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+            // The log is purged up to the snapshot once this returns: what was applied up
+            // to it must be durable first (the state tree's writes may be held in memory).
+            shared
+                .backend()
+                .flush()
+                .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+            Ok::<_, StorageError>(snap)
         })
         .await
         .map_err(|e| sm_err(ErrorVerb::Write, e))??;

@@ -6,8 +6,11 @@
 //! To ensure correctness, an implementation must:
 //! - apply a [`WriteBatch`] atomically: after a crash either all of it is visible or none;
 //! - keep writes ordered across trees: once a write is durable, every write made before it
-//!   (in any tree) is durable too, so `flush` after a log append also covers earlier applies.
+//!   (in any tree) is durable too; except that `sync_log` need not cover writes to
+//!   `Tree::State` (the state machine's, which the raft log can replay), while `flush`
+//!   covers everything.
 
+mod deferred;
 pub mod defrag;
 mod memory;
 pub mod schema;
@@ -68,6 +71,11 @@ pub trait Backend: Send + Sync + 'static {
     fn write(&self, tree: Tree, batch: WriteBatch) -> Result<()>;
     /// Make every write so far durable (fsync).
     fn flush(&self) -> Result<()>;
+    /// Make every write so far to the raft trees durable (`RaftLog`, `RaftMeta`); writes
+    /// to `Tree::State` may stay volatile until `flush`. Once per raft log append.
+    fn sync_log(&self) -> Result<()> {
+        self.flush()
+    }
     /// Remove every entry of a tree.
     fn clear(&self, tree: Tree) -> Result<()>;
     /// Bytes the backend occupies on disk (or in memory): for sled, read from disk at most

@@ -1,6 +1,8 @@
 //! The sled implementation of [`Backend`]: one sled database per member, one sled tree per
 //! [`Tree`]. sled writes every tree through one log, which gives the ordering `Backend`
-//! requires; `flush` is its fsync.
+//! requires; `flush` is its fsync. Writes to the state tree are held in memory and handed
+//! to sled in batches (`deferred.rs`), so that a put pays sled's batch manifest once per
+//! hand-over rather than once per apply.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::deferred::{self, Deferred};
 use super::{defrag, Backend, Error, Result, Tree, WriteBatch};
 
 pub struct SledBackend {
@@ -23,6 +26,8 @@ pub struct SledBackend {
     size: Mutex<Option<(Instant, u64)>>,
     /// Bytes written since that reading, added to it so the size never lags the writes.
     written: AtomicU64,
+    /// The state tree's writes not yet handed to sled.
+    deferred: Deferred,
 }
 
 struct Inner {
@@ -143,37 +148,35 @@ impl SledBackend {
             inner: RwLock::new(Some(Inner::open(dir, cache_bytes)?)),
             size: Mutex::new(None),
             written: AtomicU64::new(0),
+            deferred: Deferred::default(),
         })
     }
 
-    fn inner(&self) -> Result<MappedInner<'_>> {
-        let g = self.inner.read().unwrap_or_else(|p| p.into_inner());
-        if g.is_none() {
-            return Err(Error::Io(
-                "the database is closed (a defragmentation could not reopen it)".into(),
-            ));
-        }
-        Ok(MappedInner(g))
-    }
-}
-
-/// A read guard on an open database.
-struct MappedInner<'a>(RwLockReadGuard<'a, Option<Inner>>);
-
-impl std::ops::Deref for MappedInner<'_> {
-    type Target = Inner;
-
-    fn deref(&self) -> &Inner {
-        self.0.as_ref().expect("checked open")
-    }
-}
-
-impl Backend for SledBackend {
-    fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Bytes>> {
-        Ok(self.inner()?.tree(tree).get(key).map_err(io)?.map(to_bytes))
+    /// Hand the held state writes to sled as one atomic batch (not synced).
+    fn drain(&self) -> Result<()> {
+        self.deferred.drain(|ops| {
+            let inner = self.inner()?;
+            if ops.len() == 1 {
+                // One key is atomic on its own, without a batch manifest.
+                let (k, v) = ops.iter().next().expect("one op");
+                return match v {
+                    Some(v) => inner.state.insert(k.as_ref(), v.as_ref()).map(drop),
+                    None => inner.state.remove(k.as_ref()).map(drop),
+                }
+                .map_err(io);
+            }
+            let mut b = sled::Batch::default();
+            for (k, v) in ops {
+                match v {
+                    Some(v) => b.insert(k.as_ref(), v.as_ref()),
+                    None => b.remove(k.as_ref()),
+                }
+            }
+            inner.state.apply_batch(b).map_err(io)
+        })
     }
 
-    fn range(
+    fn sled_range(
         &self,
         tree: Tree,
         start: &[u8],
@@ -198,13 +201,92 @@ impl Backend for SledBackend {
         Ok(out)
     }
 
+    fn inner(&self) -> Result<MappedInner<'_>> {
+        let g = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        if g.is_none() {
+            return Err(Error::Io(
+                "the database is closed (a defragmentation could not reopen it)".into(),
+            ));
+        }
+        Ok(MappedInner(g))
+    }
+}
+
+impl Drop for SledBackend {
+    /// A backend let go of (the member stopping, a test's store dropped) keeps what it
+    /// held: only a crash loses held writes, which the raft log replays.
+    fn drop(&mut self) {
+        let _ = self.flush();
+    }
+}
+
+/// A read guard on an open database.
+struct MappedInner<'a>(RwLockReadGuard<'a, Option<Inner>>);
+
+impl std::ops::Deref for MappedInner<'_> {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        self.0.as_ref().expect("checked open")
+    }
+}
+
+impl Backend for SledBackend {
+    fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Bytes>> {
+        // What is held comes first: a hand-over finishing meanwhile is then seen in sled.
+        if tree == Tree::State {
+            if let Some(held) = self.deferred.get(key) {
+                return Ok(held);
+            }
+        }
+        Ok(self.inner()?.tree(tree).get(key).map_err(io)?.map(to_bytes))
+    }
+
+    fn range(
+        &self,
+        tree: Tree,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Bytes, Bytes)>> {
+        if tree != Tree::State || self.deferred.is_empty() {
+            return self.sled_range(tree, start, end, limit);
+        }
+        let held = self.deferred.range(start, end);
+        // Each held removal hides at most one of sled's entries.
+        let sled_limit = if limit == 0 { 0 } else { limit + held.len() };
+        let base = self.sled_range(tree, start, end, sled_limit)?;
+        Ok(deferred::merge(base, held, limit))
+    }
+
     fn last(&self, tree: Tree) -> Result<Option<(Bytes, Bytes)>> {
-        Ok(self
-            .inner()?
-            .tree(tree)
-            .last()
-            .map_err(io)?
-            .map(|(k, v)| (to_bytes(k), to_bytes(v))))
+        if tree != Tree::State || self.deferred.is_empty() {
+            return Ok(self
+                .inner()?
+                .tree(tree)
+                .last()
+                .map_err(io)?
+                .map(|(k, v)| (to_bytes(k), to_bytes(v))));
+        }
+        let held: std::collections::BTreeMap<Bytes, Option<Bytes>> =
+            self.deferred.range(&[], &[]).into_iter().collect();
+        let held_last = held
+            .iter()
+            .rev()
+            .find_map(|(k, v)| v.as_ref().map(|v| (k.clone(), v.clone())));
+        let inner = self.inner()?;
+        let mut sled_last = None;
+        for item in inner.tree(tree).iter().rev() {
+            let (k, v) = item.map_err(io)?;
+            if !held.contains_key(k.as_ref()) {
+                sled_last = Some((to_bytes(k), to_bytes(v)));
+                break;
+            }
+        }
+        Ok(match (held_last, sled_last) {
+            (Some(h), Some(s)) => Some(if h.0 > s.0 { h } else { s }),
+            (h, s) => h.or(s),
+        })
     }
 
     fn write(&self, tree: Tree, mut batch: WriteBatch) -> Result<()> {
@@ -214,13 +296,19 @@ impl Backend for SledBackend {
         if batch.ops.is_empty() {
             return Ok(());
         }
-        let inner = self.inner()?;
         let bytes: usize = batch
             .ops
             .iter()
             .map(|(k, v)| k.len() + v.as_ref().map_or(0, |v| v.len()))
             .sum();
         self.written.fetch_add(bytes as u64, Ordering::Relaxed);
+        if tree == Tree::State {
+            if self.deferred.write(batch) {
+                self.drain()?;
+            }
+            return Ok(());
+        }
+        let inner = self.inner()?;
         if batch.ops.len() == 1 {
             let t = inner.tree(tree);
             let (k, v) = batch.ops.pop().expect("one op");
@@ -240,18 +328,29 @@ impl Backend for SledBackend {
         inner.tree(tree).apply_batch(b).map_err(io)
     }
 
-    /// One fsync of the raft log and the state together: it is both etcd's WAL fsync and
-    /// its backend commit, and counted as both.
+    /// The held state writes handed to sled, then one fsync of everything: etcd's backend
+    /// commit.
     fn flush(&self) -> Result<()> {
         let started = std::time::Instant::now();
+        self.drain()?;
         let done = self.inner()?.db.flush().map_err(io).map(|_| ());
-        let took = started.elapsed().as_secs_f64();
-        crate::metrics::WAL_FSYNC_SECONDS.observe(took);
-        crate::metrics::BACKEND_COMMIT_SECONDS.observe(took);
+        crate::metrics::BACKEND_COMMIT_SECONDS.observe(started.elapsed().as_secs_f64());
+        done
+    }
+
+    /// One fsync of sled's log without handing over the held state writes: etcd's WAL
+    /// fsync, once per raft log append.
+    fn sync_log(&self) -> Result<()> {
+        let started = std::time::Instant::now();
+        let done = self.inner()?.db.flush().map_err(io).map(|_| ());
+        crate::metrics::WAL_FSYNC_SECONDS.observe(started.elapsed().as_secs_f64());
         done
     }
 
     fn clear(&self, tree: Tree) -> Result<()> {
+        if tree == Tree::State {
+            self.deferred.clear();
+        }
         self.inner()?.tree(tree).clear().map_err(io)
     }
 
@@ -277,6 +376,8 @@ impl Backend for SledBackend {
     /// Rewrite the database into a fresh one and swap it in (storage/defrag.rs), every
     /// other call waiting meanwhile, as etcd's defrag blocks its backend.
     fn defragment(&self) -> Result<()> {
+        // What is held goes into the copy; what is written meanwhile stays held.
+        self.drain()?;
         let mut g = self.inner.write().unwrap_or_else(|p| p.into_inner());
         let Some(inner) = g.as_ref() else {
             return Err(Error::Io("the database is closed".into()));
