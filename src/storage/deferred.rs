@@ -23,6 +23,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -53,6 +54,9 @@ struct Held {
 #[derive(Default)]
 pub struct Deferred {
     held: Mutex<Held>,
+    /// Keys held (pending and being handed over), updated under `held`'s lock: reads skip
+    /// the lock when it is 0.
+    count: AtomicUsize,
     /// Held for a whole hand-over, so hand-overs land in write order.
     drain_lock: Mutex<()>,
 }
@@ -62,6 +66,19 @@ impl Deferred {
         self.held.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn counted(&self, h: &Held) {
+        self.count
+            .store(h.pending.len() + h.flushing.len(), Ordering::SeqCst);
+    }
+
+    /// Whether what is held has waited for [`DRAIN_INTERVAL`] (a read then hands it over,
+    /// so that reads after the writes stop go straight to sled).
+    pub fn due(&self) -> bool {
+        self.held()
+            .since
+            .is_some_and(|t| t.elapsed() >= DRAIN_INTERVAL)
+    }
+
     /// Hold `batch`; true when what is held should be handed over now.
     pub fn write(&self, batch: WriteBatch) -> bool {
         let mut h = self.held();
@@ -69,6 +86,7 @@ impl Deferred {
             h.pending_bytes += k.len() + v.as_ref().map_or(0, |v| v.len());
             h.pending.insert(k, v);
         }
+        self.counted(&h);
         let since = *h.since.get_or_insert_with(Instant::now);
         h.pending_bytes >= MAX_PENDING_BYTES || since.elapsed() >= DRAIN_INTERVAL
     }
@@ -81,8 +99,7 @@ impl Deferred {
 
     /// Whether nothing is held (reads can skip the merge).
     pub fn is_empty(&self) -> bool {
-        let h = self.held();
-        h.pending.is_empty() && h.flushing.is_empty()
+        self.count.load(Ordering::SeqCst) == 0
     }
 
     /// What is held for keys in `[start, end)` (`end` empty: no upper bound), newest first
@@ -131,6 +148,7 @@ impl Deferred {
             back.extend(std::mem::take(&mut h.pending));
             h.pending = back;
         }
+        self.counted(&h);
         done
     }
 
@@ -142,6 +160,7 @@ impl Deferred {
         h.flushing = Arc::default();
         h.pending_bytes = 0;
         h.since = None;
+        self.counted(&h);
     }
 }
 

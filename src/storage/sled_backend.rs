@@ -234,7 +234,10 @@ impl std::ops::Deref for MappedInner<'_> {
 impl Backend for SledBackend {
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Bytes>> {
         // What is held comes first: a hand-over finishing meanwhile is then seen in sled.
-        if tree == Tree::State {
+        if tree == Tree::State && !self.deferred.is_empty() {
+            if self.deferred.due() {
+                self.drain()?;
+            }
             if let Some(held) = self.deferred.get(key) {
                 return Ok(held);
             }
@@ -251,6 +254,9 @@ impl Backend for SledBackend {
     ) -> Result<Vec<(Bytes, Bytes)>> {
         if tree != Tree::State || self.deferred.is_empty() {
             return self.sled_range(tree, start, end, limit);
+        }
+        if self.deferred.due() {
+            self.drain()?;
         }
         let held = self.deferred.range(start, end);
         // Each held removal hides at most one of sled's entries.
