@@ -33,7 +33,7 @@
 //! Lock order: the store's `kv` lock, then `group`; the inbox lock is taken alone.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock, Weak};
 use std::time::Duration;
 
@@ -65,7 +65,14 @@ pub struct WatchableStore {
 struct Inbox {
     state: Mutex<InboxState>,
     cv: Condvar,
+    /// Client streams open: with none, nobody waits for a revision's events, so the hub is
+    /// woken only once [`LAZY_REVS`] have queued (a thread wake-up per put saved); opening
+    /// a watcher wakes it, and it takes the queue in order before anything else.
+    streams: AtomicUsize,
 }
+
+/// Revisions queued before the hub is woken while no stream is open.
+const LAZY_REVS: usize = 256;
 
 #[derive(Default)]
 struct InboxState {
@@ -115,9 +122,12 @@ impl Inbox {
             s.bytes += bytes;
             s.revs.push_back((rev, events));
         }
+        let queued = s.revs.len();
         s.wake = true;
         drop(s);
-        self.cv.notify_one();
+        if self.streams.load(Ordering::SeqCst) > 0 || queued >= LAZY_REVS {
+            self.cv.notify_one();
+        }
     }
 
     fn push_progress(&self, stream: StreamId, watcher: Option<WatcherId>) {
@@ -178,6 +188,7 @@ impl WatchableStore {
             inbox: Arc::new(Inbox {
                 state: Mutex::default(),
                 cv: Condvar::new(),
+                streams: AtomicUsize::new(0),
             }),
             next_stream: AtomicU64::new(1),
         });
@@ -210,6 +221,7 @@ impl WatchableStore {
     pub fn new_stream(self: &Arc<Self>, capacity: usize) -> (WatchStream, mpsc::Receiver<Notice>) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let id = self.next_stream.fetch_add(1, Ordering::Relaxed);
+        self.inbox.streams.fetch_add(1, Ordering::SeqCst);
         self.group.lock().expect("group lock").add_stream(id, tx);
         (
             WatchStream {
@@ -258,6 +270,7 @@ impl WatchableStore {
 
     pub(super) fn close_stream(&self, stream: StreamId) {
         self.group.lock().expect("group lock").remove_stream(stream);
+        self.inbox.streams.fetch_sub(1, Ordering::SeqCst);
     }
 
     pub(super) fn request_progress(&self, stream: StreamId, watcher: Option<WatcherId>) {

@@ -34,6 +34,11 @@ type Waiter = oneshot::Sender<Result<Applied>>;
 #[derive(Clone)]
 pub struct Proposer {
     tx: mpsc::Sender<(Command, usize, Waiter)>,
+    /// The batches in flight, shared with the loop: a write that finds the queue empty and
+    /// a slot free is proposed from its own task, two task hand-offs fewer (a lone client's
+    /// put), and the loop batches whatever queues behind it.
+    slots: Arc<Semaphore>,
+    direct: Option<(LeaderLink, Duration)>,
 }
 
 type Queue = mpsc::Receiver<(Command, usize, Waiter)>;
@@ -41,14 +46,21 @@ type Queue = mpsc::Receiver<(Command, usize, Waiter)>;
 impl Proposer {
     /// Batches go to the leader through `link`, each with `timeout` to be applied.
     pub fn start(link: LeaderLink, timeout: Duration) -> Self {
-        let (proposer, rx) = Self::with_queue(MAX_QUEUED);
-        tokio::spawn(propose_loop(link, timeout, rx));
+        let (mut proposer, rx) = Self::with_queue(MAX_QUEUED);
+        proposer.direct = Some((link.clone(), timeout));
+        tokio::spawn(propose_loop(link, timeout, rx, proposer.slots.clone()));
         proposer
     }
 
     fn with_queue(bound: usize) -> (Self, Queue) {
         let (tx, rx) = mpsc::channel(bound);
-        (Self { tx }, rx)
+        let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+        let proposer = Self {
+            tx,
+            slots,
+            direct: None,
+        };
+        (proposer, rx)
     }
 
     /// Queue one command (of `size` encoded bytes); refused when the queue is full.
@@ -63,6 +75,20 @@ impl Proposer {
 
     /// Propose one command (of `size` encoded bytes) and wait for its apply result.
     pub async fn propose(&self, cmd: Command, size: usize) -> Result<Applied> {
+        let idle = self.tx.capacity() == self.tx.max_capacity();
+        if let (true, Some((link, timeout))) = (idle, &self.direct) {
+            if let Ok(permit) = self.slots.clone().try_acquire_owned() {
+                crate::metrics::PROPOSALS_PENDING.inc();
+                let _pending = scopeguard_dec();
+                let deadline = tokio::time::Instant::now() + *timeout;
+                let result = link.write(cmd, deadline).await;
+                drop(permit);
+                if result.is_err() {
+                    crate::metrics::PROPOSALS_FAILED.inc();
+                }
+                return result;
+            }
+        }
         let rx = self.enqueue(cmd, size)?;
         crate::metrics::PROPOSALS_PENDING.inc();
         let _pending = scopeguard_dec();
@@ -86,8 +112,7 @@ fn scopeguard_dec() -> impl Drop {
     Dec
 }
 
-async fn propose_loop(link: LeaderLink, timeout: Duration, mut rx: Queue) {
-    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+async fn propose_loop(link: LeaderLink, timeout: Duration, mut rx: Queue, slots: Arc<Semaphore>) {
     while let Some(first) = rx.recv().await {
         let Ok(permit) = slots.clone().acquire_owned().await else {
             return;
