@@ -35,8 +35,8 @@ type Waiter = oneshot::Sender<Result<Applied>>;
 pub struct Proposer {
     tx: mpsc::Sender<(Command, usize, Waiter)>,
     /// The batches in flight, shared with the loop: a write that finds the queue empty and
-    /// a slot free is proposed from its own task, two task hand-offs fewer (a lone client's
-    /// put), and the loop batches whatever queues behind it.
+    /// nothing in flight is proposed from its own task, two task hand-offs fewer (a lone
+    /// client's put), and the loop batches whatever queues behind it.
     slots: Arc<Semaphore>,
     direct: Option<(LeaderLink, Duration)>,
 }
@@ -75,7 +75,10 @@ impl Proposer {
 
     /// Propose one command (of `size` encoded bytes) and wait for its apply result.
     pub async fn propose(&self, cmd: Command, size: usize) -> Result<Applied> {
-        let idle = self.tx.capacity() == self.tx.max_capacity();
+        // Idle: nothing queued and nothing in flight, so a slot taken here never keeps a
+        // batch of queued writes waiting.
+        let idle = self.tx.capacity() == self.tx.max_capacity()
+            && self.slots.available_permits() == IN_FLIGHT;
         if let (true, Some((link, timeout))) = (idle, &self.direct) {
             if let Ok(permit) = self.slots.clone().try_acquire_owned() {
                 crate::metrics::PROPOSALS_PENDING.inc();
