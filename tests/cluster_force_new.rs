@@ -66,7 +66,23 @@ async fn a_forced_member_keeps_every_write_and_serves_alone() {
         acked.push((k, v));
     }
     drop(c);
-    // Every member dies; only m0's data is left to run.
+    // m0 is the member forced later: it must hold every acknowledged write (a member that
+    // lags loses what it never received, on etcd too). Wait until it has applied the last.
+    let mut m0 = client(&cluster.members[0].endpoint()).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = m0
+            .get("k0299", Some(GetOptions::new().with_serializable()))
+            .await;
+        if r.is_ok_and(|r| r.count() == 1) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "m0 never applied k0299");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(m0);
+    // Every member dies (kill -9: m0's applies may still be held in memory, and come back
+    // from its log); only m0's data is left to run.
     for m in cluster.members.iter_mut() {
         m.kill();
     }

@@ -194,13 +194,16 @@ async fn digest(c: &mut Client, t: Touches) -> Probe<Digest> {
     })
 }
 
-/// A grant that decodes gets a TTL of an hour or more: a lease expiring during the run
-/// would change the state on its own, between a refusal's digests.
+/// A granted lease's least TTL: a lease expiring during the run would change the state on
+/// its own, between a refusal's digests. A week, longer than any run (with an hour, a
+/// 1,000,000-case run saw its first leases expire at case 757,495).
+const LONG_TTL: i64 = 7 * 24 * 3600;
+
 fn long_lived(msg: Vec<u8>) -> Vec<u8> {
     use prost::Message;
     match metastore::proto::etcdserverpb::LeaseGrantRequest::decode(msg.as_slice()) {
         Ok(mut g) => {
-            g.ttl = g.ttl.max(3600);
+            g.ttl = g.ttl.max(LONG_TTL);
             g.encode_to_vec()
         }
         Err(_) => msg,
@@ -242,7 +245,7 @@ pub async fn settle(c: &mut Client) -> Probe<()> {
     Ok(())
 }
 
-/// A lock, campaign, proclaim or resign without a lease gets `lease` (granted for a day):
+/// A lock, campaign, proclaim or resign without a lease gets `lease` (granted for a week):
 /// for lease 0 etcd opens a session, granting a lease of 60 s (kept even when the call is
 /// then refused, as on etcd), and its expiry would change the state on its own.
 fn with_lease(name: &str, msg: Vec<u8>, lease: i64) -> Vec<u8> {
@@ -385,7 +388,7 @@ pub async fn run(
         .await
         .map_err(|e| e.to_string())?;
     let session = probe
-        .lease_grant(86_400, None)
+        .lease_grant(LONG_TTL, None)
         .await
         .map_err(|e| e.to_string())?
         .id();
