@@ -154,26 +154,8 @@ impl SledBackend {
 
     /// Hand the held state writes to sled as one atomic batch (not synced).
     fn drain(&self) -> Result<()> {
-        self.deferred.drain(|ops| {
-            let inner = self.inner()?;
-            if ops.len() == 1 {
-                // One key is atomic on its own, without a batch manifest.
-                let (k, v) = ops.iter().next().expect("one op");
-                return match v {
-                    Some(v) => inner.state.insert(k.as_ref(), v.as_ref()).map(drop),
-                    None => inner.state.remove(k.as_ref()).map(drop),
-                }
-                .map_err(io);
-            }
-            let mut b = sled::Batch::default();
-            for (k, v) in ops {
-                match v {
-                    Some(v) => b.insert(k.as_ref(), v.as_ref()),
-                    None => b.remove(k.as_ref()),
-                }
-            }
-            inner.state.apply_batch(b).map_err(io)
-        })
+        self.deferred
+            .drain(|ops| write_atomically(&self.inner()?.state, ops.iter()))
     }
 
     fn sled_range(
@@ -218,6 +200,31 @@ impl Drop for SledBackend {
     fn drop(&mut self) {
         let _ = self.flush();
     }
+}
+
+/// Write `ops` to `t` atomically. sled makes a multi-key batch atomic with a batch manifest,
+/// and writing one costs two synchronous writes to its log (it rolls the io buffer before
+/// and after the manifest). One key is atomic on its own, so it skips all that.
+fn write_atomically<'a>(
+    t: &sled::Tree,
+    mut ops: impl ExactSizeIterator<Item = (&'a Bytes, &'a Option<Bytes>)>,
+) -> Result<()> {
+    if ops.len() == 1 {
+        let (k, v) = ops.next().expect("one op");
+        return match v {
+            Some(v) => t.insert(k.as_ref(), v.as_ref()).map(drop),
+            None => t.remove(k.as_ref()).map(drop),
+        }
+        .map_err(io);
+    }
+    let mut b = sled::Batch::default();
+    for (k, v) in ops {
+        match v {
+            Some(v) => b.insert(k.as_ref(), v.as_ref()),
+            None => b.remove(k.as_ref()),
+        }
+    }
+    t.apply_batch(b).map_err(io)
 }
 
 /// A read guard on an open database.
@@ -295,10 +302,8 @@ impl Backend for SledBackend {
         })
     }
 
-    fn write(&self, tree: Tree, mut batch: WriteBatch) -> Result<()> {
-        // sled makes a multi-key batch atomic with a batch manifest, and writing one costs
-        // two synchronous writes to its log (it rolls the io buffer before and after the
-        // manifest). One key is atomic on its own, so it skips all that.
+    fn write(&self, tree: Tree, batch: WriteBatch) -> Result<()> {
+        // The state tree's writes are held (deferred.rs); the raft trees' go to sled now.
         if batch.ops.is_empty() {
             return Ok(());
         }
@@ -314,24 +319,8 @@ impl Backend for SledBackend {
             }
             return Ok(());
         }
-        let inner = self.inner()?;
-        if batch.ops.len() == 1 {
-            let t = inner.tree(tree);
-            let (k, v) = batch.ops.pop().expect("one op");
-            return match v {
-                Some(v) => t.insert(k.as_ref(), v.as_ref()).map(drop),
-                None => t.remove(k.as_ref()).map(drop),
-            }
-            .map_err(io);
-        }
-        let mut b = sled::Batch::default();
-        for (k, v) in batch.ops {
-            match v {
-                Some(v) => b.insert(k.as_ref(), v.as_ref()),
-                None => b.remove(k.as_ref()),
-            }
-        }
-        inner.tree(tree).apply_batch(b).map_err(io)
+        let ops = batch.ops.iter().map(|(k, v)| (k, v));
+        write_atomically(self.inner()?.tree(tree), ops)
     }
 
     /// The held state writes handed to sled, then one fsync of everything: etcd's backend
