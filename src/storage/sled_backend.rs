@@ -158,31 +158,6 @@ impl SledBackend {
             .drain(|ops| write_atomically(&self.inner()?.state, ops.iter()))
     }
 
-    fn sled_range(
-        &self,
-        tree: Tree,
-        start: &[u8],
-        end: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Bytes, Bytes)>> {
-        let inner = self.inner()?;
-        let t = inner.tree(tree);
-        let iter = if end.is_empty() {
-            t.range(start..)
-        } else {
-            t.range(start..end)
-        };
-        let mut out = Vec::new();
-        for item in iter {
-            let (k, v) = item.map_err(io)?;
-            out.push((to_bytes(k), to_bytes(v)));
-            if limit != 0 && out.len() >= limit {
-                break;
-            }
-        }
-        Ok(out)
-    }
-
     fn inner(&self) -> Result<MappedInner<'_>> {
         let g = self.inner.read().unwrap_or_else(|p| p.into_inner());
         if g.is_none() {
@@ -200,6 +175,25 @@ impl Drop for SledBackend {
     fn drop(&mut self) {
         let _ = self.flush();
     }
+}
+
+/// Entries of `t` in `[start, end)` (`end` empty: no upper bound), at most `limit` (0: all).
+fn scan(t: &sled::Tree, bounds: (&[u8], &[u8]), limit: usize) -> Result<Vec<(Bytes, Bytes)>> {
+    let (start, end) = bounds;
+    let iter = if end.is_empty() {
+        t.range(start..)
+    } else {
+        t.range(start..end)
+    };
+    let mut out = Vec::new();
+    for item in iter {
+        let (k, v) = item.map_err(io)?;
+        out.push((to_bytes(k), to_bytes(v)));
+        if limit != 0 && out.len() >= limit {
+            break;
+        }
+    }
+    Ok(out)
 }
 
 /// Write `ops` to `t` atomically. sled makes a multi-key batch atomic with a batch manifest,
@@ -260,7 +254,7 @@ impl Backend for SledBackend {
         limit: usize,
     ) -> Result<Vec<(Bytes, Bytes)>> {
         if tree != Tree::State || self.deferred.is_empty() {
-            return self.sled_range(tree, start, end, limit);
+            return scan(self.inner()?.tree(tree), (start, end), limit);
         }
         if self.deferred.due() {
             self.drain()?;
@@ -268,7 +262,7 @@ impl Backend for SledBackend {
         let held = self.deferred.range(start, end);
         // Each held removal hides at most one of sled's entries.
         let sled_limit = if limit == 0 { 0 } else { limit + held.len() };
-        let base = self.sled_range(tree, start, end, sled_limit)?;
+        let base = scan(self.inner()?.tree(tree), (start, end), sled_limit)?;
         Ok(deferred::merge(base, held, limit))
     }
 
