@@ -13,6 +13,7 @@ mod stream;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -410,7 +411,7 @@ where
 
 /// `POST /v3/watch`: a watch stream over the request body.
 async fn watch(State(member): State<Arc<Member>>, req: Request) -> Response {
-    let (metadata, body) = match open_stream(&member, req) {
+    let (metadata, body) = match open_stream(&member, req).await {
         Ok(opened) => opened,
         Err(resp) => return *resp,
     };
@@ -434,7 +435,7 @@ async fn watch(State(member): State<Arc<Member>>, req: Request) -> Response {
 
 /// `POST /v3/lease/keepalive`: a keep-alive stream over the request body.
 async fn keep_alive(State(member): State<Arc<Member>>, req: Request) -> Response {
-    let (metadata, body) = match open_stream(&member, req) {
+    let (metadata, body) = match open_stream(&member, req).await {
         Ok(opened) => opened,
         Err(resp) => return *resp,
     };
@@ -462,7 +463,7 @@ async fn accept<Req>(
 where
     Req: DeserializeOwned + Default + prost::Message,
 {
-    let (metadata, body) = open_stream(member, req)?;
+    let (metadata, body) = open_stream(member, req).await?;
     let limit = request_limit(member);
     // JSON is longer than the message it encodes (base64 by a third); the message itself
     // is then held to gRPC's limit, as etcd's gateway's call is.
@@ -486,29 +487,39 @@ where
 
 /// The checks every gateway call passes first: POST only, etcd 3.4's refusal of client
 /// certificates under auth, the required leader; then the call's metadata.
-fn open_stream(member: &Member, req: Request) -> Result<(MetadataMap, Body), Box<Response>> {
-    if req.method() != Method::POST {
-        return Err(Box::new(http_error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "Method Not Allowed",
-        )));
+async fn open_stream(member: &Member, req: Request) -> Result<(MetadataMap, Body), Box<Response>> {
+    let (parts, body) = req.into_parts();
+    if parts.method != Method::POST {
+        let resp = http_error(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
+        return Err(refuse(member, body, resp).await);
     }
-    let cn = req
-        .extensions()
+    let cn = parts
+        .extensions
         .get::<super::transport::ClientInfo>()
         .and_then(|c| c.common_name.as_ref())
         .is_some_and(|cn| !cn.is_empty());
     if cn && member.auth_enabled_now() {
-        return Err(Box::new(http_error(StatusCode::BAD_REQUEST, CN_IGNORED)));
+        let resp = http_error(StatusCode::BAD_REQUEST, CN_IGNORED);
+        return Err(refuse(member, body, resp).await);
     }
-    let (parts, body) = req.into_parts();
     let metadata = forwarded(&parts.headers);
     if super::v3rpc::requires_leader(&metadata) && !member.has_leader() {
-        return Err(Box::new(json::error(
-            &crate::server::Error::NoLeader.into(),
-        )));
+        let resp = json::error(&crate::server::Error::NoLeader.into());
+        return Err(refuse(member, body, resp).await);
     }
     Ok((metadata, body))
+}
+
+/// How long a refused request's remaining body is read before the refusal goes out.
+const REFUSED_BODY_WAIT: Duration = Duration::from_millis(250);
+
+/// A refusal, sent once the request's body has been read (bounded in bytes and time):
+/// over HTTP/2 an answer sent while the client still uploads ends the stream with a
+/// reset, and curl 7.88 then reports a failure (exit 92) instead of the answer.
+async fn refuse(member: &Member, body: Body, resp: Response) -> Box<Response> {
+    let limit = request_limit(member).saturating_mul(2);
+    let _ = tokio::time::timeout(REFUSED_BODY_WAIT, axum::body::to_bytes(body, limit)).await;
+    Box::new(resp)
 }
 
 /// The gRPC metadata grpc-gateway makes of a request's headers (its
