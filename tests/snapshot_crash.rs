@@ -258,7 +258,9 @@ async fn snapshot_build_and_install_survive_a_crash_at_every_step() {
 
     let install_points = [
         ("snapshot_install_before_persist", false),
-        ("snapshot_install_after_persist", false),
+        // the snapshot's file is whole: it is loaded at start (openraft may have purged
+        // the log it covers already, so the old state could not catch up from the log)
+        ("snapshot_install_after_persist", true),
         ("snapshot_install_after_mark", true),
         ("snapshot_install_after_clear", true),
         ("snapshot_install_after_write", true),

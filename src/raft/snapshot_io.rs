@@ -228,16 +228,42 @@ fn load(backend: &dyn Backend, path: &Path) -> Result<SnapshotHeader, Error> {
 }
 
 /// Finish an install a crash interrupted: if a snapshot is marked as being installed, load
-/// it again. Runs at start, before the state is read. Whether one was finished.
+/// it again; else, if the newest snapshot is ahead of the state, load it. A received
+/// snapshot is committed to its file before it is marked, and openraft purges the log it
+/// covers without waiting for the install: a crash between the commit and the mark leaves
+/// a state behind a log whose entries after it are gone, which openraft cannot replay
+/// (`try to get log at index 553 but got Some(752)`). Runs at start, before the state is
+/// read. Whether one was loaded.
 pub fn recover(backend: &dyn Backend, snapshotter: &Snapshotter) -> Result<bool, Error> {
-    let Some(name) = backend.get(Tree::RaftMeta, INSTALLING)? else {
+    if let Some(name) = backend.get(Tree::RaftMeta, INSTALLING)? {
+        let name = String::from_utf8(name.to_vec())
+            .map_err(|_| Error::Invalid("an installing mark that is not UTF-8".into()))?;
+        let snap = snapshotter.by_name(&name)?;
+        tracing::warn!(
+            "finishing the install of snapshot {} that a crash interrupted",
+            snap.path.display()
+        );
+        load(backend, &snap.path)?;
+        return Ok(true);
+    }
+    let Some(snap) = snapshotter.latest()? else {
         return Ok(false);
     };
-    let name = String::from_utf8(name.to_vec())
-        .map_err(|_| Error::Invalid("an installing mark that is not UTF-8".into()))?;
-    let snap = snapshotter.by_name(&name)?;
+    let snap_index = snap.header.last_log_id.as_ref().map(|l| l.index);
+    let applied_index = match backend.get(Tree::State, schema::META_LAST_APPLIED)? {
+        Some(v) => Some(
+            codec::decode_log_id(&v)
+                .map_err(|e| Error::Invalid(format!("the stored last applied log id: {e}")))?
+                .index,
+        ),
+        None => None,
+    };
+    if snap_index <= applied_index {
+        return Ok(false);
+    }
     tracing::warn!(
-        "finishing the install of snapshot {} that a crash interrupted",
+        "loading snapshot {}, ahead of the state (applied {applied_index:?}): a crash \
+         interrupted its install before it was marked",
         snap.path.display()
     );
     load(backend, &snap.path)?;
