@@ -4,8 +4,10 @@
 //! sled makes a multi-key batch atomic with a batch manifest that costs one more
 //! synchronous write to its log, on top of the raft log's own. A state-machine apply is a
 //! multi-key batch, so every put paid two synchronous writes. The applies are held here
-//! instead and handed to sled as one batch at most every [`DRAIN_INTERVAL`] (or once
-//! [`MAX_PENDING_BYTES`] are held), so the manifest is paid once per interval, not per put.
+//! instead and handed to sled as one batch [`DRAIN_INTERVAL`] after the first of them, by
+//! the backend's drainer thread (off the apply path, so an apply and its watch events never
+//! wait for a hand-over), or by the writer once [`MAX_PENDING_BYTES`] are held; the manifest
+//! is paid once per interval, not per put.
 //!
 //! To ensure correctness:
 //! - consecutive batches merged into one atomic sled batch keep each batch atomic: after a
@@ -51,6 +53,18 @@ struct Held {
     since: Option<Instant>,
 }
 
+/// What a write should do once its batch is held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// The first write held since the last hand-over: the hand-over is due in
+    /// [`DRAIN_INTERVAL`] (the drainer is to be woken to wait for it).
+    First,
+    /// Held with others already waiting.
+    Held,
+    /// [`MAX_PENDING_BYTES`] are held: hand them over now, before writing more.
+    Full,
+}
+
 #[derive(Default)]
 pub struct Deferred {
     held: Mutex<Held>,
@@ -71,24 +85,30 @@ impl Deferred {
             .store(h.pending.len() + h.flushing.len(), Ordering::SeqCst);
     }
 
-    /// Whether what is held has waited for [`DRAIN_INTERVAL`] (a read then hands it over,
-    /// so that reads after the writes stop go straight to sled).
-    pub fn due(&self) -> bool {
+    /// How long until what is held is due for a hand-over (zero: now); `None` when
+    /// nothing is held.
+    pub fn due_in(&self) -> Option<Duration> {
         self.held()
             .since
-            .is_some_and(|t| t.elapsed() >= DRAIN_INTERVAL)
+            .map(|t| DRAIN_INTERVAL.saturating_sub(t.elapsed()))
     }
 
-    /// Hold `batch`; true when what is held should be handed over now.
-    pub fn write(&self, batch: WriteBatch) -> bool {
+    /// Hold `batch`; what the writer should do next.
+    pub fn write(&self, batch: WriteBatch) -> Next {
         let mut h = self.held();
         for (k, v) in batch.ops {
             h.pending_bytes += k.len() + v.as_ref().map_or(0, |v| v.len());
             h.pending.insert(k, v);
         }
         self.counted(&h);
-        let since = *h.since.get_or_insert_with(Instant::now);
-        h.pending_bytes >= MAX_PENDING_BYTES || since.elapsed() >= DRAIN_INTERVAL
+        if h.pending_bytes >= MAX_PENDING_BYTES {
+            Next::Full
+        } else if h.since.is_none() {
+            h.since = Some(Instant::now());
+            Next::First
+        } else {
+            Next::Held
+        }
     }
 
     /// What is held for `key`: `Some(None)` for a removal, `None` when nothing is.

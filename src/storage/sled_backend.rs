@@ -5,8 +5,8 @@
 //! hand-over rather than once per apply.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, RwLock, RwLockReadGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -20,14 +20,54 @@ pub struct SledBackend {
     cache_bytes: u64,
     /// The open database; `None` only while a defragmentation swaps it (or after one
     /// failed to open the result, when every call answers an error).
-    inner: RwLock<Option<Inner>>,
+    inner: Arc<RwLock<Option<Inner>>>,
     /// The size on disk and when it was read: reading it lists the database's files, too
     /// slow for every write the quota check guards.
     size: Mutex<Option<(Instant, u64)>>,
     /// Bytes written since that reading, added to it so the size never lags the writes.
     written: AtomicU64,
     /// The state tree's writes not yet handed to sled.
-    deferred: Deferred,
+    deferred: Arc<Deferred>,
+    /// The thread that hands them over once due.
+    drainer: Option<Drainer>,
+}
+
+/// The thread that hands held state writes to sled [`deferred::DRAIN_INTERVAL`] after the
+/// first of them, so no apply waits for a hand-over.
+struct Drainer {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Drainer {
+    fn spawn(inner: Arc<RwLock<Option<Inner>>>, deferred: Arc<Deferred>) -> Result<Drainer> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("backend-drain".into())
+            .spawn(move || {
+                while !stopped.load(Ordering::SeqCst) {
+                    match deferred.due_in() {
+                        None => std::thread::park(),
+                        Some(wait) if !wait.is_zero() => std::thread::park_timeout(wait),
+                        Some(_) => {
+                            if let Err(e) = hand_over(&inner, &deferred) {
+                                // What is held stays readable; the next flush or full
+                                // write meets the error and stops the member.
+                                tracing::error!("handing held state writes to sled: {e}");
+                                std::thread::park_timeout(deferred::DRAIN_INTERVAL);
+                            }
+                        }
+                    }
+                }
+            })
+            .map_err(io_std)?;
+        Ok(Drainer { stop, thread })
+    }
+
+    fn wake(&self) {
+        self.thread.thread().unpark();
+    }
 }
 
 struct Inner {
@@ -142,37 +182,56 @@ impl SledBackend {
     /// those in use).
     pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self> {
         defrag::recover(dir).map_err(io_std)?;
+        let inner = Arc::new(RwLock::new(Some(Inner::open(dir, cache_bytes)?)));
+        let deferred = Arc::new(Deferred::default());
+        let drainer = Drainer::spawn(inner.clone(), deferred.clone())?;
         Ok(Self {
             dir: dir.to_path_buf(),
             cache_bytes,
-            inner: RwLock::new(Some(Inner::open(dir, cache_bytes)?)),
+            inner,
             size: Mutex::new(None),
             written: AtomicU64::new(0),
-            deferred: Deferred::default(),
+            deferred,
+            drainer: Some(drainer),
         })
     }
 
     /// Hand the held state writes to sled as one atomic batch (not synced).
     fn drain(&self) -> Result<()> {
-        self.deferred
-            .drain(|ops| write_atomically(&self.inner()?.state, ops.iter()))
+        hand_over(&self.inner, &self.deferred)
     }
 
     fn inner(&self) -> Result<MappedInner<'_>> {
-        let g = self.inner.read().unwrap_or_else(|p| p.into_inner());
-        if g.is_none() {
-            return Err(Error::Io(
-                "the database is closed (a defragmentation could not reopen it)".into(),
-            ));
-        }
-        Ok(MappedInner(g))
+        open_inner(&self.inner)
     }
+}
+
+/// The open database behind `inner`, or the error every call answers once a
+/// defragmentation could not reopen it.
+fn open_inner(inner: &RwLock<Option<Inner>>) -> Result<MappedInner<'_>> {
+    let g = inner.read().unwrap_or_else(|p| p.into_inner());
+    if g.is_none() {
+        return Err(Error::Io(
+            "the database is closed (a defragmentation could not reopen it)".into(),
+        ));
+    }
+    Ok(MappedInner(g))
+}
+
+/// Hand what `deferred` holds to the state tree as one atomic batch (not synced).
+fn hand_over(inner: &RwLock<Option<Inner>>, deferred: &Deferred) -> Result<()> {
+    deferred.drain(|ops| write_atomically(&open_inner(inner)?.state, ops.iter()))
 }
 
 impl Drop for SledBackend {
     /// A backend let go of (the member stopping, a test's store dropped) keeps what it
     /// held: only a crash loses held writes, which the raft log replays.
     fn drop(&mut self) {
+        if let Some(d) = self.drainer.take() {
+            d.stop.store(true, Ordering::SeqCst);
+            d.wake();
+            let _ = d.thread.join();
+        }
         let _ = self.flush();
     }
 }
@@ -236,9 +295,6 @@ impl Backend for SledBackend {
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Bytes>> {
         // What is held comes first: a hand-over finishing meanwhile is then seen in sled.
         if tree == Tree::State && !self.deferred.is_empty() {
-            if self.deferred.due() {
-                self.drain()?;
-            }
             if let Some(held) = self.deferred.get(key) {
                 return Ok(held);
             }
@@ -255,9 +311,6 @@ impl Backend for SledBackend {
     ) -> Result<Vec<(Bytes, Bytes)>> {
         if tree != Tree::State || self.deferred.is_empty() {
             return scan(self.inner()?.tree(tree), (start, end), limit);
-        }
-        if self.deferred.due() {
-            self.drain()?;
         }
         let held = self.deferred.range(start, end);
         // Each held removal hides at most one of sled's entries.
@@ -308,8 +361,14 @@ impl Backend for SledBackend {
             .sum();
         self.written.fetch_add(bytes as u64, Ordering::Relaxed);
         if tree == Tree::State {
-            if self.deferred.write(batch) {
-                self.drain()?;
+            match self.deferred.write(batch) {
+                deferred::Next::Held => {}
+                deferred::Next::First => {
+                    if let Some(d) = &self.drainer {
+                        d.wake();
+                    }
+                }
+                deferred::Next::Full => self.drain()?,
             }
             return Ok(());
         }
