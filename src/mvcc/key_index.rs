@@ -15,7 +15,15 @@
 
 use std::collections::HashSet;
 
+use smallvec::{smallvec, SmallVec};
+
 use super::revision::Revision;
+
+/// A generation's revisions: most keys are put once between compactions, so one is held
+/// inline (no allocation of its own; issue 16, the index's bytes per key).
+pub type Revisions = SmallVec<[Revision; 1]>;
+/// A key's generations: most keys have only the current one, held inline.
+pub type Generations = SmallVec<[Generation; 1]>;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Generation {
@@ -23,7 +31,7 @@ pub struct Generation {
     pub ver: i64,
     /// The revision that created the key in this generation.
     pub created: Revision,
-    pub revs: Vec<Revision>,
+    pub revs: Revisions,
 }
 
 impl Generation {
@@ -40,7 +48,7 @@ impl Generation {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyIndex {
     pub modified: Revision,
-    pub generations: Vec<Generation>,
+    pub generations: Generations,
 }
 
 /// What a read at some revision sees of a key.
@@ -55,7 +63,7 @@ impl Default for KeyIndex {
     fn default() -> Self {
         Self {
             modified: Revision::default(),
-            generations: vec![Generation::default()],
+            generations: smallvec![Generation::default()],
         }
     }
 }
@@ -157,6 +165,15 @@ impl KeyIndex {
             }
         }
         self.generations.drain(..gen_idx);
+        // What a compaction leaves of most keys fits inline again: give back the heap.
+        for g in &mut self.generations {
+            if g.revs.spilled() && g.revs.len() <= 1 {
+                g.revs.shrink_to_fit();
+            }
+        }
+        if self.generations.spilled() && self.generations.len() <= 1 {
+            self.generations.shrink_to_fit();
+        }
     }
 
     /// The version of this key that a compaction at `at_main` keeps, added to `available`,
