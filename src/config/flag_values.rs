@@ -135,6 +135,11 @@ impl Config {
                 .any(|g| g.trim() == "InitialCorruptCheck=true")
     }
 
+    /// `--unsafe-no-fsync` (etcd 3.5): no `fdatasync` after the backend's writes.
+    pub fn unsafe_no_fsync(&self) -> bool {
+        self.flag("unsafe-no-fsync") == "true"
+    }
+
     /// `--corrupt-check-time` (etcd 3.4/3.5: `--experimental-...`): how often the leader
     /// compares its HashKV with its followers'; `None` (0, the default) for never.
     pub fn corrupt_check_time(&self) -> Option<Duration> {

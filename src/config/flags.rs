@@ -257,7 +257,7 @@ pub const ETCD_FLAGS: &[Flag] = &[
     sample(row("watch-progress-notify-interval", Dur, "10m", Serves("period of watch progress notifications")), "5m"),
     // --- unsafe, and the rest of 3.5 and 3.6
     row("force-new-cluster", Bool, "false", Serves("restart the member as the only voter of its cluster, keeping its data")),
-    row("unsafe-no-fsync", Bool, "false", NoEffect("every write is still fsynced before it is acknowledged")),
+    row("unsafe-no-fsync", Bool, "false", Serves("no fdatasync of the data file: a write is acknowledged once sled's sync_file_range of it is done, which a crash of the process or the kernel does not lose and a power loss can")),
     row("enable-grpc-gateway", Bool, "true", Serves("serve the JSON gateway (POST /v3/...) on the client port")),
     row("max-learners", Uint, "1", Serves("most learners a cluster may have (member add --learner beyond it is refused)")),
     row("raft-read-timeout", Dur, "5s", NoEffect("peers are reached by openraft's gRPC network, not rafthttp's connections")),

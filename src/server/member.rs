@@ -135,7 +135,7 @@ impl Member {
         let db_dir = settings.data_dir.join("member").join("db");
         std::fs::create_dir_all(&db_dir).map_err(|e| internal(&e))?;
         let backend: Arc<dyn Backend> = Arc::new(
-            SledBackend::open_with_cache(&db_dir, cfg.backend_cache_bytes)
+            SledBackend::open_with(&db_dir, cfg.backend_cache_bytes, !cfg.unsafe_no_fsync())
                 .map_err(|e| internal(&e))?,
         );
 

@@ -30,6 +30,8 @@ pub struct SledBackend {
     deferred: Arc<Deferred>,
     /// The thread that hands them over once due.
     drainer: Option<Drainer>,
+    /// Whether a sync ends in an `fdatasync` (`--unsafe-no-fsync` turns it off).
+    fsync: bool,
 }
 
 /// The thread that hands held state writes to sled [`deferred::DRAIN_INTERVAL`] after the
@@ -72,11 +74,15 @@ impl Drainer {
 
 struct Inner {
     db: sled::Db,
+    /// sled's data file, for the `fdatasync` sled does not make (below).
+    file: std::fs::File,
     raft_log: sled::Tree,
     raft_meta: sled::Tree,
     state: sled::Tree,
 }
 
+/// The file sled keeps its log and pages in, under the database's directory.
+const SLED_DATA_FILE: &str = "db";
 /// How long a size read stays good.
 const SIZE_FRESH: Duration = Duration::from_millis(100);
 /// Records copied per sled batch while defragmenting.
@@ -129,12 +135,28 @@ impl Inner {
         let raft_log = db.open_tree(Tree::RaftLog.name()).map_err(io)?;
         let raft_meta = db.open_tree(Tree::RaftMeta.name()).map_err(io)?;
         let state = db.open_tree(Tree::State.name()).map_err(io)?;
+        let file = std::fs::File::open(dir.join(SLED_DATA_FILE)).map_err(io_std)?;
         Ok(Inner {
             db,
+            file,
             raft_log,
             raft_meta,
             state,
         })
+    }
+
+    /// Write out sled's io buffers (each ends in a `sync_file_range` of what it wrote) and,
+    /// unless `--unsafe-no-fsync`, `fdatasync` the data file: `sync_file_range` neither
+    /// flushes the disk's volatile write cache nor records the file's growth, so without
+    /// it a power loss could take acknowledged writes that a crash of the process or the
+    /// kernel cannot (sled's own `fsync` runs only in its periodic flush thread, which is
+    /// off here). etcd makes one `fdatasync` of its WAL per append.
+    fn sync(&self, fsync: bool) -> Result<()> {
+        self.db.flush().map_err(io)?;
+        if fsync {
+            self.file.sync_data().map_err(io_std)?;
+        }
+        Ok(())
     }
 
     fn tree(&self, tree: Tree) -> &sled::Tree {
@@ -165,7 +187,7 @@ impl Inner {
             }
             fresh.tree(tree).apply_batch(batch).map_err(io)?;
         }
-        fresh.db.flush().map_err(io)?;
+        fresh.sync(true)?;
         Ok(())
     }
 }
@@ -181,6 +203,12 @@ impl SledBackend {
     /// Open with a page cache of `cache_bytes` (the records sled keeps in memory beyond
     /// those in use).
     pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self> {
+        Self::open_with(dir, cache_bytes, true)
+    }
+
+    /// Open with a page cache of `cache_bytes`; `fsync` false (`--unsafe-no-fsync`) skips
+    /// the `fdatasync` after sled's own writes (see [`Inner::sync`]).
+    pub fn open_with(dir: &Path, cache_bytes: u64, fsync: bool) -> Result<Self> {
         defrag::recover(dir).map_err(io_std)?;
         let inner = Arc::new(RwLock::new(Some(Inner::open(dir, cache_bytes)?)));
         let deferred = Arc::new(Deferred::default());
@@ -193,6 +221,7 @@ impl SledBackend {
             written: AtomicU64::new(0),
             deferred,
             drainer: Some(drainer),
+            fsync,
         })
     }
 
@@ -381,7 +410,7 @@ impl Backend for SledBackend {
     fn flush(&self) -> Result<()> {
         let started = std::time::Instant::now();
         self.drain()?;
-        let done = self.inner()?.db.flush().map_err(io).map(|_| ());
+        let done = self.inner()?.sync(self.fsync);
         crate::metrics::BACKEND_COMMIT_SECONDS.observe(started.elapsed().as_secs_f64());
         done
     }
@@ -390,7 +419,7 @@ impl Backend for SledBackend {
     /// fsync, once per raft log append.
     fn sync_log(&self) -> Result<()> {
         let started = std::time::Instant::now();
-        let done = self.inner()?.db.flush().map_err(io).map(|_| ());
+        let done = self.inner()?.sync(self.fsync);
         crate::metrics::WAL_FSYNC_SECONDS.observe(started.elapsed().as_secs_f64());
         done
     }
@@ -431,7 +460,7 @@ impl Backend for SledBackend {
             return Err(Error::Io("the database is closed".into()));
         };
         let paths = defrag::SwapPaths::of(&self.dir);
-        inner.db.flush().map_err(io)?;
+        inner.sync(self.fsync)?;
         let _ = std::fs::remove_dir_all(&paths.copy);
         if let Err(e) = inner.copy_to(&paths.copy, self.cache_bytes) {
             let _ = std::fs::remove_dir_all(&paths.copy);
