@@ -32,8 +32,11 @@ deps: tools
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server etcd-client; \
 	fi
 
+# Each target that runs tests builds the binary together with those tests: cargo turns on
+# the dev-dependencies' features for a build with tests, so a `--bins` build alone makes a
+# different library, and the test build would then compile it (and the binary) again.
 test: deps check-layering
-	$(CARGO) build --release --bins
+	$(CARGO) build --release --all-targets
 	METASTORE_BIN=$(CURDIR)/target/release/metastore ETCD_BIN=$$(command -v etcd) ETCDCTL_BIN=$$(command -v etcdctl) \
 		$(CARGO) test --release --all-targets -- --test-threads=2
 	# the embedding example must run, not only build
@@ -73,7 +76,7 @@ ROBUSTNESS_SCENARIOS ?= 40
 ROBUSTNESS_SECS ?= 4
 ROBUSTNESS_JOBS ?= 2
 robustness: deps
-	$(CARGO) build --release --bins
+	$(CARGO) build --release --bins --test robustness
 	METASTORE_BIN=$(CURDIR)/target/release/metastore ROBUSTNESS_SCENARIOS=$(ROBUSTNESS_SCENARIOS) \
 	ROBUSTNESS_SECS=$(ROBUSTNESS_SECS) ROBUSTNESS_SEED=$(ROBUSTNESS_SEED) ROBUSTNESS_KINDS=$(ROBUSTNESS_KINDS) \
 	ROBUSTNESS_JOBS=$(ROBUSTNESS_JOBS) \
@@ -85,7 +88,7 @@ robustness: deps
 # FUZZ_SEED replays a run.
 FUZZ_CASES ?= 1000000
 fuzz: deps
-	$(CARGO) build --release --bins
+	$(CARGO) build --release --bins --test fuzz
 	METASTORE_BIN=$(CURDIR)/target/release/metastore FUZZ_CASES=$(FUZZ_CASES) FUZZ_SEED=$(FUZZ_SEED) \
 		$(CARGO) test --release --test fuzz -- --nocapture
 
@@ -95,7 +98,7 @@ fuzz: deps
 CLUSTER_SOAK_SECS ?= 600
 SOAK_ROBUSTNESS_SCENARIOS ?= 100
 soak: deps
-	$(CARGO) build --release --bins
+	$(CARGO) build --release --bins --test crash --test cluster_soak --test robustness
 	METASTORE_BIN=$(CURDIR)/target/release/metastore METASTORE_SOAK=1 \
 		$(CARGO) test --release --test crash -- --nocapture
 	METASTORE_BIN=$(CURDIR)/target/release/metastore METASTORE_CLUSTER_SOAK_SECS=$(CLUSTER_SOAK_SECS) \
