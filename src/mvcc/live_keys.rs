@@ -35,19 +35,38 @@ impl LiveKeys {
         i.min(self.blocks.len().saturating_sub(1))
     }
 
+    /// Add `key`. A block never holds more than `2 * BLOCK` handles, so its `Vec` never
+    /// doubles past that: a full block splits before the insert. Keys written in order (an
+    /// insert past the last key) leave the full block whole and start a new one, so a set
+    /// filled in order has full blocks; any other insert splits the block in half.
     pub fn insert(&mut self, key: &Bytes) {
         if self.blocks.is_empty() {
-            self.blocks.push(Vec::with_capacity(BLOCK));
+            self.blocks.push(Vec::new());
         }
         let b = self.block_of(key);
+        let last = b + 1 == self.blocks.len();
         let block = &mut self.blocks[b];
         let Err(at) = block.binary_search_by(|k| k.as_ref().cmp(key.as_ref())) else {
             return;
         };
-        block.insert(at, key.clone());
         self.len += 1;
-        if block.len() > 2 * BLOCK {
-            let tail = block.split_off(BLOCK);
+        if block.len() < 2 * BLOCK {
+            if block.len() == block.capacity() {
+                // Doubling, but never past the block's limit.
+                let more = block.len().max(4).min(2 * BLOCK - block.len());
+                block.reserve_exact(more);
+            }
+            block.insert(at, key.clone());
+        } else if last && at == block.len() {
+            self.blocks.push(vec![key.clone()]);
+        } else {
+            let mut tail = block.split_off(BLOCK);
+            block.shrink_to_fit();
+            if at <= BLOCK {
+                block.insert(at, key.clone());
+            } else {
+                tail.insert(at - BLOCK, key.clone());
+            }
             self.blocks.insert(b + 1, tail);
         }
     }
@@ -69,9 +88,11 @@ impl LiveKeys {
         if small && b + 1 < self.blocks.len() {
             let next = self.blocks.remove(b + 1);
             let block = &mut self.blocks[b];
+            block.reserve_exact(next.len());
             block.extend(next);
             if block.len() > 2 * BLOCK {
                 let tail = block.split_off(block.len() / 2);
+                block.shrink_to_fit();
                 self.blocks.insert(b + 1, tail);
             }
         } else if empty {
@@ -159,5 +180,24 @@ mod tests {
             }
         }
         assert!(set.blocks.iter().all(|b| b.len() <= 2 * BLOCK));
+        assert!(set.blocks.iter().all(|b| b.capacity() <= 2 * BLOCK));
+    }
+
+    /// Keys inserted in order fill their blocks: one key handle per key, no spare room
+    /// beyond the last block.
+    #[test]
+    fn keys_inserted_in_order_fill_their_blocks() {
+        let mut set = LiveKeys::default();
+        let n = 10 * 2 * BLOCK + 3;
+        for i in 0..n {
+            set.insert(&Bytes::from(format!("{i:08}")));
+        }
+        assert_eq!(set.len(), n);
+        let (last, full) = set.blocks.split_last().expect("blocks");
+        assert!(full
+            .iter()
+            .all(|b| b.len() == 2 * BLOCK && b.capacity() == 2 * BLOCK));
+        assert_eq!(last.len(), 3);
+        assert_eq!(set.count(b"00000100", Some(b"00005000")), 4900);
     }
 }
