@@ -187,13 +187,13 @@ pub fn install(
     backend.write(Tree::RaftMeta, mark)?;
     backend.flush()?;
     point("snapshot_install_after_mark")?;
-    load(backend, &snap.path)?;
+    load(backend, snap)?;
     Ok(header)
 }
 
-/// Replace the state tree with the snapshot at `path`, then remove the `installing` mark.
-fn load(backend: &dyn Backend, path: &Path) -> Result<SnapshotHeader, Error> {
-    let mut r = Reader::new(BufReader::new(File::open(path)?))?;
+/// Replace the state tree with the snapshot `snap`, then remove the `installing` mark.
+fn load(backend: &dyn Backend, snap: SnapFile) -> Result<SnapshotHeader, Error> {
+    let mut r = Reader::new(BufReader::new(snap.file))?;
     let header = r.header().clone();
     backend.clear(Tree::State)?;
     point("snapshot_install_after_clear")?;
@@ -243,7 +243,7 @@ pub fn recover(backend: &dyn Backend, snapshotter: &Snapshotter) -> Result<bool,
             "finishing the install of snapshot {} that a crash interrupted",
             snap.path.display()
         );
-        load(backend, &snap.path)?;
+        load(backend, snap)?;
         return Ok(true);
     }
     let Some(snap) = snapshotter.latest()? else {
@@ -266,6 +266,6 @@ pub fn recover(backend: &dyn Backend, snapshotter: &Snapshotter) -> Result<bool,
          interrupted its install before it was marked",
         snap.path.display()
     );
-    load(backend, &snap.path)?;
+    load(backend, snap)?;
     Ok(true)
 }

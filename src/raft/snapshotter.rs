@@ -6,17 +6,21 @@
 //! - a received snapshot is written to an `.incoming` file and becomes a snapshot the same
 //!   way once it is complete;
 //! - leftovers of an interrupted write (`.tmp`, `.incoming`) are removed at start;
-//! - the newest snapshots are kept (`KEEP`), older ones removed once a newer one is whole.
+//! - only the newest snapshot is kept (`KEEP`), older ones removed once a newer one is whole;
+//! - every [`SnapFile`] handed out holds the file open: a reader that found a snapshot can
+//!   read it through even when a newer one is committed (and the older removed) meanwhile.
 
 use std::fs::{self, File};
-use std::io::BufReader;
+use std::io::{BufReader, Seek};
 use std::path::{Path, PathBuf};
 
 use super::snapshot::{Error, Reader};
 use crate::proto::metastorepb::SnapshotHeader;
 
-/// Snapshots kept on disk (etcd keeps --max-snapshots, 5 by default).
-const KEEP: usize = 2;
+/// Snapshots kept on disk. etcd keeps --max-snapshots (5) of its small raft snapshot files
+/// beside one database file; a snapshot here is the whole state, so one is kept (the state
+/// tree in the backend holds the rest).
+const KEEP: usize = 1;
 const SUFFIX: &str = ".snap";
 
 #[derive(Debug, Clone)]
@@ -24,11 +28,22 @@ pub struct Snapshotter {
     dir: PathBuf,
 }
 
-/// A whole snapshot on disk.
-#[derive(Debug, Clone)]
+/// A whole snapshot on disk, open and positioned at its start.
+#[derive(Debug)]
 pub struct SnapFile {
     pub path: PathBuf,
     pub header: SnapshotHeader,
+    pub file: File,
+}
+
+impl SnapFile {
+    /// Open the snapshot at `path` and read its header.
+    fn open(path: PathBuf) -> Result<SnapFile, Error> {
+        let mut file = File::open(&path)?;
+        let header = Reader::new(BufReader::new(&file))?.header().clone();
+        file.rewind()?;
+        Ok(SnapFile { path, header, file })
+    }
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
@@ -74,14 +89,11 @@ impl Snapshotter {
     /// the rest when the snapshot is installed.
     pub fn latest(&self) -> Result<Option<SnapFile>, Error> {
         for path in self.snapshots()?.into_iter().rev() {
-            match Reader::new(BufReader::new(File::open(&path)?)) {
-                Ok(r) => {
-                    return Ok(Some(SnapFile {
-                        header: r.header().clone(),
-                        path,
-                    }))
-                }
-                Err(e) => tracing::warn!("skipping unreadable snapshot {}: {e}", path.display()),
+            let shown = path.display().to_string();
+            match SnapFile::open(path) {
+                Ok(snap) => return Ok(Some(snap)),
+                // Removed by a newer commit since it was listed, or unreadable.
+                Err(e) => tracing::warn!("skipping snapshot {shown}: {e}"),
             }
         }
         Ok(None)
@@ -89,12 +101,7 @@ impl Snapshotter {
 
     /// The snapshot file named `name` in this directory.
     pub fn by_name(&self, name: &str) -> Result<SnapFile, Error> {
-        let path = self.dir.join(name);
-        let r = Reader::new(BufReader::new(File::open(&path)?))?;
-        Ok(SnapFile {
-            header: r.header().clone(),
-            path,
-        })
+        SnapFile::open(self.dir.join(name))
     }
 
     /// A new file to write a snapshot into, and its path.
@@ -115,8 +122,11 @@ impl Snapshotter {
 
     /// Make the written file at `tmp` the snapshot described by `header`: fsync it, give
     /// it its final name, fsync the directory, then drop snapshots older than the kept ones.
+    /// The snapshot is opened before any is dropped: a commit racing this one (a local
+    /// build and a received install) cannot remove it from under its caller.
     pub fn commit(&self, tmp: &Path, header: &SnapshotHeader) -> Result<SnapFile, Error> {
-        File::open(tmp)?.sync_all()?;
+        let file = File::open(tmp)?;
+        file.sync_all()?;
         let path = self.dir.join(file_name(header));
         fs::rename(tmp, &path)?;
         sync_dir(&self.dir)?;
@@ -131,6 +141,72 @@ impl Snapshotter {
         Ok(SnapFile {
             path,
             header: header.clone(),
+            file,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::metastorepb::LogId;
+    use crate::raft::snapshot::Writer;
+    use bytes::Bytes;
+
+    fn write(s: &Snapshotter, index: u64, value: &'static [u8]) -> SnapFile {
+        let header = SnapshotHeader {
+            last_log_id: Some(LogId {
+                term: 1,
+                node_id: 1,
+                index,
+            }),
+            ..Default::default()
+        };
+        let (tmp, file) = s.create_tmp().unwrap();
+        let mut w = Writer::new(file, &header).unwrap();
+        w.record(Bytes::from_static(b"k"), Bytes::from_static(value))
+            .unwrap();
+        w.finish().unwrap();
+        s.commit(&tmp, &header).unwrap()
+    }
+
+    fn read_through(snap: SnapFile) -> (u64, Vec<(Bytes, Bytes)>) {
+        let mut r = Reader::new(BufReader::new(snap.file)).unwrap();
+        let index = r.header().last_log_id.as_ref().expect("a log id").index;
+        let mut records = Vec::new();
+        while let Some(kv) = r.next_record().unwrap() {
+            records.push(kv);
+        }
+        (index, records)
+    }
+
+    /// One snapshot is kept, and one already found stays readable after a newer commit
+    /// removed its name (a follower being sent it while the leader builds the next).
+    #[test]
+    fn a_found_snapshot_reads_through_after_a_newer_commit_removes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Snapshotter::open(dir.path().to_path_buf()).unwrap();
+        assert!(s.latest().unwrap().is_none());
+        let built = write(&s, 5, b"five");
+        let found = s.latest().unwrap().expect("a snapshot");
+        assert_eq!(found.path, built.path);
+        let newer = write(&s, 9, b"nine");
+        assert!(!found.path.exists(), "the older snapshot is removed");
+        assert_eq!(s.snapshots().unwrap(), vec![newer.path.clone()]);
+        let k = Bytes::from_static(b"k");
+        assert_eq!(
+            read_through(found),
+            (5, vec![(k.clone(), Bytes::from_static(b"five"))])
+        );
+        // The commit's own handle reads from the start too, after the removal.
+        assert_eq!(
+            read_through(built),
+            (5, vec![(k.clone(), Bytes::from_static(b"five"))])
+        );
+        let latest = s.latest().unwrap().expect("a snapshot");
+        assert_eq!(
+            read_through(latest),
+            (9, vec![(k, Bytes::from_static(b"nine"))])
+        );
     }
 }

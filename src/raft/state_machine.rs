@@ -155,14 +155,13 @@ fn snapshot_meta(snap: &SnapFile) -> SnapshotMeta {
     }
 }
 
-async fn open_snapshot(snap: SnapFile) -> Result<Snapshot, StorageError> {
-    let file = tokio::fs::File::open(&snap.path)
-        .await
-        .map_err(|e| sm_err(ErrorVerb::Read, e))?;
-    Ok(Snapshot {
+fn open_snapshot(snap: SnapFile) -> Snapshot {
+    // The file was opened when the snapshot was found: a newer commit may have removed
+    // its name since.
+    Snapshot {
         meta: snapshot_meta(&snap),
-        snapshot: Box::new(file),
-    })
+        snapshot: Box::new(tokio::fs::File::from_std(snap.file)),
+    }
 }
 
 /// Rebuild every in-memory table from the state tree (after an install).
@@ -483,7 +482,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .latest()
             .map_err(|e| sm_err(ErrorVerb::Read, e))?;
         match latest {
-            Some(snap) => Ok(Some(open_snapshot(snap).await?)),
+            Some(snap) => Ok(Some(open_snapshot(snap))),
             None => Ok(None),
         }
     }
@@ -517,6 +516,6 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         })
         .await
         .map_err(|e| sm_err(ErrorVerb::Write, e))??;
-        open_snapshot(snap).await
+        Ok(open_snapshot(snap))
     }
 }
