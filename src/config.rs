@@ -21,7 +21,7 @@ use clap::Parser;
 pub const DEFAULT_REPORT_VERSION: &str = "3.5.17";
 
 /// `--backend-cache-bytes`'s default (storage::SledBackend's own default too).
-pub const DEFAULT_BACKEND_CACHE_BYTES: u64 = 256 << 20;
+pub const DEFAULT_BACKEND_CACHE_BYTES: u64 = 32 << 20;
 
 #[derive(Debug, Clone, Parser)]
 #[command(

@@ -194,7 +194,7 @@ impl Inner {
 
 impl SledBackend {
     /// sled's page cache unless told otherwise (`--backend-cache-bytes`'s default).
-    pub const DEFAULT_CACHE_BYTES: u64 = 256 << 20;
+    pub const DEFAULT_CACHE_BYTES: u64 = 32 << 20;
 
     pub fn open(dir: &Path) -> Result<Self> {
         Self::open_with_cache(dir, Self::DEFAULT_CACHE_BYTES)
