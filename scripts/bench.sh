@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${METASTORE_BIN:-target/release/metastore}
 ETCD=${ETCD_BIN:-$(command -v etcd)}
+ETCDCTL=${ETCDCTL_BIN:-$(command -v etcdctl)}
+# etcdctl warns about any ETCDCTL_* variable it does not know, ETCDCTL_BIN among them.
+ctl() { env -u ETCDCTL_BIN ETCDCTL_API=3 "$ETCDCTL" "$@"; }
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
@@ -55,7 +58,7 @@ WORKLOADS=(
 LAST_PUT=2
 MILLION=${BENCH_MILLION:-1000000}
 
-declare -A RPS P50 P99 AVG WATCH RSS DIR MRSS MDIR MREST
+declare -A RPS P50 P99 AVG WATCH RSS DIR CDIR DDIR MRSS MDIR MREST
 for kind in etcd metastore; do
   ep=$(start $kind)
   "$BIN" bench put --endpoints "$ep" --total 1 --key-size 3 --val-size 3 >/dev/null # creates key "foo"-sized entry
@@ -77,6 +80,14 @@ for kind in etcd metastore; do
     --puts 1000 --server-pid "$(cat "$WORK/pid")" --label "$kind" | grep '^RESULT')
   echo "$line"
   WATCH[$kind]=$line
+  # Last (it changes what the workloads above would meet): the space after a compaction of
+  # every old revision, and after a defragment.
+  rev=$(ctl --endpoints "$ep" endpoint status -w json |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)[0]["Status"]["header"]["revision"])')
+  ctl --endpoints "$ep" compact "$rev" --physical >/dev/null
+  CDIR[$kind]=$(du -sk "$WORK/$kind.data" | cut -f1)
+  ctl --endpoints "$ep" defrag >/dev/null 2>&1
+  DDIR[$kind]=$(du -sk "$WORK/$kind.data" | cut -f1)
   kill "$(cat "$WORK/pid")"; wait "$(cat "$WORK/pid")" 2>/dev/null || true
   echo "$kind: db dir $(du -sh "$WORK/$kind.data" | cut -f1)"
 
@@ -112,6 +123,8 @@ printf '%-75s %12s %12s %9s\n' "" etcd metastore ratio
 row() { printf '%-75s %12s %12s %9s\n' "$1" "$2" "$3" "$(ratio "$2" "$3")"; }
 row "server RSS after the put workloads (KiB)" "${RSS[etcd]}" "${RSS[metastore]}"
 row "data directory after the put workloads (KiB)" "${DIR[etcd]}" "${DIR[metastore]}"
+row "data directory at the end, after compacting every old revision (KiB)" "${CDIR[etcd]}" "${CDIR[metastore]}"
+row "data directory at the end, after the compaction and a defragment (KiB)" "${DDIR[etcd]}" "${DDIR[metastore]}"
 if [ "$MILLION" != 0 ]; then
   row "$MILLION keys: server RSS (KiB)" "${MRSS[etcd]}" "${MRSS[metastore]}"
   row "$MILLION keys: data directory (KiB)" "${MDIR[etcd]}" "${MDIR[metastore]}"
