@@ -116,7 +116,7 @@ pub const ETCD_FLAGS: &[Flag] = &[
     row("initial-election-tick-advance", Bool, "true", NoEffect("openraft runs its own election timer from start; there are no ticks to fast-forward")),
     sample(row("listen-peer-urls", List, "http://localhost:2380", Serves("the member's peer URLs")), "http://127.0.0.1:23800"),
     sample(row("listen-client-urls", List, "http://localhost:2379", Serves("client listeners: http, https (both on one port), unix, unixs")), "http://127.0.0.1:23790"),
-    row("max-snapshots", Uint, "5", NoEffect("metastore keeps its two newest raft snapshot files (each a whole copy of the state)")),
+    row("max-snapshots", Uint, "5", NoEffect("metastore keeps its newest raft snapshot file only (each is a whole copy of the state)")),
     row("max-wals", Uint, "5", NoEffect("there are no WAL files: the raft log is in sled and purged after snapshots")),
     sample(row("quota-backend-bytes", Int, "0", Serves("backend size quota (0 = 2 GiB)")), "8589934592"),
     row("backend-batch-interval", Dur, "", NoEffect(BBOLT)),
