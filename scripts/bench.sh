@@ -60,6 +60,9 @@ MILLION=${BENCH_MILLION:-1000000}
 
 declare -A RPS P50 P99 AVG WATCH RSS DIR CDIR DDIR MRSS MDIR MREST
 for kind in etcd metastore; do
+  # Each server starts on a quiet disk: the writeback of the other's million keys (and
+  # their removal) would otherwise land in the first workload's fsyncs.
+  sync
   ep=$(start $kind)
   "$BIN" bench put --endpoints "$ep" --total 1 --key-size 3 --val-size 3 >/dev/null # creates key "foo"-sized entry
   for i in "${!WORKLOADS[@]}"; do
