@@ -9,8 +9,8 @@ use metastore::embed::Server;
 
 /// jemalloc rather than glibc's malloc (issue 16): glibc's per-thread arenas keep what a
 /// burst of requests freed (about 37 MiB after `make bench`'s put workloads, given back
-/// only by `malloc_trim`), and its malloc and free were a tenth of the server's CPU under
-/// put 100/1000. A program embedding the library picks its own allocator.
+/// only by `malloc_trim`), and its malloc and free were about a sixth of the server's CPU
+/// under put 100/1000. A program embedding the library picks its own allocator.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

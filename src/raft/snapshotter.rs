@@ -85,18 +85,22 @@ impl Snapshotter {
         Ok(all)
     }
 
-    /// The newest whole snapshot, if any. Only its header is read here; the reader checks
-    /// the rest when the snapshot is installed.
+    /// The newest whole snapshot, if any, open. Only its header is read here; the reader
+    /// checks the rest when the snapshot is installed. A commit may remove a listed
+    /// snapshot before it is opened: a newer one exists then, so the directory is listed
+    /// again rather than an older one (also removed) tried.
     pub fn latest(&self) -> Result<Option<SnapFile>, Error> {
-        for path in self.snapshots()?.into_iter().rev() {
-            let shown = path.display().to_string();
-            match SnapFile::open(path) {
-                Ok(snap) => return Ok(Some(snap)),
-                // Removed by a newer commit since it was listed, or unreadable.
-                Err(e) => tracing::warn!("skipping snapshot {shown}: {e}"),
+        'list: loop {
+            for path in self.snapshots()?.into_iter().rev() {
+                let shown = path.display().to_string();
+                match SnapFile::open(path) {
+                    Ok(snap) => return Ok(Some(snap)),
+                    Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => continue 'list,
+                    Err(e) => tracing::warn!("skipping unreadable snapshot {shown}: {e}"),
+                }
             }
+            return Ok(None);
         }
-        Ok(None)
     }
 
     /// The snapshot file named `name` in this directory.
